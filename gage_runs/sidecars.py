@@ -1,0 +1,85 @@
+"""A run's sidecars: `<id>.project` and the user attributes in `<id>.user/`."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from typing import Any
+
+from .fsmode import make_dirs, write_text
+from .types import Run
+
+_ms_lock = threading.Lock()
+_last_ms = 0
+
+
+def associate_project(run: Run, project_dir: str) -> None:
+    """Write `<id>.project`: `file:<path>`, relative if the runs dir is inside."""
+    project_dir = os.path.abspath(project_dir)
+    runs_parent = os.path.dirname(os.path.abspath(run.run_dir))
+    if runs_parent.startswith(project_dir):
+        ref = os.path.relpath(project_dir, runs_parent)
+    else:
+        ref = project_dir
+    write_text(run.run_dir + ".project", f"file:{ref}", readonly=False)
+
+
+def run_user_dir(run: Run) -> str:
+    return run.run_dir + ".user"
+
+
+def _now_ms() -> int:
+    global _last_ms
+    with _ms_lock:
+        _last_ms = max(time.time_ns() // 1_000_000, _last_ms + 1)
+        return _last_ms
+
+
+def _log_entry_id() -> str:
+    """A time-ordered id: a ULID (48-bit ms + 80 random bits) as a UUID4."""
+    value = (_now_ms() << 80) | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (4 << 76)  # version 4
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def _author() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "__unknown__"
+
+
+def log_user_attrs(run: Run, attrs: dict[str, Any], delete: list[str] | None = None) -> None:
+    """Append an entry to the run's user attribute log (as `gage` does)."""
+    if not attrs and not delete:
+        return
+    user_dir = run_user_dir(run)
+    make_dirs(user_dir)
+    entry = {"author": _author(), "set": attrs, "delete": delete or []}
+    write_text(os.path.join(user_dir, _log_entry_id() + ".json"), json.dumps(entry))
+
+
+def run_user_attrs(run: Run) -> dict[str, Any]:
+    """User attributes, replayed from the log in file name order."""
+    user_dir = run_user_dir(run)
+    if not os.path.isdir(user_dir):
+        return {}
+    attrs: dict[str, Any] = {}
+    for name in sorted(os.listdir(user_dir)):
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(user_dir, name)) as f:
+                entry = json.load(f)
+        except (OSError, ValueError):
+            continue
+        attrs.update(entry.get("set") or {})
+        for key in entry.get("delete") or []:
+            attrs.pop(key, None)
+    return attrs

@@ -1,0 +1,64 @@
+"""Staging an op from a project into a runs dir in one call.
+
+This is what `gage-submit` and the scheduler do for each run, and what
+`gage run --stage` does in Gage: make the run, write its meta, associate
+the project, record user attributes, and stage it.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from .errors import OpDefError
+from .lifecycle import stage_run
+from .meta import init_run_meta, make_run
+from .sidecars import associate_project, log_user_attrs
+from .types import CmdArgs, OpCmd, OpDef, OpRef, Run
+
+
+def op_cmd(opdef: OpDef, project_dir: str) -> OpCmd:
+    """The run command of an op, with `$project_dir` replaced as Gage does."""
+    args = opdef.get_exec().get_run()
+    if not args:
+        raise OpDefError(f"operation '{opdef.name}' has no exec command to run")
+    if not isinstance(args, (str, list)) or (
+        isinstance(args, list) and not all(isinstance(arg, str) for arg in args)
+    ):
+        raise OpDefError(f"operation '{opdef.name}': exec must be a string or list of strings")
+    return OpCmd(_resolve_project_dir(args, project_dir), {})
+
+
+def _resolve_project_dir(args: CmdArgs, project_dir: str) -> CmdArgs:
+    if isinstance(args, str):
+        return args.replace("$project_dir", project_dir)
+    return [arg.replace("$project_dir", project_dir) for arg in args]
+
+
+def system_attrs() -> dict[str, Any]:
+    return {"platform": platform.platform()}
+
+
+def stage_op(
+    project_dir: str,
+    opdef: OpDef,
+    opref: OpRef,
+    config: dict[str, Any],
+    runs_dir: str,
+    *,
+    label: str | None = None,
+    user_attrs: dict[str, Any] | None = None,
+) -> Run:
+    """Make, initialize and stage a run of `opdef` from `project_dir`.
+
+    On a staging failure the run is left `pending` (initialized, not
+    staged), as Gage leaves it, and the error propagates.
+    """
+    cmd = op_cmd(opdef, project_dir)
+    run = make_run(opref, runs_dir)
+    init_run_meta(run, opdef, config, cmd, system_attrs())
+    associate_project(run, project_dir)
+    attrs = {**(user_attrs or {}), **({"label": label} if label else {})}
+    log_user_attrs(run, attrs)
+    stage_run(run, project_dir)
+    return run
