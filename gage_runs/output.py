@@ -55,9 +55,9 @@ class OutputCapture:
                 if not chunk:
                     break
                 pending += chunk.translate(None, _DROPPED)
-                lines = _LINE.findall(pending)
-                if lines:
-                    pending = pending[sum(len(line) for line in lines) :]
+                end = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
+                lines = _LINE.findall(pending, 0, end)
+                pending = pending[end:]
                 if len(pending) >= _MAX_PENDING:
                     lines.append(pending)
                     pending = b""
