@@ -14,33 +14,45 @@ An op's `config` entries select files and keys with specs of the form
 
 File globs follow Gage's rules (`**` spans directories, `*` and `?` stay
 within one), key globs the same over dotted keys. Files are read by
-extension: `.py` (libcst), `.json`, `.yaml`/`.yml`, `.toml`.
+extension: `.py` (libcst), `.json`, `.yaml`/`.yml`, `.toml`. A file of
+another type is skipped when a wildcard selects it (Gage warns and skips
+it) and is an error when a spec names it exactly.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from .config_files import ConfigFile, ConfigFormatError, JsonConfig, Scalar, TomlConfig, YamlConfig
-from .config_py import PythonConfig
+from .config_files import ConfigFile, ConfigFormatError, Scalar
 from .errors import ConfigError
 from .file_select import glob_to_regex
 from .types import OpDef
 
 __all__ = ["apply_config", "read_project_config"]
 
-_FORMATS: dict[str, Callable[[str], ConfigFile]] = {
-    ".py": PythonConfig,
-    ".json": JsonConfig,
-    ".yaml": YamlConfig,
-    ".yml": YamlConfig,
-    ".toml": TomlConfig,
+# Parsers by extension, as "module:class", imported on first use: libcst,
+# ruamel.yaml and tomlkit cost more to import than a small submit takes.
+_FORMATS = {
+    ".py": "config_py:PythonConfig",
+    ".json": "config_files:JsonConfig",
+    ".yaml": "config_yaml:YamlConfig",
+    ".yml": "config_yaml:YamlConfig",
+    ".toml": "config_toml:TomlConfig",
 }
+
+
+def _parser(ext: str) -> Callable[[str], ConfigFile] | None:
+    spec = _FORMATS.get(ext.lower())
+    if spec is None:
+        return None
+    module, cls = spec.split(":")
+    return getattr(importlib.import_module(f".{module}", __package__), cls)
 
 
 def read_project_config(project_dir: str, opdef: OpDef) -> dict[str, Scalar]:
@@ -81,7 +93,12 @@ class _Selected(NamedTuple):
 
 def _select(root: str, specs: list[str]) -> list[_Selected]:
     parsed = [_parse_spec(spec) for spec in specs]
-    files = [(path, *_load(root, path)) for path in _select_files(root, parsed)]
+    named = {s.file_glob for s in parsed if s.file_glob and not s.file_exclude}
+    files = [
+        (path, *_load(root, path))
+        for path in _select_files(root, parsed)
+        if path in named or _parser(os.path.splitext(path)[1])
+    ]
     key_selected = _key_select(parsed)
     keys = {key for _path, _text, file in files for key in file.values if key_selected(key)}
     return [
@@ -226,7 +243,7 @@ def _about_file(path: str) -> Iterator[None]:
 def _load(root: str, path: str) -> tuple[str, ConfigFile]:
     with _about_file(path):
         ext = os.path.splitext(path)[1]
-        load = _FORMATS.get(ext.lower())
+        load = _parser(ext)
         if load is None:
             kind = f"'{ext}'" if ext else "(no extension)"
             raise ConfigFormatError(

@@ -6,26 +6,18 @@ returns the file's new text with some of those keys set to new values.
 
 Gage 0.1.2 supports Python files only; JSON, YAML and TOML are a
 deliberate addition (design §2.2). YAML and TOML keep their comments and
-layout (ruamel.yaml round-trip, tomlkit); JSON is rewritten with the
-file's own indent.
+layout (ruamel.yaml round-trip in `config_yaml`, tomlkit in
+`config_toml`, each imported only when such a file is read); JSON is
+rewritten with the file's own indent.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
-
-import tomlkit
-import tomlkit.exceptions
-import tomlkit.items
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.representer import RoundTripRepresenter
-from ruamel.yaml.scalarstring import ScalarString
 
 Scalar = None | bool | int | float | str
 KeyPath = tuple[Any, ...]
@@ -79,7 +71,7 @@ def _flatten(data: Any, key: str = "", path: KeyPath = ()) -> Iterator[tuple[str
             yield child_key, path + (index,), _plain_scalar(child)
 
 
-class _DataConfig(ConfigFile):
+class DataConfig(ConfigFile):
     """A config file parsed into nested mappings and lists."""
 
     def __init__(self, text: str):
@@ -117,7 +109,7 @@ class _DataConfig(ConfigFile):
         """The text of the (patched) data."""
 
 
-class JsonConfig(_DataConfig):
+class JsonConfig(DataConfig):
     """A JSON file; rewritten with its detected indent when patched."""
 
     def _load(self, text: str) -> Any:
@@ -141,105 +133,5 @@ def _json_indent(text: str) -> str | None:
     return "" if "\n" in text.strip() else None
 
 
-class YamlConfig(_DataConfig):
-    """A YAML file, patched by a ruamel.yaml round trip (comments kept)."""
-
-    def _load(self, text: str) -> Any:
-        try:
-            return _yaml(text).load(text)
-        except MarkedYAMLError as e:
-            line = f" at line {e.problem_mark.line + 1}" if e.problem_mark else ""
-            reason = ", ".join(filter(None, [e.context, e.problem]))
-            raise ConfigFormatError(f"invalid YAML{line}: {_one_line(reason)}") from None
-        except YAMLError as e:
-            raise ConfigFormatError(f"invalid YAML: {_one_line(str(e))}") from None
-
-    def _converted(self, key: str, old: Any, new: Scalar) -> Any:
-        """Keep a string's quoting style (plain, 'single', "double", block)."""
-        if isinstance(old, ScalarString) and isinstance(new, str):
-            return type(old)(new)
-        return new
-
-    def _dump(self) -> str:
-        out = io.StringIO()
-        _yaml(self._text).dump(self._data, out)
-        text = out.getvalue()
-        return text if self._text.endswith("\n") else text.rstrip("\n")
-
-
-def _yaml(text: str) -> YAML:
-    """A round-trip YAML instance set up to write like `text`."""
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.explicit_start = re.search(r"^---(\s|$)", text, re.M) is not None
-    mapping, offset = _yaml_indents(text)
-    yaml.indent(mapping=mapping, sequence=offset + 2, offset=offset)
-    yaml.Representer = _YamlRepresenter
-    return yaml
-
-
-class _YamlRepresenter(RoundTripRepresenter):
-    """Writes None as `null` (ruamel's default is an empty value)."""
-
-    def represent_none(self, data: None) -> Any:
-        return self.represent_scalar("tag:yaml.org,2002:null", "null")
-
-
-_YamlRepresenter.add_representer(type(None), _YamlRepresenter.represent_none)
-
-
-_YAML_KEY_ONLY_P = re.compile(r"[^-#\s][^#]*:\s*(#.*)?$")
-
-
-def _yaml_indents(text: str) -> tuple[int, int]:
-    """Guess `(mapping indent, sequence dash offset)` from block lines."""
-    mapping = offset = None
-    parent = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        if parent is not None and indent >= parent:
-            if stripped == "-" or stripped.startswith("- "):
-                offset = indent - parent if offset is None else offset
-            elif mapping is None and indent > parent:
-                mapping = indent - parent
-        parent = indent if _YAML_KEY_ONLY_P.match(stripped) else None
-    return mapping or 2, offset or 0
-
-
-def _one_line(s: str | None) -> str:
+def one_line(s: str | None) -> str:
     return " ".join((s or "").split())
-
-
-class TomlConfig(_DataConfig):
-    """A TOML file, patched with tomlkit (comments and layout kept)."""
-
-    def _load(self, text: str) -> Any:
-        try:
-            return tomlkit.parse(text)
-        except tomlkit.exceptions.ParseError as e:
-            reason = re.sub(r" at line \d+ col \d+$", "", str(e))
-            raise ConfigFormatError(f"invalid TOML at line {e.line}: {reason}") from None
-        except tomlkit.exceptions.TOMLKitError as e:
-            raise ConfigFormatError(f"invalid TOML: {_one_line(str(e))}") from None
-
-    def _plain_data(self) -> Any:
-        return self._data.unwrap()
-
-    def _converted(self, key: str, old: Any, new: Scalar) -> Any:
-        """Keep a 'literal' string literal; TOML has no null."""
-        if new is None:
-            raise ConfigFormatError(f"cannot set {key} to null: TOML has no null value")
-        if isinstance(new, str) and _is_literal_string(old) and "'" not in new and "\n" not in new:
-            return tomlkit.string(new, literal=True)
-        return new
-
-    def _dump(self) -> str:
-        return tomlkit.dumps(self._data)
-
-
-def _is_literal_string(item: Any) -> bool:
-    return isinstance(item, tomlkit.items.String) and item.type == tomlkit.items.StringType.SLL

@@ -461,15 +461,23 @@ def test_compact_json_stays_compact(tmp_path: Path) -> None:
 def test_unreadable_files_raise_config_error(
     tmp_path: Path, path: str, text: str, message: str
 ) -> None:
-    """A file that cannot be parsed, or has no supported type, names itself."""
+    """A file that cannot be parsed, or a named file of no supported type,
+    names itself."""
     write_files(tmp_path, {f"conf/{path}": text})
     expected = f"config file conf/{path}: {message}"
     with pytest.raises(ConfigError) as e:
-        read_config(tmp_path, "conf/*")
+        read_config(tmp_path, f"conf/{path}")
     assert str(e.value) == expected
     with pytest.raises(ConfigError) as e:
-        apply(tmp_path, "conf/*", {})
+        apply(tmp_path, f"conf/{path}", {})
     assert str(e.value) == expected
+
+
+def test_wildcards_skip_files_of_unsupported_types(tmp_path: Path) -> None:
+    """`conf/*` reads the config files it can and skips README.md, as Gage
+    skips files it cannot read as config."""
+    write_files(tmp_path, {"conf/README.md": "# hi\n", "conf/c.json": '{"lr": 0.1}\n'})
+    assert read_config(tmp_path, "conf/*") == {"lr": 0.1}
 
 
 def test_non_utf8_file_raises_config_error(tmp_path: Path) -> None:
