@@ -1,0 +1,460 @@
+"""`gage-submit`: send Gage ops to the worker pool, then watch and manage their runs.
+
+    gage-submit OP [NAME=VALUE ...] [options]   stage and queue runs (like `gage run OP ...`)
+    gage-submit submit OP [NAME=VALUE ...]      the same, for an op named like a command
+    gage-submit list [filters] [--json]         runs with their status
+    gage-submit show RUN [--json]               one run in full (also `status`)
+    gage-submit logs RUN [-f]                   a run's output, optionally followed
+    gage-submit wait RUN... [--timeout T]       wait for runs to end
+    gage-submit cancel RUN...                   stop runs, queued or running
+
+A RUN is a run id, id prefix, name or name prefix, or an index (`1` is the
+latest run) or a slice (`1:5`) of the newest-first listing, as in Gage.
+All but submit and cancel only read the runs dir: no broker needed.
+
+Exit codes: 0 success; 1 a run did not complete (error, terminated, lost)
+or something unexpected failed; 2 bad input; 3 the broker is unreachable
+(the runs stay queued and reconcile sends them); 4 `wait --timeout`
+expired; 130 interrupted. Errors are one line on stderr,
+`gage-submit: error: ...`. gage-submit never prompts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from gage_runs.errors import GageRunsError, RunExecError
+
+from .errors import SubmitError, WaitTimeout
+
+PROG = "gage-submit"
+DEFAULT_MAX_RUNS = 100
+DEFAULT_LIMIT = 20
+STATUSES = (
+    "queued", "running", "finalizing", "completed", "error", "terminated", "lost",
+    "staged", "pending", "unknown",
+)
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BROKER = 3
+EXIT_TIMEOUT = 4
+EXIT_INTERRUPTED = 130
+# click >= 8.2 raises this for a bare `gage-submit`; older versions print the help.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _SubmitByDefault(click.Group):
+    """A group whose first word, when it is not a command, is an op to submit."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["submit", *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(PROG, "OP [NAME=VALUE]... [OPTIONS]\n       gage-submit COMMAND ...")
+
+
+def _project_options(fn: Callable) -> Callable:
+    fn = click.option(
+        "--runs-dir", metavar="DIR", help="Runs dir (else GAGE_RUNS, RUNS_DIR, $runs-dir, .gage/runs)."
+    )(fn)
+    return click.option(
+        "-C", "--project-dir", metavar="DIR", help="Project dir (default: found from the cwd up)."
+    )(fn)
+
+
+_broker_option = click.option("--broker", metavar="URL", help="Broker URL (else GAGE_BROKER_URL).")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group(
+    cls=_SubmitByDefault,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+def cli() -> None:
+    """Submit Gage ops to a pool of workers, and watch and manage their runs.
+
+    `gage-submit train lr=0.01` stages a run of `train` as `gage run train
+    lr=0.01` would, and queues it for a worker. Run `gage-submit submit -h`
+    for the submit options.
+    """
+
+
+# ---------------------------------------------------------------------
+# submit
+
+
+@cli.command("submit")
+@click.argument("args", nargs=-1, metavar="[OP] [NAME=VALUE]...")
+@_project_options
+@click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: GAGE_QUEUE or gage).")
+@click.option("-l", "--label", help="Label for the runs (stored as Gage stores it).")
+@click.option("--time-limit", metavar="DURATION", help="Stop a run after this long: 90, 30m, 2h.")
+@click.option(
+    "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS, show_default=True,
+    help="Refuse a grid of more runs than this.",
+)
+@click.option("--wait", is_flag=True, help="Wait for the runs; exit 1 if any does not complete.")
+@click.option("--follow", is_flag=True, help="Stream the run's output until it ends (implies --wait).")
+@_json_option
+@_broker_option
+@click.option("-y", "--yes", is_flag=True, hidden=True)  # `gage run -y` habit; never prompts
+def submit_cmd(
+    args: tuple[str, ...], project_dir: str | None, runs_dir: str | None, queue: str | None,
+    label: str | None, time_limit: str | None, max_runs: int, wait: bool, follow: bool,
+    as_json: bool, broker: str | None, yes: bool,
+) -> int:
+    """Stage runs of OP with flags NAME=VALUE and queue them for the workers.
+
+    OP defaults to the project's default op. A list value, lr=[0.1,0.01],
+    submits one run per combination of all list values. Prints one line
+    per run: `queued NAME ID FLAGS`.
+    """
+    from gage_worker.errors import BrokerUnavailable
+
+    from .flags import format_flags, parse_duration
+    from .progress import RunLines
+    from .submit import SubmitOptions, plan_submit, submit
+
+    if follow and as_json:
+        raise click.UsageError("--follow streams output; it cannot be used with --json")
+    op_name, flag_args = _split_op(list(args))
+    settings = _settings(None, broker)
+    plan = plan_submit(
+        SubmitOptions(
+            op_name=op_name, flag_args=flag_args, project_dir=project_dir, runs_dir=runs_dir,
+            queue=queue, label=label, max_runs=max_runs,
+            time_limit=parse_duration(time_limit) if time_limit else None,
+        ),
+        settings,
+    )
+    count = len(plan.configs)
+    if follow and count > 1:
+        raise SubmitError(f"--follow takes a single run and the flags make {count}: use --wait")
+    with RunLines(sys.stdout, count, f"Submitting {count} runs", quiet=as_json) as lines:
+
+        def on_submitted(submitted: Any) -> None:
+            lines.line("queued", submitted.run, format_flags(submitted.flags))
+            lines.update(len(done) + 1)
+            done.append(submitted)
+
+        done: list[Any] = []
+        submitted, broker_error = submit(plan, settings, on_submitted)
+    runs = [s.run for s in submitted]
+    if broker_error is not None:
+        if as_json:
+            _print_runs_json(runs)
+        unsent = sum(not s.sent for s in submitted)
+        raise BrokerUnavailable(
+            f"{broker_error}; {unsent} of {count} runs stay queued in {plan.runs_dir}"
+            " and reconcile sends them when the broker is back (any worker on start, or"
+            " `gage-worker reconcile`)"
+        )
+    if follow:
+        status = _follow(runs[0])
+        return EXIT_FAILED if status != "completed" else 0
+    code = _wait(runs, None, quiet=as_json) if wait else 0
+    if as_json:
+        _print_runs_json(runs)
+    return code
+
+
+def _split_op(args: list[str]) -> tuple[str | None, list[str]]:
+    """The op name and the flags; a first word with `=` is a flag (as in Gage)."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def _print_runs_json(runs: list[Any]) -> None:
+    from .info import run_info
+    from .render import print_json
+
+    print_json([run_info(run, detail=True).as_json() for run in runs], sys.stdout)
+
+
+# ---------------------------------------------------------------------
+# list
+
+
+@cli.command("list")
+@_project_options
+@click.option(
+    "-s", "--status", "statuses", multiple=True, type=click.Choice(STATUSES),
+    help="Only runs with this status (repeatable).",
+)
+@click.option("-o", "--op", "ops", multiple=True, metavar="OP", help="Only runs of this op (repeatable).")
+@click.option("-l", "--label", metavar="TEXT", help="Only runs whose label contains TEXT.")
+@click.option("--schedule", metavar="NAME", help="Only runs submitted by this schedule entry.")
+@click.option(
+    "-n", "--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True,
+    help="Show at most this many runs.",
+)
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all runs.")
+@_json_option
+def list_cmd(
+    project_dir: str | None, runs_dir: str | None, statuses: tuple[str, ...],
+    ops: tuple[str, ...], label: str | None, schedule: str | None, limit: int,
+    show_all: bool, as_json: bool,
+) -> int:
+    """List runs, newest first, with their status (queued, running on HOST, lost, ...)."""
+    from gage_runs.runs_dir import list_runs
+
+    from .info import run_info
+    from .project import current_namespace, runs_dir_for_reading
+    from .render import console, is_terminal, print_json, print_runs_table
+
+    namespace = current_namespace(project_dir)
+    rows = []
+    for index, run in enumerate(list_runs(runs_dir_for_reading(project_dir, runs_dir)), 1):
+        info = run_info(run, namespace=namespace, detail=as_json)
+        if (
+            (not statuses or info.status in statuses)
+            and (not ops or info.op in ops or run.opref.get_full_name() in ops)
+            and (label is None or label in (info.label or ""))
+            and (schedule is None or info.schedule == schedule)
+        ):
+            rows.append((index, info))
+    shown = rows if show_all else rows[:limit]
+    if as_json:
+        print_json([info.as_json() for _, info in shown], sys.stdout)
+        return 0
+    print_runs_table(shown, sys.stdout)
+    if len(shown) < len(rows):
+        note = f"Showing {len(shown)} of {len(rows)} runs (use -n N or -a to show more)"
+        if is_terminal(sys.stdout):
+            console().print(f"[dim i]{note}[/]")
+        else:
+            print(note, file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------
+# show / status
+
+
+@cli.command("show")
+@click.argument("spec", metavar="[RUN]", default="1")
+@_project_options
+@_json_option
+def show_cmd(spec: str, project_dir: str | None, runs_dir: str | None, as_json: bool) -> int:
+    """Show one run in full: status, host, queue, times, exit code, config (default: the latest)."""
+    from .info import run_info
+    from .project import current_namespace
+    from .render import print_json, print_run_detail
+
+    run = _select_run(spec, project_dir, runs_dir)
+    info = run_info(run, namespace=current_namespace(project_dir), detail=True)
+    if as_json:
+        print_json(info.as_json(), sys.stdout)
+    else:
+        print_run_detail(info, sys.stdout)
+    return 0
+
+
+cli.add_command(show_cmd, "status")
+
+
+# ---------------------------------------------------------------------
+# logs
+
+
+@cli.command("logs")
+@click.argument("spec", metavar="RUN")
+@_project_options
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the run ends.")
+def logs_cmd(spec: str, project_dir: str | None, runs_dir: str | None, follow: bool) -> int:
+    """Print a run's output, read from the runs dir (no broker needed)."""
+    from .info import run_output_path
+    from .watch import copy_output
+
+    run = _select_run(spec, project_dir, runs_dir)
+    if follow:
+        _follow(run)
+    else:
+        copy_output(run_output_path(run), 0, _write_stdout)
+    return 0
+
+
+def _write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _follow(run: Any) -> str:
+    from .watch import follow_output
+
+    sys.stdout.flush()
+    return follow_output(run, _write_stdout)
+
+
+# ---------------------------------------------------------------------
+# wait
+
+
+@cli.command("wait")
+@click.argument("specs", nargs=-1, required=True, metavar="RUN...")
+@_project_options
+@click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 4): 90, 30m, 2h.")
+def wait_cmd(
+    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, timeout: str | None
+) -> int:
+    """Wait for runs to end; exit 0 if all completed, 1 if any did not."""
+    from .flags import parse_duration
+    from .project import runs_dir_for_reading
+    from .select import select_runs
+
+    seconds = parse_duration(timeout) if timeout else None
+    runs = select_runs(runs_dir_for_reading(project_dir, runs_dir), list(specs))
+    return _wait(runs, seconds)
+
+
+def _wait(runs: list[Any], timeout: float | None, *, quiet: bool = False) -> int:
+    """Wait with run lines and a bar; the exit code for the runs' statuses."""
+    from gage_runs.meta import meta_exit_code
+
+    from .info import FAILED
+    from .progress import RunLines, status_counts
+    from .render import format_seconds
+    from .watch import wait_for_runs
+
+    finished: list[Any] = []
+    with RunLines(sys.stdout, len(runs), "Waiting", quiet=quiet) as lines:
+
+        def on_finished(run: Any, status: str) -> None:
+            finished.append(run)
+            code = meta_exit_code(run)
+            lines.line(status, run, "worker died" if code is None else f"exit {code}")
+
+        statuses = wait_for_runs(
+            runs,
+            timeout=timeout,
+            on_finished=on_finished,
+            on_status=lambda statuses: lines.update(len(finished), status_counts(statuses)),
+        )
+    if not quiet and len(runs) > 1:
+        print(f"{len(runs)} runs: {status_counts(statuses)}", file=sys.stderr)
+    if len(finished) < len(runs):
+        assert timeout is not None
+        raise WaitTimeout(
+            f"timed out after {format_seconds(timeout)}:"
+            f" {len(runs) - len(finished)} of {len(runs)} runs have not ended"
+        )
+    return EXIT_FAILED if any(status in FAILED for status in statuses.values()) else 0
+
+
+# ---------------------------------------------------------------------
+# cancel
+
+
+@cli.command("cancel")
+@click.argument("specs", nargs=-1, required=True, metavar="RUN...")
+@_project_options
+@_broker_option
+def cancel_cmd(
+    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, broker: str | None
+) -> int:
+    """Cancel runs: a queued run ends at once, a running one is stopped by its worker."""
+    from gage_worker.state import queue_status, request_cancel
+
+    from .progress import run_line
+    from .project import runs_dir_for_reading
+    from .select import select_runs
+
+    resolved = runs_dir_for_reading(project_dir, runs_dir)
+    runs = select_runs(resolved, list(specs))
+    settings = _settings(resolved, broker)
+    for run in runs:
+        before = queue_status(run)
+        after = request_cancel(run, settings)
+        print(run_line(after, run, _cancel_outcome(before, after)), flush=True)
+    return 0
+
+
+def _cancel_outcome(before: str, after: str) -> str:
+    if before in ("completed", "error", "terminated", "lost"):
+        return f"already {before}: nothing to cancel"
+    if before == "queued":
+        if after == "terminated":
+            return "cancelled before it started"
+        return "cancel requested: a worker is starting it and will stop it"
+    if before == "running":
+        return "cancel requested: its worker stops it within seconds"
+    if before == "finalizing":
+        return "already ran: being finalized"
+    return f"cancel recorded: it is {before}, not queued, and will not run if queued"
+
+
+# ---------------------------------------------------------------------
+# shared
+
+
+def _settings(runs_dir: str | None, broker: str | None) -> Any:
+    from gage_worker.settings import Settings, check_broker_url
+
+    return Settings.from_env().with_overrides(
+        runs_dir=runs_dir, broker_url=check_broker_url(broker) if broker else None
+    )
+
+
+def _select_run(spec: str, project_dir: str | None, runs_dir: str | None) -> Any:
+    from .project import runs_dir_for_reading
+    from .select import select_run
+
+    return select_run(runs_dir_for_reading(project_dir, runs_dir), spec)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `gage-submit` console script."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line; the exit code. Errors are printed as one line."""
+    try:
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except _NO_ARGS_IS_HELP as e:
+        click.echo(e.ctx.get_help())
+        return 0
+    except click.UsageError as e:
+        return _error(e.format_message(), EXIT_USAGE)
+    except click.ClickException as e:
+        return _error(e.format_message(), e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        return _error("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except GageRunsError as e:
+        return _error(str(e), _exit_code_for(e))
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        return _error(f"{e.strerror or e}{where}", EXIT_FAILED)
+    except Exception as e:
+        return _error(f"unexpected {type(e).__name__}: {e}", EXIT_FAILED)
+    return result if isinstance(result, int) else 0
+
+
+def _exit_code_for(error: GageRunsError) -> int:
+    from gage_worker.errors import BrokerUnavailable
+
+    if isinstance(error, BrokerUnavailable):
+        return EXIT_BROKER
+    if isinstance(error, WaitTimeout):
+        return EXIT_TIMEOUT
+    if isinstance(error, RunExecError):
+        return EXIT_FAILED
+    return EXIT_USAGE
+
+
+def _error(message: str, code: int) -> int:
+    one_line = " ".join(str(message).split())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    return code

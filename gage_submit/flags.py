@@ -1,0 +1,136 @@
+"""Flags on the command line: parsed as Gage parses them, checked, and expanded into a grid.
+
+`NAME=VALUE` parses as `gage run` parses it (`gage_runs.flags`). A value
+written as a list, `lr=[0.1,0.01]`, is a grid axis: one run per
+combination of all axes, in the order the flags were given, the last axis
+varying fastest. Quote a list to pass it as a string: `tags='[a,b]'`.
+
+Two checks Gage 0.1.2 does not make, so a typo fails at submit rather
+than an hour later on a worker:
+
+- a name the op's config does not have is an error listing the valid ones
+  (Gage records it in config.json and changes nothing);
+- a value must be able to replace the project's current value: a number
+  for a number, `true`/`false` for a boolean. `null` is always accepted,
+  and a string or null config takes any value, as in Gage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Mapping
+from difflib import get_close_matches
+
+from gage_runs.errors import GageRunsError
+from gage_runs.flags import FlagValue, parse_flag_assigns, parse_flag_list, parse_flag_value
+
+from .errors import SubmitError
+
+Grid = dict[str, list[FlagValue]]
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_flags(args: list[str]) -> Grid:
+    """`["lr=[0.1,0.01]", "batch=32"]` -> `{"lr": [0.1, 0.01], "batch": [32]}`.
+
+    A later assignment of a name replaces an earlier one, as in Gage.
+    """
+    grid: Grid = {}
+    for arg in args:
+        ((name, value),) = parse_flag_assigns([arg]).items()
+        items = parse_flag_list(value) if _unquoted_list(arg) else None
+        grid[name] = items if items is not None else [value]
+    return grid
+
+
+def _unquoted_list(arg: str) -> bool:
+    return arg.partition("=")[2].strip().startswith("[")
+
+
+def check_flags(grid: Grid, config: Mapping[str, FlagValue], op_name: str) -> None:
+    """SubmitError for a name `config` lacks or a value that can't replace its current one."""
+    for name, values in grid.items():
+        if name not in config:
+            raise SubmitError(_unknown_flag_message(name, config, op_name))
+        for value in values:
+            _check_value(name, value, config[name])
+
+
+def _unknown_flag_message(name: str, config: Mapping[str, FlagValue], op_name: str) -> str:
+    if not config:
+        return f"unknown flag '{name}': operation '{op_name}' has no flags (its config is empty)"
+    close = get_close_matches(name, list(config), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return (
+        f"unknown flag '{name}' for operation '{op_name}'{hint};"
+        f" valid flags: {', '.join(sorted(config))}"
+    )
+
+
+def _check_value(name: str, value: FlagValue, current: FlagValue) -> None:
+    if value is None:
+        return
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise SubmitError(
+            f"invalid value for flag '{name}': expected true or false, got {value!r}"
+        )
+    if _is_number(current) and not _is_number(value):
+        raise SubmitError(
+            f"invalid value for flag '{name}': expected a number"
+            f" (currently {current!r}), got {value!r}"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def grid_size(grid: Grid) -> int:
+    """The number of runs a grid makes."""
+    return math.prod(len(values) for values in grid.values())
+
+
+def expand_grid(grid: Grid) -> list[dict[str, FlagValue]]:
+    """Every combination of the grid's values, one flags dict per run."""
+    names = list(grid)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def format_flags(flags: Mapping[str, FlagValue]) -> str:
+    """`lr=0.1 batch=32`, for one line of output."""
+    return " ".join(f"{name}={_format_value(value)}" for name, value in flags.items())
+
+
+def _format_value(value: FlagValue) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and (
+        _reparses_as(value) != value or value.startswith("[") or any(c.isspace() for c in value)
+    ):
+        return repr(value)
+    return str(value)
+
+
+def _reparses_as(text: str) -> FlagValue:
+    try:
+        return parse_flag_value(text)
+    except GageRunsError:
+        return None
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `30m`, `2h`, `1h30m` or `1.5d`; SubmitError if bad."""
+    s = text.strip().lower()
+    parts = list(_DURATION_PART.finditer(s))
+    if not parts or "".join(m.group() for m in parts) != s:
+        raise SubmitError(f"invalid duration {text!r}: use seconds, or e.g. 30m, 2h, 1h30m")
+    seconds = sum(float(m.group(1)) * _UNIT_SECONDS[m.group(2)] for m in parts)
+    if not 0 < seconds < math.inf:
+        raise SubmitError(f"invalid duration {text!r}: must be more than zero")
+    return seconds

@@ -1,0 +1,89 @@
+"""Run lines and a progress bar: rich where a terminal is attached, plain lines otherwise.
+
+A run line is `STATUS NAME ID [DETAIL]`, the status padded to 10
+characters: the same words and order on a terminal (in colour) and in a
+pipe, so scripts can read it. The bar (terminal only) sits below the
+lines and goes away when done.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import TracebackType
+from typing import IO, Any
+
+from gage_runs.types import Run
+
+from .render import console, is_terminal, styled_status
+
+STATUS_WIDTH = 10
+
+
+def run_line(status: str, run: Run, detail: str = "") -> str:
+    """The plain text of a run line."""
+    return f"{status:<{STATUS_WIDTH}} {run.name}  {run.id}  {detail}".rstrip()
+
+
+def status_counts(statuses: dict[str, str]) -> str:
+    """`2 running, 1 queued, 3 completed`: counts by status, most first."""
+    counts = Counter(statuses.values())
+    return ", ".join(f"{n} {status}" for status, n in counts.most_common())
+
+
+class RunLines:
+    """Prints run lines and, on a terminal with more than one run, a progress bar."""
+
+    def __init__(self, out: IO[str], total: int, description: str, *, quiet: bool = False):
+        self._out = out
+        self._quiet = quiet
+        self._console: Any = console(out) if is_terminal(out) and not quiet else None
+        self._progress: Any = None
+        self._total = total
+        self._description = description
+
+    def __enter__(self) -> RunLines:
+        if self._console is not None and self._total > 1:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=self._console, transient=True,
+            )
+            self._task = self._progress.add_task(self._description, total=self._total)
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def line(self, status: str, run: Run, detail: str = "") -> None:
+        """Print one run line (nothing when quiet)."""
+        if self._quiet:
+            return
+        if self._console is None:
+            print(run_line(status, run, detail), file=self._out, flush=True)
+            return
+        from rich.markup import escape
+
+        pad = " " * max(0, STATUS_WIDTH - len(status))
+        self._console.print(
+            f"{styled_status(status)}{pad} [bold]{run.name}[/]  [dim]{run.id}[/]  {escape(detail)}"
+            .rstrip()
+        )
+
+    def update(self, completed: int, description: str | None = None) -> None:
+        """Move the bar (terminal only)."""
+        if self._progress is not None:
+            self._progress.update(
+                self._task, completed=completed, description=description or self._description
+            )

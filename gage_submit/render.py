@@ -1,0 +1,180 @@
+"""Tables and run details: rich with colour on a terminal, plain stable text otherwise.
+
+Plain output is for scripts and pipes: a header line, then one line per
+run with the columns in a fixed order, padded with spaces, `-` for an
+empty cell, and the free-text label last. `--json` is the format to parse.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import IO, Any
+
+from .info import RunInfo, short_time
+
+STATUS_STYLES = {
+    "completed": "green",
+    "error": "red",
+    "terminated": "yellow",
+    "lost": "bold red",
+    "running": "cyan",
+    "finalizing": "cyan",
+    "queued": "blue",
+    "staged": "blue",
+    "pending": "dim",
+    "unknown": "dim",
+}
+
+TABLE_COLUMNS = ("#", "name", "op", "started", "status", "host", "label")
+
+
+def is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def console(stream: IO[str] | None = None) -> Any:
+    """A rich console on `stream` (default stdout); rich is imported only when used."""
+    from rich.console import Console
+
+    return Console(file=stream or sys.stdout, highlight=False)
+
+
+def styled_status(status: str) -> str:
+    """Rich markup for a status in its colour."""
+    return f"[{STATUS_STYLES.get(status, '')}]{status}[/]"
+
+
+def table_row(index: int, info: RunInfo) -> tuple[str, ...]:
+    """A run's cells in TABLE_COLUMNS order (host only while running)."""
+    host = info.host if info.status in ("running", "finalizing") else None
+    return (
+        str(index), info.name, info.op, short_time(info.started), info.status,
+        host or "", info.label or "",
+    )
+
+
+def print_runs_table(rows: list[tuple[int, RunInfo]], out: IO[str]) -> None:
+    """The runs table: rich on a terminal, plain columns otherwise."""
+    cells = [table_row(index, info) for index, info in rows]
+    if is_terminal(out):
+        _rich_table(cells, out)
+    else:
+        for line in plain_table([TABLE_COLUMNS, *cells]):
+            print(line, file=out)
+
+
+def plain_table(rows: Iterable[tuple[str, ...]]) -> list[str]:
+    """Rows padded into columns two spaces apart; `-` marks an empty cell."""
+    rows = [tuple(cell or "-" for cell in row) for row in rows]
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
+        for row in rows
+    ]
+
+
+def _rich_table(cells: list[tuple[str, ...]], out: IO[str]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in TABLE_COLUMNS:
+        table.add_column(column, no_wrap=column != "label", style="dim" if column == "#" else "")
+    status_col = TABLE_COLUMNS.index("status")
+    for row in cells:
+        table.add_row(
+            *(styled_status(c) if i == status_col else escape(c) for i, c in enumerate(row))
+        )
+    console(out).print(table)
+
+
+def detail_fields(info: RunInfo) -> list[tuple[str, str]]:
+    """`show`'s fields as (name, text) pairs, empty ones left out."""
+    fields = [
+        ("id", info.id),
+        ("name", info.name),
+        ("operation", info.op),
+        ("status", info.status),
+        ("exit code", "" if info.exit_code is None else str(info.exit_code)),
+        ("host", info.host or ""),
+        ("label", info.label or ""),
+        ("queue", info.queue or ""),
+        ("schedule", info.schedule or ""),
+        ("time limit", format_seconds(info.time_limit)),
+        ("submitted", short_time(info.submitted)),
+        ("started", short_time(info.started)),
+        ("stopped", short_time(info.stopped)),
+        ("run dir", info.run_dir),
+    ]
+    return [(name, text) for name, text in fields if text]
+
+
+def detail_sections(info: RunInfo) -> list[tuple[str, dict[str, Any]]]:
+    """`show`'s nested sections: config, then the summary's attributes and metrics."""
+    sections = [("config", info.config or {})]
+    for name in ("attributes", "metrics"):
+        value = info.summary.get(name)
+        if isinstance(value, dict) and value:
+            sections.append((name, value))
+    return sections
+
+
+def print_run_detail(info: RunInfo, out: IO[str]) -> None:
+    """One run in full: `name: value` lines, then indented sections."""
+    fields = detail_fields(info)
+    sections = detail_sections(info)
+    if is_terminal(out):
+        _rich_detail(info, fields, sections, out)
+        return
+    width = max(len(name) for name, _ in fields) + 1
+    for name, text in fields:
+        print(f"{name + ':':<{width}} {text}", file=out)
+    for title, values in sections:
+        print(f"{title}:", file=out)
+        for key in sorted(values):
+            print(f"  {key}: {format_value(values[key])}", file=out)
+
+
+def _rich_detail(
+    info: RunInfo, fields: list[tuple[str, str]], sections: list[tuple[str, dict[str, Any]]],
+    out: IO[str],
+) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    for name, text in fields:
+        grid.add_row(name, styled_status(text) if name == "status" else escape(text))
+    for title, values in sections:
+        grid.add_row(f"[bold]{title}[/]", "")
+        for key in sorted(values):
+            grid.add_row(f"  {escape(key)}", escape(format_value(values[key])))
+    console(out).print(grid)
+
+
+def format_value(value: Any) -> str:
+    """A config or summary value: strings as they are, everything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """`5400` -> `1h30m`, `90` -> `1m30s`, None -> `""`."""
+    if seconds is None:
+        return ""
+    total = round(seconds)
+    parts = [(total // 3600, "h"), (total % 3600 // 60, "m"), (total % 60, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or f"{seconds:g}s"
+
+
+def print_json(data: Any, out: IO[str]) -> None:
+    json.dump(data, out, indent=2, sort_keys=True)
+    out.write("\n")

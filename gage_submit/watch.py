@@ -1,0 +1,83 @@
+"""Watching runs through the shared runs dir: following output, waiting for runs to end.
+
+Both only read files (status from the meta dir, output from
+`output/40_run`), so they work from any host that sees the runs dir, with
+no broker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gage_runs.types import Run
+from gage_worker.state import queue_status
+
+from .info import FINISHED, run_output_path
+
+POLL_SECONDS = 0.25
+# While a run is in one of these, its output may still grow.
+ACTIVE = ("queued", "running", "finalizing")
+
+
+def follow_output(
+    run: Run, write: Callable[[bytes], None], *, poll: float = POLL_SECONDS
+) -> str:
+    """Copy the run's output to `write` as it grows, until the run ends; its last status.
+
+    The status is read before each copy, so the copy after the run is seen
+    ended has all of its output.
+    """
+    path = run_output_path(run)
+    offset = 0
+    while True:
+        status = queue_status(run)
+        offset = copy_output(path, offset, write)
+        if status not in ACTIVE:
+            return status
+        time.sleep(poll)
+
+
+def copy_output(path: str, offset: int, write: Callable[[bytes], None]) -> int:
+    """Copy what `path` holds past `offset`; the new offset (a missing file is empty)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while chunk := f.read(65536):
+                write(chunk)
+                offset += len(chunk)
+    except FileNotFoundError:
+        pass
+    return offset
+
+
+def wait_for_runs(
+    runs: list[Run],
+    *,
+    timeout: float | None = None,
+    poll: float = POLL_SECONDS,
+    on_status: Callable[[dict[str, str]], None] = lambda statuses: None,
+    on_finished: Callable[[Run, str], None] = lambda run, status: None,
+) -> dict[str, str]:
+    """Poll until every run has finished (or `timeout` seconds pass); statuses by run id.
+
+    `on_finished` is called once per run as it finishes, `on_status` after
+    every poll with all statuses. A lost run counts as finished: its
+    worker died and reconcile finalizes it as terminated.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    statuses: dict[str, str] = {}
+    waiting = list(runs)
+    while True:
+        still_waiting = []
+        for run in waiting:
+            status = statuses[run.id] = queue_status(run)
+            if status in FINISHED:
+                on_finished(run, status)
+            else:
+                still_waiting.append(run)
+        waiting = still_waiting
+        on_status(statuses)
+        if not waiting or (deadline is not None and time.monotonic() >= deadline):
+            return statuses
+        time.sleep(poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic())))
