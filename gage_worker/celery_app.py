@@ -1,0 +1,83 @@
+"""The Celery app: its settings (design §4) and its two tasks.
+
+`celery -A gage_worker ...` finds the app configured from the environment
+(`gage_worker.app`); `gage-worker` and the enqueue API build one from their
+own `Settings` with `app_for`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from celery import Celery
+
+from .broker import broker_url, transport_options
+from .settings import Settings
+
+EXEC_TASK = "gage.exec"
+FINALIZE_TASK = "gage.finalize"
+
+
+class GageApp(Celery):
+    """A Celery app that knows its gage-queue settings."""
+
+    settings: Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for gage-queue (design §4)."""
+    return {
+        "broker_url": broker_url(settings),
+        "broker_transport_options": transport_options(settings),
+        # Messages are JSON only: a task carries a run id, nothing to pickle.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # The runs dir is the truth; task results are never stored.
+        "task_ignore_result": True,
+        "result_backend": None,
+        # Ack after the phase ends, and redeliver if the pool child dies: the
+        # run lock and the run's state make any redelivery harmless.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 3.0,
+        # Do not kill running phases when the broker connection drops: that
+        # would kill the pool child and orphan the run process. The run goes
+        # on; its message is redelivered and acked as a no-op (run locked or
+        # started), so keeping the task costs nothing.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "task_default_queue": settings.queue,
+        "task_routes": {
+            EXEC_TASK: {"queue": settings.queue},
+            FINALIZE_TASK: {"queue": settings.finalize_queue},
+        },
+    }
+
+
+def make_app(settings: Settings) -> GageApp:
+    """A configured app: the two tasks, and the worker's reconcile step."""
+    from .recovery import ReconcileStep
+    from .tasks import register_tasks
+
+    app = GageApp("gage_worker", set_as_current=False)
+    app.settings = settings
+    app.conf.update(celery_config(settings))
+    register_tasks(app)
+    app.steps["worker"].add(ReconcileStep)
+    return app
+
+
+@functools.lru_cache(maxsize=8)
+def app_for(settings: Settings) -> GageApp:
+    """The app of these settings, made once per process."""
+    return make_app(settings)
+
+
+def env_app() -> GageApp:
+    """The app configured from the environment (for `celery -A gage_worker`)."""
+    return app_for(Settings.from_env())

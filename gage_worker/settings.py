@@ -1,0 +1,128 @@
+"""Worker and submitter settings, read from the environment.
+
+| variable | meaning | default |
+|---|---|---|
+| `GAGE_BROKER_URL` | broker URL (`redis://`, `amqp://`, ...) | the embedded broker in the runs dir |
+| `GAGE_RUNS` (else `RUNS_DIR`) | the runs dir, as Gage resolves it | none |
+| `GAGE_QUEUE` | the default exec queue | `gage` |
+| `GAGE_FINALIZE_QUEUE` | the queue of finalize tasks; every worker consumes it | `gage-finalize` |
+| `GAGE_VISIBILITY_TIMEOUT` | seconds before Redis redelivers an unacked message | `86400` |
+| `GAGE_RECONCILE_INTERVAL` | seconds between a worker's reconcile passes | `60` |
+| `GAGE_RECONCILE_THRESHOLD` | seconds a queued run waits before reconcile re-sends it | `300` |
+| `GAGE_CANCEL_GRACE` | seconds between SIGTERM and SIGKILL on cancel or time limit | `10` |
+| `GAGE_GPUS` | GPU slots of a worker, e.g. `0,1`: one run per GPU | none |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from .errors import SettingsError
+
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "filesystem")
+_GPU_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:.-]*\Z")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker or a submitter needs to know about the queue."""
+
+    runs_dir: str | None = None
+    broker_url: str | None = None
+    queue: str = "gage"
+    finalize_queue: str = "gage-finalize"
+    visibility_timeout: float = 86400.0
+    reconcile_interval: float = 60.0
+    reconcile_threshold: float = 300.0
+    cancel_grace: float = 10.0
+    gpus: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `env` (default: os.environ); SettingsError if bad."""
+        env = os.environ if env is None else env
+        default = cls()
+        return cls(
+            runs_dir=env.get("GAGE_RUNS") or env.get("RUNS_DIR") or None,
+            broker_url=env.get("GAGE_BROKER_URL") or None,
+            queue=env.get("GAGE_QUEUE") or default.queue,
+            finalize_queue=env.get("GAGE_FINALIZE_QUEUE") or default.finalize_queue,
+            visibility_timeout=_seconds(env, "GAGE_VISIBILITY_TIMEOUT", default.visibility_timeout),
+            reconcile_interval=_seconds(env, "GAGE_RECONCILE_INTERVAL", default.reconcile_interval),
+            reconcile_threshold=_seconds(
+                env, "GAGE_RECONCILE_THRESHOLD", default.reconcile_threshold
+            ),
+            cancel_grace=_seconds(env, "GAGE_CANCEL_GRACE", default.cancel_grace),
+            gpus=parse_gpus(env.get("GAGE_GPUS") or ""),
+        ).validated()
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the given non-None fields replaced, validated."""
+        changes = {name: value for name, value in changes.items() if value is not None}
+        return replace(self, **changes).validated()  # type: ignore[arg-type]
+
+    def validated(self) -> Settings:
+        """Self, or SettingsError naming the first bad value."""
+        if self.broker_url is not None:
+            check_broker_url(self.broker_url)
+        for name in ("queue", "finalize_queue"):
+            check_queue_name(getattr(self, name))
+        if self.runs_dir is not None:
+            return replace(self, runs_dir=os.path.abspath(os.path.expanduser(self.runs_dir)))
+        return self
+
+    def require_runs_dir(self) -> str:
+        """The runs dir, or SettingsError if none is configured."""
+        if not self.runs_dir:
+            raise SettingsError("no runs dir: set GAGE_RUNS or pass --runs-dir")
+        return self.runs_dir
+
+
+def check_broker_url(url: str) -> str:
+    scheme = url.partition("://")[0]
+    if "://" not in url or scheme not in BROKER_SCHEMES:
+        raise SettingsError(
+            f"invalid broker URL {redact_url(url)!r}: expected one of "
+            + ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+        )
+    return url
+
+
+def check_queue_name(name: str) -> str:
+    if not _QUEUE_NAME.match(name):
+        raise SettingsError(
+            f"invalid queue name {name!r}: use letters, digits and _ . : - only"
+        )
+    return name
+
+
+def parse_gpus(text: str) -> tuple[str, ...]:
+    """GPU slots from `0,1` (device ids or UUIDs as CUDA_VISIBLE_DEVICES takes them)."""
+    if not text.strip():
+        return ()
+    gpus = tuple(part.strip() for part in text.split(","))
+    if not all(_GPU_ID.match(gpu) for gpu in gpus) or len(set(gpus)) != len(gpus):
+        raise SettingsError(f"invalid GPU list {text!r}: expected distinct ids like 0,1")
+    return gpus
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)

@@ -1,0 +1,65 @@
+"""Starting a Celery worker for gage-queue runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gage_runs.runs_dir import check_runs_dir
+
+from .broker import prepare_broker
+from .celery_app import app_for
+from .errors import SettingsError
+from .settings import Settings, check_queue_name
+
+DEFAULT_CONCURRENCY = 1
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What `gage-worker worker` takes besides the settings."""
+
+    queues: tuple[str, ...] = ()
+    concurrency: int | None = None
+    loglevel: str = "info"
+    hostname: str = "gage@%h"
+
+
+def worker_argv(settings: Settings, options: WorkerOptions) -> list[str]:
+    """Celery worker arguments; SettingsError for inconsistent options.
+
+    The worker always consumes the finalize queue too, so a run executed
+    on a dedicated queue (`-Q gpu`) is finalized without another worker.
+    Concurrency defaults to one run at a time (ML runs tend to use the
+    whole machine); with GPU slots it is one per GPU.
+    """
+    queues = [check_queue_name(q) for q in options.queues] or [settings.queue]
+    if settings.finalize_queue not in queues:
+        queues.append(settings.finalize_queue)
+    concurrency = options.concurrency
+    if settings.gpus:
+        if concurrency not in (None, len(settings.gpus)):
+            raise SettingsError(
+                f"--concurrency {concurrency} conflicts with --gpus "
+                f"{','.join(settings.gpus)}: a worker runs one run per GPU"
+            )
+        concurrency = len(settings.gpus)
+    concurrency = concurrency or DEFAULT_CONCURRENCY
+    if concurrency < 1:
+        raise SettingsError(f"concurrency must be at least 1, not {concurrency}")
+    return [
+        "worker",
+        "--pool=prefork",
+        f"--queues={','.join(queues)}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={options.loglevel}",
+        f"--hostname={options.hostname}",
+    ]
+
+
+def run_worker(settings: Settings, options: WorkerOptions) -> None:
+    """Check the runs dir and run a worker until it is stopped."""
+    runs_dir = check_runs_dir(settings.require_runs_dir(), writable=True)
+    settings = settings.with_overrides(runs_dir=runs_dir)
+    argv = worker_argv(settings, options)
+    prepare_broker(settings)
+    app_for(settings).worker_main(argv)
