@@ -7,8 +7,6 @@ import os
 import sys
 from typing import Any
 
-import yaml
-
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -56,6 +54,8 @@ def _load_toml(text: str) -> Any:
 
 
 def _load_yaml(text: str) -> Any:
+    import yaml  # on first use: it costs more to import than the rest of us
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

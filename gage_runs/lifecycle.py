@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from .config import apply_config as patch_config_files
 from .datafile import DataFileError, load_data_file
 from .errors import GageRunsError
 from .files_log import (
@@ -31,6 +32,7 @@ from .meta import (
     write_timestamp,
 )
 from .phase import PhaseWatcher, run_phase_exec
+from .sourcecode import copy_sourcecode, sourcecode_patterns
 from .types import OpDef, Run, RunSummary
 
 
@@ -45,8 +47,6 @@ def stage_run(run: Run, project_dir: str) -> None:
 
 def stage_sourcecode(run: Run, project_dir: str, _log_files: bool = True) -> None:
     """Copy the op's source code into the run dir and run its hook."""
-    from .sourcecode import copy_sourcecode, sourcecode_patterns  # TEMP until merged
-
     opdef = meta_opdef(run)
     runner_log(run, f"Copying source code (see log/files): {sourcecode_patterns(opdef)}")
     runs_dir = os.path.dirname(os.path.abspath(run.run_dir))
@@ -59,8 +59,6 @@ def stage_sourcecode(run: Run, project_dir: str, _log_files: bool = True) -> Non
 
 def apply_config(run: Run) -> None:
     """Patch config files in the run dir with the run's config.json."""
-    from .config import apply_config as patch_config_files  # TEMP until merged
-
     runner_log(run, "Applying configuration (see log/patched)")
     try:
         diff = patch_config_files(run.run_dir, meta_opdef(run), meta_config(run))
