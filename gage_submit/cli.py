@@ -120,7 +120,7 @@ def submit_cmd(
 
     from .flags import format_flags, parse_duration
     from .progress import RunLines
-    from .submit import SubmitOptions, plan_submit, submit
+    from .submit import Submission, SubmitOptions, plan_submit
 
     if follow and as_json:
         raise click.UsageError("--follow streams output; it cannot be used with --json")
@@ -137,15 +137,15 @@ def submit_cmd(
     count = len(plan.configs)
     if follow and count > 1:
         raise SubmitError(f"--follow takes a single run and the flags make {count}: use --wait")
-    with RunLines(sys.stdout, count, f"Submitting {count} runs", quiet=as_json) as lines:
-
-        def on_submitted(submitted: Any) -> None:
-            lines.line("queued", submitted.run, format_flags(submitted.flags))
-            lines.update(len(done) + 1)
-            done.append(submitted)
-
-        done: list[Any] = []
-        submitted, broker_error = submit(plan, settings, on_submitted)
+    with Submission(plan, settings) as submission, RunLines(
+        sys.stdout, count, f"Submitting {count} runs", quiet=as_json
+    ) as lines:
+        submitted = []
+        for item in submission:
+            submitted.append(item)
+            lines.line("queued", item.run, format_flags(item.flags))
+            lines.update(len(submitted))
+        broker_error = submission.broker_error
     runs = [s.run for s in submitted]
     if broker_error is not None:
         if as_json:
@@ -208,7 +208,8 @@ def list_cmd(
 
     from .info import run_info
     from .project import current_namespace, runs_dir_for_reading
-    from .render import console, is_terminal, print_json, print_runs_table
+    from .render import print_json, print_runs_table
+    from .term import console, is_terminal
 
     namespace = current_namespace(project_dir)
     rows = []

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from gage_runs.types import Run
 
-from .render import console, is_terminal, styled_status
+from .term import console, is_terminal, styled_status
 
 STATUS_WIDTH = 10
 
@@ -54,6 +54,7 @@ class RunLines:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), console=self._console, transient=True,
+                redirect_stdout=False, redirect_stderr=False,
             )
             self._task = self._progress.add_task(self._description, total=self._total)
             self._progress.start()

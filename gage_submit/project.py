@@ -58,14 +58,15 @@ def load_op(op_name: str | None, start: str | None = None) -> OpContext:
 def runs_dir_for_submit(context: OpContext, override: str | None) -> str:
     """The runs dir to stage into, resolved as Gage does with `override` first.
 
-    A runs dir inside the project (`.gage/runs`, a relative `$runs-dir`) is
-    created as Gage creates it. One outside must exist: a missing shared
-    runs dir usually means the share is not mounted, and runs staged
-    locally would never reach a worker.
+    A runs dir inside the project (`.gage/runs`, a relative `$runs-dir`)
+    may be missing: it is created when the first run is staged, as Gage
+    does. One outside must exist: a missing shared runs dir usually means
+    the share is not mounted, and runs staged locally would never reach a
+    worker.
     """
     runs_dir = resolve_runs_dir(context.project_dir, context.gagefile, override)
     if not os.path.exists(runs_dir) and _is_within(runs_dir, context.project_dir):
-        os.makedirs(runs_dir, exist_ok=True)
+        return runs_dir
     try:
         return check_runs_dir(runs_dir)
     except RunsDirError as e:

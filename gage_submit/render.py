@@ -8,45 +8,13 @@ empty cell, and the free-text label last. `--json` is the format to parse.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable
 from typing import IO, Any
 
 from .info import RunInfo, short_time
-
-STATUS_STYLES = {
-    "completed": "green",
-    "error": "red",
-    "terminated": "yellow",
-    "lost": "bold red",
-    "running": "cyan",
-    "finalizing": "cyan",
-    "queued": "blue",
-    "staged": "blue",
-    "pending": "dim",
-    "unknown": "dim",
-}
+from .term import console, is_terminal, styled_status
 
 TABLE_COLUMNS = ("#", "name", "op", "started", "status", "host", "label")
-
-
-def is_terminal(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def console(stream: IO[str] | None = None) -> Any:
-    """A rich console on `stream` (default stdout); rich is imported only when used."""
-    from rich.console import Console
-
-    return Console(file=stream or sys.stdout, highlight=False)
-
-
-def styled_status(status: str) -> str:
-    """Rich markup for a status in its colour."""
-    return f"[{STATUS_STYLES.get(status, '')}]{status}[/]"
 
 
 def table_row(index: int, info: RunInfo) -> tuple[str, ...]:

@@ -2,14 +2,19 @@
 
 All input is checked while planning, before anything is written: the Gage
 file and op, every flag name and value, the grid size and the runs dir.
-Submitting then stages one run at a time and queues it at once, so
-workers start on a grid while the rest is being staged.
+Submitting then stages each run and queues it at once, so workers start
+on a grid while the rest is being staged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+import multiprocessing.util
+import os
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from gage_runs.config import read_project_config
@@ -23,6 +28,10 @@ from .errors import SubmitError
 from .flags import check_flags, expand_grid, grid_size, parse_flags
 from .project import OpContext, load_op, runs_dir_for_submit
 from .sender import Sender
+
+# A grid of at least this many runs per CPU is staged by a pool of processes.
+PARALLEL_MIN_RUNS = 20
+CHUNK_RUNS = 10
 
 
 @dataclass(frozen=True)
@@ -87,27 +96,106 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
     )
 
 
-def submit(
-    plan: Plan,
-    settings: Settings,
-    on_submitted: Callable[[Submitted], None] = lambda submitted: None,
-) -> tuple[list[Submitted], BrokerUnavailable | None]:
-    """Stage and queue every run of the plan, calling `on_submitted` after each.
+class Submission:
+    """Stages and queues a plan's runs; iterate it for each run, in plan order.
 
-    Returns the runs and the broker error, if the broker could not be
-    reached: those runs stay queued for reconcile. A staging failure
-    propagates (that run stays pending, as Gage leaves it; the runs
-    before it are queued).
+    A big grid is staged by a pool of processes, one per CPU, each with its
+    own broker connection: staging is CPU and file-system work, and a
+    1,000-run grid should take seconds. The pool is forked on entering, so
+    enter before starting a progress display (no threads at fork time).
+    `broker_error` is set after iterating if the broker could not be
+    reached: those runs stay queued for reconcile. A staging failure stops
+    the submission and propagates after the runs staged before it are
+    yielded (that run stays pending, as Gage leaves it).
     """
-    context = plan.context
-    submitted = []
-    with Sender(settings.with_overrides(runs_dir=plan.runs_dir)) as sender:
-        for run_flags, config in zip(plan.flags, plan.configs, strict=True):
-            run = stage_op(
-                context.project_dir, context.opdef, context.opref, config, plan.runs_dir,
-                label=plan.label,
+
+    def __init__(self, plan: Plan, settings: Settings):
+        self._plan = plan
+        self._settings = settings.with_overrides(runs_dir=plan.runs_dir)
+        self._jobs = list(zip(plan.flags, plan.configs, strict=True))
+        self._processes = min(os.cpu_count() or 1, len(self._jobs) // PARALLEL_MIN_RUNS)
+        self._pool: Any = None
+        self._stop: Any = None
+        self._sender: Sender | None = None
+        self.broker_error: BrokerUnavailable | None = None
+
+    def __enter__(self) -> Submission:
+        os.makedirs(self._plan.runs_dir, exist_ok=True)
+        if self._processes > 1:
+            context = multiprocessing.get_context("fork")
+            self._stop = context.Event()
+            self._pool = context.Pool(
+                self._processes, _init_worker, (self._plan, self._settings, self._stop)
             )
-            sent = sender.submit(run, plan.queue, plan.time_limit)
-            submitted.append(Submitted(run, run_flags, config, sent))
-            on_submitted(submitted[-1])
-        return submitted, sender.error
+        else:
+            self._sender = Sender(self._settings).__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._sender is not None:
+            self._sender.__exit__(exc_type, exc, tb)
+        if self._pool is not None:
+            if exc_type is None:
+                self._pool.close()
+            else:
+                self._pool.terminate()
+            self._pool.join()
+
+    def __iter__(self) -> Iterator[Submitted]:
+        if self._sender is not None:
+            for run_flags, config in self._jobs:
+                yield _stage_and_queue(self._plan, self._sender, run_flags, config)
+            self.broker_error = self._sender.error
+            return
+        chunks = [self._jobs[i : i + CHUNK_RUNS] for i in range(0, len(self._jobs), CHUNK_RUNS)]
+        failure = None
+        for submitted, broker_error, error in self._pool.imap(_stage_chunk, chunks):
+            self.broker_error = self.broker_error or broker_error
+            yield from submitted
+            if error is not None and failure is None:
+                failure = error
+                self._stop.set()
+        if failure is not None:
+            raise failure
+
+
+def _stage_and_queue(
+    plan: Plan, sender: Sender, run_flags: dict[str, FlagValue], config: dict[str, Any]
+) -> Submitted:
+    context = plan.context
+    run = stage_op(
+        context.project_dir, context.opdef, context.opref, config, plan.runs_dir,
+        label=plan.label,
+    )
+    sent = sender.submit(run, plan.queue, plan.time_limit)
+    return Submitted(run, run_flags, config, sent)
+
+
+# In each pool process: the plan, its broker connection, the stop flag.
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(plan: Plan, settings: Settings, stop: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    sender = Sender(settings).__enter__()
+    multiprocessing.util.Finalize(sender, sender.__exit__, (None, None, None), exitpriority=10)
+    _worker.update(plan=plan, sender=sender, stop=stop)
+
+
+def _stage_chunk(
+    jobs: list[tuple[dict[str, FlagValue], dict[str, Any]]],
+) -> tuple[list[Submitted], BrokerUnavailable | None, Exception | None]:
+    """Stage and queue a few runs in a pool process; what it did, and any error."""
+    plan, sender, stop = _worker["plan"], _worker["sender"], _worker["stop"]
+    submitted: list[Submitted] = []
+    try:
+        for run_flags, config in jobs:
+            if stop.is_set():
+                break
+            submitted.append(_stage_and_queue(plan, sender, run_flags, config))
+    except Exception as e:
+        return submitted, sender.error, e
+    return submitted, sender.error, None
