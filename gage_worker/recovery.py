@@ -5,10 +5,12 @@ For every run submitted to the queue (`queue/submitted`) and not stopped:
 - lost (started, lock free, no exit): finalized as terminated, never re-run;
 - cancelled before it started: finalized as terminated;
 - executed, finalize pending longer than the threshold: finalize re-sent;
-- queued longer than the threshold (since its last enqueue): re-sent, but
-  only when its queue holds fewer messages than it has queued runs, so a
-  long, healthy backlog is not flooded with duplicates. A broker restarted
-  without persistence has empty queues, so all of them are re-sent.
+- queued longer than the threshold (since its last enqueue): re-sent.
+
+Re-sends are bounded by what the broker is missing: for each queue, at
+most (runs waiting for it - messages in it) runs are re-sent, the longest
+waiting first. A healthy backlog is never flooded with duplicates, and a
+broker restarted without persistence (empty queues) gets all of them.
 
 Runs without `queue/submitted` (staged by `gage run --stage`, say) are
 left alone. Every action takes the run lock and re-checks the run, and
@@ -50,67 +52,82 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# (task, queue) -> [(waiting since, epoch µs; run)]
+Backlogs = dict[tuple[str, str], list[tuple[int, Run]]]
+
 
 def reconcile(settings: Settings) -> list[str]:
     """One reconcile pass over the runs dir; what it did, one line each."""
     runs_dir = settings.require_runs_dir()
-    now_us = time.time_ns() // 1000
-    threshold_us = settings.reconcile_threshold * 1_000_000
     done: list[str] = []
-    queued: dict[str, list[Run]] = defaultdict(list)
-    stale: dict[str, list[Run]] = defaultdict(list)
-    finalize: list[Run] = []
+    backlogs: Backlogs = defaultdict(list)
     for run in list_runs(runs_dir):
         submitted = read_submitted(run)
         if submitted is None or has_timestamp(run, "stopped") or is_locked(run):
             continue
         if read_exit(run) is not None:
-            if now_us - _mtime_us(queue_path(run, "exit")) > threshold_us:
-                finalize.append(run)
+            since = _mtime_us(queue_path(run, "exit"))
+            backlogs[(FINALIZE_TASK, settings.finalize_queue)].append((since, run))
         elif has_timestamp(run, "started") or cancel_requested(run):
             exit_code = finalize_phase(run, settings)
             if exit_code is not None:
                 done.append(f"{_label(run)}: finalized as terminated (exit {exit_code})")
         elif has_timestamp(run, "staged"):
             queue = str(submitted.get("queue") or settings.queue)
-            queued[queue].append(run)
-            last = read_enqueued(run) or submitted.get("time") or 0
-            if now_us - last > threshold_us:
-                stale[queue].append(run)
-    if finalize or stale:
-        done.extend(_send(settings, finalize, queued, stale))
+            since = read_enqueued(run) or submitted.get("time") or 0
+            backlogs[(EXEC_TASK, queue)].append((since, run))
+    stale = _stale(backlogs, settings.reconcile_threshold)
+    if stale:
+        done.extend(_resend(settings, backlogs, stale))
     pruned = prune_embedded(settings)
     if pruned:
         log.info("pruned %d claimed embedded broker messages", pruned)
     return done
 
 
-def _send(
-    settings: Settings,
-    finalize: list[Run],
-    queued: dict[str, list[Run]],
-    stale: dict[str, list[Run]],
-) -> list[str]:
+_SENT = {EXEC_TASK: "re-sent to queue ", FINALIZE_TASK: "sent finalize to queue "}
+
+
+def _stale(backlogs: Backlogs, threshold: float) -> Backlogs:
+    """Per (task, queue), the runs waiting longer than `threshold`, oldest first."""
+    cutoff = time.time_ns() // 1000 - int(threshold * 1_000_000)
+    stale = {
+        key: sorted((entry for entry in waiting if entry[0] < cutoff), key=lambda e: e[0])
+        for key, waiting in backlogs.items()
+    }
+    return {key: entries for key, entries in stale.items() if entries}
+
+
+def _resend(settings: Settings, backlogs: Backlogs, stale: Backlogs) -> list[str]:
+    """Re-send as many stale runs of each queue as its queue is missing messages."""
     done: list[str] = []
     try:
         with BrokerSession(settings) as session:
-            for run in finalize:
-                session.send(FINALIZE_TASK, run.id, settings.finalize_queue)
-                done.append(f"{_label(run)}: sent finalize")
-            for queue, runs in stale.items():
-                waiting = session.queue_size(queue)
-                if waiting >= len(queued[queue]):
-                    continue
-                for run in runs:
-                    with _locked(run) as locked:
-                        if locked and not has_timestamp(run, "started"):
-                            session.send(EXEC_TASK, run.id, queue)
-                            write_enqueued(run)
-                            done.append(f"{_label(run)}: re-sent to queue {queue}")
+            for (task, queue), entries in stale.items():
+                missing = len(backlogs[(task, queue)]) - session.queue_size(queue)
+                for _, run in entries[: max(missing, 0)]:
+                    if _resend_one(session, task, queue, run):
+                        done.append(f"{_label(run)}: {_SENT[task]}{queue}")
     except BrokerUnavailable as e:
         log.warning("reconcile: %s", e)
         done.append(f"broker unavailable, nothing sent: {e}")
     return done
+
+
+def _resend_one(session: BrokerSession, task: str, queue: str, run: Run) -> bool:
+    with _locked(run) as locked:
+        if not locked or has_timestamp(run, "stopped"):
+            return False
+        if task == FINALIZE_TASK:
+            if read_exit(run) is None:
+                return False
+            session.send(task, run.id, queue)
+            return True
+        if has_timestamp(run, "started"):
+            return False
+        session.send(task, run.id, queue)
+        write_enqueued(run)
+        return True
 
 
 @contextlib.contextmanager

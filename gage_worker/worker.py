@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+
+from celery.exceptions import CPendingDeprecationWarning
 
 from gage_runs.runs_dir import check_runs_dir
 
@@ -61,5 +64,10 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
     runs_dir = check_runs_dir(settings.require_runs_dir(), writable=True)
     settings = settings.with_overrides(runs_dir=runs_dir)
     argv = worker_argv(settings, options)
+    # Celery warns on every reconnect unless the setting is True; it is set
+    # (to False, on purpose) in celery_app.celery_config.
+    warnings.filterwarnings(
+        "ignore", message=r"\s*In Celery 5.1 we introduced", category=CPendingDeprecationWarning
+    )
     prepare_broker(settings)
     app_for(settings).worker_main(argv)

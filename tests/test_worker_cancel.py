@@ -1,0 +1,85 @@
+"""Cancel (queued and running) and the per-run time limit, with a real worker."""
+
+from __future__ import annotations
+
+import time
+
+from support.workers import wait_for
+
+from gage_runs.meta import meta_exit_code
+from gage_worker.lock import is_locked
+from gage_worker.queue_meta import write_cancel
+from gage_worker.state import queue_status, request_cancel
+
+
+def _output(run) -> str:
+    with open(f"{run.meta_dir}/output/40_run") as f:
+        return f.read()
+
+
+def _runner_log(run) -> str:
+    with open(f"{run.meta_dir}/log/runner") as f:
+        return f.read()
+
+
+def test_cancel_queued_runs(redis_bed):
+    """At once when nothing holds it; else when its message arrives."""
+    at_once = redis_bed.submit(redis_bed.stage())
+    assert queue_status(at_once) == "queued"
+    assert request_cancel(at_once, redis_bed.settings()) == "terminated"
+    assert meta_exit_code(at_once) == -15
+
+    on_delivery = redis_bed.submit(redis_bed.stage())
+    write_cancel(on_delivery)  # as if a cancel raced with the worker taking the lock
+    normal = redis_bed.submit(redis_bed.stage())
+    worker = redis_bed.start_worker("-c", "1")
+
+    states = redis_bed.wait_status([at_once, on_delivery, normal])
+    assert states == {at_once.id: "terminated", on_delivery.id: "terminated",
+                      normal.id: "completed"}
+    assert meta_exit_code(on_delivery) == -15
+    assert redis_bed.executions(at_once) == []
+    assert redis_bed.executions(on_delivery) == []
+    assert len(redis_bed.executions(normal)) == 1
+    wait_for(lambda: f"run {at_once.id}: already stopped" in worker.log(), 10,
+             "the cancelled run's message to be acked as a no-op")
+
+
+def test_cancel_running_runs_within_two_seconds(redis_bed):
+    redis_bed.start_worker("-c", "2")
+    polite = redis_bed.submit(redis_bed.stage(sleep=60))
+    stubborn = redis_bed.submit(redis_bed.stage(sleep=60, ignore_term=True))
+    for run in (polite, stubborn):
+        wait_for(lambda run=run: redis_bed.executions(run), 20, "the run to start")
+        wait_for(lambda run=run: "started" in _output(run), 10, "live output")
+
+    started = time.monotonic()
+    assert request_cancel(polite, redis_bed.settings()) == "running"
+    assert request_cancel(stubborn, redis_bed.settings()) == "running"
+    wait_for(lambda: queue_status(polite) in ("finalizing", "terminated"), 2.0,
+             "SIGTERM to end the run")
+    elapsed = time.monotonic() - started
+
+    assert redis_bed.wait_status([polite, stubborn], timeout=15) == {
+        polite.id: "terminated", stubborn.id: "terminated"}
+    assert elapsed < 2.0
+    assert meta_exit_code(polite) == -15
+    assert meta_exit_code(stubborn) == -9  # ignored SIGTERM: SIGKILL after the grace
+    assert "cancel requested: sending SIGTERM" in _runner_log(stubborn)
+    assert "sending SIGKILL" in _runner_log(stubborn)
+    assert "done" not in _output(polite)
+    assert not is_locked(polite) and not is_locked(stubborn)
+    assert len(redis_bed.executions(polite)) == len(redis_bed.executions(stubborn)) == 1
+
+
+def test_time_limit(redis_bed):
+    redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage(sleep=60), time_limit=1)
+    started = time.monotonic()
+
+    assert redis_bed.wait_status([run], timeout=20) == {run.id: "terminated"}
+
+    assert time.monotonic() - started < 8
+    assert meta_exit_code(run) == -15
+    assert "time limit of 1 s reached" in _runner_log(run)
+    assert len(redis_bed.executions(run)) == 1
