@@ -339,14 +339,14 @@ def _wait(runs: list[Any], timeout: float | None, *, quiet: bool = False) -> int
             on_finished=on_finished,
             on_status=lambda statuses: lines.update(len(finished), status_counts(statuses)),
         )
-    if not quiet and len(runs) > 1:
-        print(f"{len(runs)} runs: {status_counts(statuses)}", file=sys.stderr)
     if len(finished) < len(runs):
         assert timeout is not None
         raise WaitTimeout(
             f"timed out after {format_seconds(timeout)}:"
             f" {len(runs) - len(finished)} of {len(runs)} runs have not ended"
         )
+    if not quiet and len(runs) > 1:
+        print(f"{len(runs)} runs: {status_counts(statuses)}", file=sys.stderr)
     return EXIT_FAILED if any(status in FAILED for status in statuses.values()) else 0
 
 

@@ -1,0 +1,313 @@
+"""`list`, `show`, `logs`, `wait` and `cancel` read the runs dir; no broker is involved.
+
+Runs are made in-process with gage_runs in each state a queue adds:
+completed and failed runs are executed and finalized here; a queued run
+has `queue/submitted`; a running run's lock is held by this test process
+(any process can probe it) with a heartbeat naming this host; a lost run
+started and lost its lock holder.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.submit_cli import (
+    GageSubmit,
+    assert_one_line_error,
+    gage_submit_command,
+    run_line_fields,
+    write_project,
+)
+
+from gage_runs.errors import RunExecError
+from gage_runs.gagefile import get_opdef, load_gagefile
+from gage_runs.lifecycle import exec_run, finalize_run
+from gage_runs.meta import init_run_meta, make_run, meta_exit_code, write_timestamp
+from gage_runs.staging import stage_op
+from gage_runs.types import OpCmd, OpRef, Run
+from gage_worker.lock import try_lock
+from gage_worker.queue_meta import write_heartbeat, write_submitted
+
+
+class Runs:
+    """Makes runs of the test project in a runs dir, in a chosen state."""
+
+    def __init__(self, project: Path, runs_dir: Path):
+        self.project = project
+        self.runs_dir = runs_dir
+        self.gagefile = load_gagefile(str(project / "gage.toml"))
+        self.locks: list = []
+
+    def staged(self, op: str = "train", label: str | None = None, **config) -> Run:
+        opdef = get_opdef(self.gagefile, op)
+        base = {"train": {"lr": 0.1, "batch": 32, "optimizer": "adam"}, "fail": {"code": 3},
+                "slow": {"steps": 3}}[op]
+        return stage_op(
+            str(self.project), opdef, OpRef("proj", op), {**base, **config},
+            str(self.runs_dir), label=label,
+        )
+
+    def finished(self, op: str = "train", **config) -> Run:
+        run = self.staged(op, **config)
+        try:
+            exec_run(run)
+            code = 0
+        except RunExecError as e:
+            code = e.exit_code
+        finalize_run(run, code)
+        return run
+
+    def queued(self, schedule: str | None = None, **config) -> Run:
+        run = self.staged(**config)
+        write_submitted(run, queue="gage", time_limit=None, schedule=schedule)
+        return run
+
+    def running(self) -> Run:
+        run = self.queued()
+        self.locks.append(try_lock(run))
+        write_timestamp(run, "started")
+        write_heartbeat(run, pid=os.getpid(), pgid=os.getpgid(0))
+        return run
+
+    def lost(self) -> Run:
+        run = self.queued()
+        write_timestamp(run, "started")
+        return run
+
+    def with_id(self, run_id: str) -> Run:
+        """A pending run with a chosen id (for prefix lookups)."""
+        run = make_run(OpRef("proj", "train"), str(self.runs_dir), id=run_id)
+        opdef = get_opdef(self.gagefile, "train")
+        init_run_meta(run, opdef, {}, OpCmd("python train.py", {}))
+        return run
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "proj")
+
+
+@pytest.fixture
+def runs(project: Path, tmp_path: Path):
+    made = Runs(project, tmp_path / "runs")
+    (tmp_path / "runs").mkdir()
+    yield made
+    for lock in made.locks:
+        lock.release()
+
+
+@pytest.fixture
+def gage_submit(project: Path, runs: Runs) -> GageSubmit:
+    return GageSubmit(project, {"GAGE_RUNS": str(runs.runs_dir)})
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """Plain table rows as dicts, cut at the header's column offsets."""
+    header, *rows = text.splitlines()
+    columns = list(re.finditer(r"\S+", header))
+    names = [m.group() for m in columns]
+    starts = [m.start() for m in columns]
+    ends = [*starts[1:], None]
+    return [
+        {name: row[start:end].strip() for name, start, end in zip(names, starts, ends, strict=True)}
+        for row in rows
+    ]
+
+
+def test_list_shows_every_state_in_stable_columns(runs, gage_submit):
+    """Newest first: lost, running on this host, queued, error, completed; `-` when empty."""
+    done = runs.finished(lr=0.5)
+    failed = runs.finished("fail")
+    queued = runs.queued(label="my label")
+    running = runs.running()
+    lost = runs.lost()
+
+    result = gage_submit("list", check=True)
+
+    assert result.lines()[0].split() == ["#", "name", "op", "started", "status", "host", "label"]
+    rows = table(result.out)
+    assert [(r["#"], r["name"], r["op"], r["status"]) for r in rows] == [
+        ("1", lost.name, "train", "lost"),
+        ("2", running.name, "train", "running"),
+        ("3", queued.name, "train", "queued"),
+        ("4", failed.name, "fail", "error"),
+        ("5", done.name, "train", "completed"),
+    ]
+    assert [r["host"] for r in rows] == ["-", socket.gethostname(), "-", "-", "-"]
+    assert [r["label"] for r in rows] == ["-", "-", "my label", "-", "-"]
+    assert rows[2]["started"] == "-"
+    assert rows[4]["started"][:2] == "20" and len(rows[4]["started"]) == 19
+    assert "\x1b[" not in result.out  # no colour in a pipe
+
+
+def test_ops_of_other_projects_show_their_namespace(runs, tmp_path):
+    """Outside the project `proj`, its ops show as `proj:train`, as in Gage."""
+    run = runs.finished()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / ".git").mkdir(parents=True)
+    result = GageSubmit(elsewhere, {"GAGE_RUNS": str(runs.runs_dir)})("list", check=True)
+    assert table(result.out)[0]["op"] == "proj:train"
+    assert table(result.out)[0]["name"] == run.name
+
+
+def test_list_filters_and_limit(runs, gage_submit):
+    """--status, --op, --label, --schedule and -n narrow the list; JSON has every field."""
+    runs.finished()
+    runs.finished("fail")
+    nightly = runs.queued(schedule="nightly", label="sweep a")
+    runs.queued(label="sweep b")
+    running = runs.running()
+
+    def names(*args: str) -> list[str]:
+        return [r["name"] for r in gage_submit("list", "--json", *args, check=True).json()]
+
+    assert names("--status", "queued") == names("--label", "sweep")
+    assert len(names("--status", "queued")) == 2
+    assert names("--status", "running", "--status", "error") == [running.name, names("--op", "fail")[0]]
+    assert names("--op", "proj:fail") == names("--op", "fail")
+    assert names("--schedule", "nightly") == [nightly.name]
+    assert names("--label", "sweep a") == [nightly.name]
+    assert len(names()) == 5
+
+    limited = gage_submit("list", "-n", "2", check=True)
+    assert len(limited.lines()) == 3
+    assert limited.err == "Showing 2 of 5 runs (use -n N or -a to show more)\n"
+    assert len(gage_submit("list", "-n", "2", "-a", check=True).lines()) == 6
+
+    (info,) = gage_submit("list", "--json", "--status", "running", check=True).json()
+    assert info["host"] == socket.gethostname()
+    assert info["queue"] == "gage"
+    assert info["started"] is not None and info["stopped"] is None
+
+
+def test_show_has_every_field(runs, gage_submit):
+    """`show` gives status, exit code, times, queue and config; `status` is the same command."""
+    run = runs.finished(lr=0.25, optimizer="sgd")
+    write_submitted(run, queue="gpu", time_limit=5400, schedule=None)
+
+    shown = gage_submit("show", run.name, check=True)
+    fields = dict(line.split(":", 1) for line in shown.lines() if not line.startswith(" "))
+    fields = {k: v.strip() for k, v in fields.items()}
+    assert fields["id"] == run.id
+    assert fields["name"] == run.name
+    assert fields["operation"] == "train"
+    assert fields["status"] == "completed"
+    assert fields["exit code"] == "0"
+    assert fields["queue"] == "gpu"
+    assert fields["time limit"] == "1h30m"
+    assert fields["run dir"] == run.run_dir
+    assert {"started", "stopped"} <= set(fields)
+    assert "config:\n  batch: 32\n  lr: 0.25\n  optimizer: sgd\n" in shown.out
+    assert "metrics:\n  loss: 0.125\n" in shown.out
+    assert gage_submit("status", run.name, check=True).out == shown.out
+
+    data = gage_submit("show", run.id[:8], "--json", check=True).json()
+    assert data["config"] == {"lr": 0.25, "batch": 32, "optimizer": "sgd"}
+    assert (data["status"], data["exit_code"], data["queue"], data["time_limit"]) == (
+        "completed", 0, "gpu", 5400
+    )
+    assert data["summary"] == {"metrics": {"loss": 0.125}}
+
+
+def test_runs_are_named_as_gage_names_them(runs, gage_submit):
+    """An index, a slice, an id or id prefix, a name or name prefix; ambiguity is an error."""
+    a = runs.with_id("abcd1234-0000-4000-8000-000000000001")
+    b = runs.with_id("abcd5678-0000-4000-8000-000000000002")
+    c = runs.with_id("12345678-0000-4000-8000-000000000003")
+
+    def shown(spec: str) -> str:
+        return gage_submit("show", spec, "--json", check=True).json()["id"]
+
+    assert shown("1") == c.id  # newest first
+    assert shown("3") == a.id
+    assert shown("abcd1") == a.id
+    assert shown(b.id) == b.id
+    assert shown(c.name) == c.id
+    assert shown(c.name[:5]) == c.id  # a name prefix
+    assert shown("1234") == c.id  # not an index: only 3 runs, so an id prefix
+    line = assert_one_line_error(gage_submit("show", "abcd"))
+    assert line == (
+        f"gage-submit: error: 'abcd' matches 2 runs: {b.name} (abcd5678), {a.name} (abcd1234);"
+        " use a longer prefix"
+    )
+    waited = gage_submit("wait", "2:3", "--timeout", "0.1")  # pending runs never finish
+    assert_one_line_error(waited, "timed out after", "2 of 2 runs have not ended", code=4)
+
+
+def test_logs_prints_the_run_output(runs, gage_submit):
+    """`logs` prints output/40_run as the run wrote it; `-f` on a stopped run just prints it."""
+    run = runs.finished(lr=0.5, batch=4)
+    expected = "lr=0.5 batch=4 optimizer=adam\nloss=0.5\n"
+    assert gage_submit("logs", run.name, check=True).out == expected
+    assert gage_submit("logs", "-f", run.name, check=True, timeout=10).out == expected
+    queued = runs.queued()
+    assert gage_submit("logs", queued.name, check=True).out == ""
+
+
+def test_wait_exit_code_says_whether_any_run_failed(runs, gage_submit):
+    """`wait` prints a line per run as it ends and exits 1 if any did not complete."""
+    done = runs.finished()
+    failed = runs.finished("fail", code=4)
+    lost = runs.lost()
+
+    ok = gage_submit("wait", done.name, check=True)
+    assert run_line_fields(ok.out) == ("completed", done.name, done.id, "exit 0")
+
+    bad = gage_submit("wait", done.name, failed.id[:8], lost.name)
+    assert bad.code == 1, str(bad)
+    lines = sorted(run_line_fields(line) for line in bad.lines())
+    assert lines == sorted([
+        ("completed", done.name, done.id, "exit 0"),
+        ("error", failed.name, failed.id, "exit 4"),
+        ("lost", lost.name, lost.id, "worker died"),
+    ])
+    assert bad.err == "3 runs: 1 completed, 1 error, 1 lost\n"
+
+
+def test_cancel_a_queued_run_finishes_it_at_once(runs, gage_submit):
+    """A queued run is finalized as terminated by `cancel`; a stopped one is left alone."""
+    queued = runs.queued()
+    done = runs.finished()
+
+    result = gage_submit("cancel", queued.name, done.name, check=True)
+
+    assert [run_line_fields(line) for line in result.lines()] == [
+        ("terminated", queued.name, queued.id, "cancelled before it started"),
+        ("completed", done.name, done.id, "already completed: nothing to cancel"),
+    ]
+    assert meta_exit_code(queued) == -15
+    assert meta_exit_code(done) == 0
+
+
+def test_a_terminal_gets_colour_and_a_pipe_gets_plain_text(runs, project):
+    """With a terminal on stdout the table is rich with colour; the words are the same."""
+    runs.finished()
+    env = {**os.environ, "GAGE_RUNS": str(runs.runs_dir), "TERM": "xterm-256color",
+           "COLUMNS": "120"}
+    env.pop("NO_COLOR", None)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*gage_submit_command(), "list"], cwd=project, env=env, stdout=follower,
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(30) == 0
+    text = out.decode()
+    assert "\x1b[" in text  # colour codes
+    assert "completed" in text and "name" in text
