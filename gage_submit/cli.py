@@ -12,8 +12,8 @@ A RUN is a run id, id prefix, name or name prefix, or an index (`1` is the
 latest run) or a slice (`1:5`) of the newest-first listing, as in Gage.
 All but submit and cancel only read the runs dir: no broker needed.
 
-Exit codes: 0 success; 1 a run did not complete (error, terminated, lost)
-or something unexpected failed; 2 bad input; 3 the broker is unreachable
+Exit codes: 0 success; 1 a run did not complete (error, terminated, lost),
+could not be staged, or something unexpected failed; 2 bad input; 3 the broker is unreachable
 (the runs stay queued and reconcile sends them); 4 `wait --timeout`
 expired; 130 interrupted. Errors are one line on stderr,
 `gage-submit: error: ...`. gage-submit never prompts.
@@ -28,9 +28,9 @@ from typing import Any
 
 import click
 
-from gage_runs.errors import GageRunsError, RunExecError
+from gage_runs.errors import GageRunsError
 
-from .errors import SubmitError, WaitTimeout
+from .errors import StagingFailed, SubmitError, WaitTimeout
 
 PROG = "gage-submit"
 DEFAULT_MAX_RUNS = 100
@@ -90,7 +90,7 @@ def cli() -> None:
 # submit
 
 
-@cli.command("submit")
+@cli.command("submit", short_help="Stage runs of an op and queue them (the default command).")
 @click.argument("args", nargs=-1, metavar="[OP] [NAME=VALUE]...")
 @_project_options
 @click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: GAGE_QUEUE or gage).")
@@ -183,7 +183,7 @@ def _print_runs_json(runs: list[Any]) -> None:
 # list
 
 
-@cli.command("list")
+@cli.command("list", short_help="List runs with their status.")
 @_project_options
 @click.option(
     "-s", "--status", "statuses", multiple=True, type=click.Choice(STATUSES),
@@ -240,7 +240,7 @@ def list_cmd(
 # show / status
 
 
-@cli.command("show")
+@cli.command("show", short_help="Show one run in full: status, host, times, config.")
 @click.argument("spec", metavar="[RUN]", default="1")
 @_project_options
 @_json_option
@@ -266,7 +266,7 @@ cli.add_command(show_cmd, "status")
 # logs
 
 
-@cli.command("logs")
+@cli.command("logs", short_help="Print a run's output; -f follows it.")
 @click.argument("spec", metavar="RUN")
 @_project_options
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the run ends.")
@@ -299,7 +299,7 @@ def _follow(run: Any) -> str:
 # wait
 
 
-@cli.command("wait")
+@cli.command("wait", short_help="Wait for runs to end.")
 @click.argument("specs", nargs=-1, required=True, metavar="RUN...")
 @_project_options
 @click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 4): 90, 30m, 2h.")
@@ -354,7 +354,7 @@ def _wait(runs: list[Any], timeout: float | None, *, quiet: bool = False) -> int
 # cancel
 
 
-@cli.command("cancel")
+@cli.command("cancel", short_help="Cancel queued or running runs.")
 @click.argument("specs", nargs=-1, required=True, metavar="RUN...")
 @_project_options
 @_broker_option
@@ -450,7 +450,7 @@ def _exit_code_for(error: GageRunsError) -> int:
         return EXIT_BROKER
     if isinstance(error, WaitTimeout):
         return EXIT_TIMEOUT
-    if isinstance(error, RunExecError):
+    if isinstance(error, StagingFailed):
         return EXIT_FAILED
     return EXIT_USAGE
 

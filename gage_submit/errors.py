@@ -11,3 +11,7 @@ class SubmitError(GageRunsError):
 
 class WaitTimeout(GageRunsError):
     """Runs did not stop within the time given to `wait`."""
+
+
+class StagingFailed(GageRunsError):
+    """A run could not be staged (a stage hook failed, say); it stays pending."""

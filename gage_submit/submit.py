@@ -18,13 +18,14 @@ from types import TracebackType
 from typing import Any
 
 from gage_runs.config import read_project_config
+from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue
 from gage_runs.staging import stage_op
 from gage_runs.types import Run
 from gage_worker.errors import BrokerUnavailable
 from gage_worker.settings import Settings, check_queue_name
 
-from .errors import SubmitError
+from .errors import StagingFailed, SubmitError
 from .flags import check_flags, expand_grid, grid_size, parse_flags
 from .project import OpContext, load_op, runs_dir_for_submit
 from .sender import Sender
@@ -166,10 +167,16 @@ def _stage_and_queue(
     plan: Plan, sender: Sender, run_flags: dict[str, FlagValue], config: dict[str, Any]
 ) -> Submitted:
     context = plan.context
-    run = stage_op(
-        context.project_dir, context.opdef, context.opref, config, plan.runs_dir,
-        label=plan.label,
-    )
+    try:
+        run = stage_op(
+            context.project_dir, context.opdef, context.opref, config, plan.runs_dir,
+            label=plan.label,
+        )
+    except GageRunsError as e:
+        raise StagingFailed(
+            f"staging a run of {context.opdef.name} failed: {e}"
+            f" (the run stays pending in {plan.runs_dir}; nothing was queued for it)"
+        ) from None
     sent = sender.submit(run, plan.queue, plan.time_limit)
     return Submitted(run, run_flags, config, sent)
 

@@ -166,3 +166,22 @@ def test_run_lookup_errors(project, tmp_path):
     assert_one_line_error(gage_submit("wait"), "Missing argument 'RUN...'")
     assert_one_line_error(gage_submit("list", "--status", "done"), "'done' is not one of")
     assert_one_line_error(gage_submit("wait", "1", "--timeout", "x"), "invalid duration 'x'")
+
+
+def test_a_failing_stage_hook_leaves_the_run_pending_and_unqueued(gage_submit, project):
+    """A stage hook that fails is exit 1; the run stays pending, as Gage leaves it, and unsent."""
+    (project / "gage.toml").write_text(
+        '[prep]\nexec = { run = "python train.py", stage-runtime = "echo preparing; exit 2" }\n'
+    )
+    result = gage_submit("prep")
+
+    runs_dir = project / ".gage" / "runs"
+    line = assert_one_line_error(result, code=1)
+    assert line == (
+        "gage-submit: error: staging a run of prep failed: stage-runtime failed with exit code 2"
+        f" (the run stays pending in {runs_dir}; nothing was queued for it)"
+    )
+    (meta,) = runs_dir.glob("*.meta")
+    assert not (meta / "queue").exists()
+    listed = GageSubmit(project, {})("list", "--json", check=True).json()
+    assert [r["status"] for r in listed] == ["pending"]
