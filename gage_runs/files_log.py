@@ -70,8 +70,9 @@ def apply_to_files_log(run: Run, type: str) -> None:
     logged = {entry.path: entry.modified for entry in iter_files_log(run)}
     seen: set[str] = set()
     lines: list[str] = []
+    prefix_len = len(os.path.join(run.run_dir, ""))
     for entry in sorted(_scan_files(run.run_dir), key=lambda e: e.path):
-        path = os.path.relpath(entry.path, run.run_dir)
+        path = entry.path[prefix_len:]
         seen.add(path)
         modified = int(entry.stat().st_mtime * 1_000_000)
         if path in logged and logged[path] == modified:
