@@ -1,0 +1,167 @@
+"""Benchmark: trivial runs through staging, the broker and 2 worker slots.
+
+    python bench/throughput.py [--runs 200] [--latency-runs 50] [--embedded | --broker URL]
+
+Three figures, all from this one invocation:
+
+1. Floor: the same `python say.py` spawned `--runs` times, 2 at a time, by
+   a plain Python loop (the run's whole cost with no queue at all),
+   measured before and after the queue figure; the ratio uses their mean,
+   so a load change on a shared machine skews it less.
+2. Queue: `--runs` runs staged (`gage_runs.stage_op`), submitted
+   (`gage_worker.enqueue.submit_run`) and executed and finalized by one
+   `gage-worker -c 2`, timed from the first staging to the last `stopped`.
+   Printed as the wall-time ratio to the floor (target <= 2.0) and runs/s.
+3. Dispatch latency, enqueue to process start: `--latency-runs` runs
+   submitted one at a time to the idle worker, from just before
+   `submit_run` to the run's `started` timestamp (written right before the
+   run process is spawned). Median and p95; target median <= 20 ms on Redis.
+
+The broker is a private redis-server on a free loopback port (default),
+the embedded filesystem broker with `--embedded`, or `--broker URL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gage_runs import OpDef, OpRef, list_runs, stage_op  # noqa: E402
+from gage_runs.meta import meta_timestamp  # noqa: E402
+from gage_worker.enqueue import submit_run  # noqa: E402
+from gage_worker.settings import Settings  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+
+SLOTS = 2
+TARGET_RATIO = 2.0
+TARGET_LATENCY_MS = 20.0
+SAY_PY = 'print("Hi there")\n'
+
+
+def floor_seconds(project: Path, runs: int) -> float:
+    """`runs` x `python say.py`, 2 at a time, from a plain loop."""
+
+    def one(_: int) -> None:
+        subprocess.run([sys.executable, "say.py"], cwd=project, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(SLOTS) as pool:
+        list(pool.map(one, range(runs)))
+    return time.perf_counter() - started
+
+
+def start_worker(root: Path, settings: Settings) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GAGE_", "CELERY_"))}
+    env["GAGE_RUNS"] = settings.runs_dir or ""
+    if settings.broker_url:
+        env["GAGE_BROKER_URL"] = settings.broker_url
+    log = root / "worker.log"
+    script = shutil.which("gage-worker") or "gage-worker"
+    proc = subprocess.Popen([script, "-c", str(SLOTS)], env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while " ready." not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"worker did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return proc
+
+
+def wait_stopped(runs_dir: str, count: int, timeout: float = 600) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = list_runs(runs_dir)
+        if len(runs) >= count and all(meta_timestamp(r, "stopped") for r in runs):
+            return time.perf_counter()
+        if time.monotonic() > deadline:
+            raise SystemExit("runs did not finish in time")
+        time.sleep(0.02)
+
+
+def queue_seconds(project: Path, settings: Settings, runs: int) -> float:
+    opdef = OpDef("say", {"exec": "python say.py"})
+    started = time.perf_counter()
+    for _ in range(runs):
+        run = stage_op(str(project), opdef, OpRef("project", "say"), {}, settings.runs_dir)
+        submit_run(run, settings=settings)
+    return wait_stopped(settings.runs_dir or "", runs) - started
+
+
+def latencies_ms(project: Path, settings: Settings, runs: int) -> list[float]:
+    opdef = OpDef("say", {"exec": "python say.py"})
+    result = []
+    for _ in range(runs):
+        run = stage_op(str(project), opdef, OpRef("project", "say"), {}, settings.runs_dir)
+        sent = time.time_ns() // 1000
+        submit_run(run, settings=settings)
+        while meta_timestamp(run, "stopped") is None:
+            time.sleep(0.005)
+        result.append((meta_timestamp(run, "started") - sent) / 1000)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--latency-runs", type=int, default=50)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--embedded", action="store_true", help="use the filesystem broker")
+    group.add_argument("--broker", metavar="URL")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="gage-throughput-"))
+    redis = None
+    broker = args.broker
+    if not args.embedded and not broker:
+        redis = RedisServer(root / "redis")
+        redis.start()
+        broker = redis.url
+    project = root / "project"
+    project.mkdir()
+    (project / "say.py").write_text(SAY_PY)
+    settings = Settings.from_env({"GAGE_RUNS": str(root / "runs")}).with_overrides(
+        broker_url=broker)
+    os.makedirs(settings.runs_dir or "", exist_ok=True)
+    worker = start_worker(root, settings)
+    try:
+        floor_before = floor_seconds(project, args.runs)
+        queue = queue_seconds(project, settings, args.runs)
+        floor_after = floor_seconds(project, args.runs)
+        lat = latencies_ms(project, settings, args.latency_runs)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        if redis:
+            redis.stop()
+    floor = (floor_before + floor_after) / 2
+    ratio = queue / floor
+    p95 = statistics.quantiles(lat, n=20)[-1] if len(lat) > 1 else lat[0]
+    median = statistics.median(lat)
+    print(f"broker: {broker or 'embedded filesystem'}; "
+          f"{SLOTS} worker slots; {os.cpu_count()} CPUs")
+    print(f"floor (plain loop, {args.runs} x python say.py, {SLOTS} at a time): {floor:.2f} s "
+          f"(before {floor_before:.2f} s, after {floor_after:.2f} s)")
+    print(f"queue (stage + submit + exec + finalize, {args.runs} runs): {queue:.2f} s, "
+          f"{args.runs / queue:.1f} runs/s")
+    print(f"wall-time ratio: {ratio:.2f} (target <= {TARGET_RATIO})"
+          f" {'OK' if ratio <= TARGET_RATIO else 'MISSED'}")
+    print(f"dispatch latency, enqueue to process start ({len(lat)} runs, idle worker): "
+          f"median {median:.1f} ms, p95 {p95:.1f} ms (target median <= {TARGET_LATENCY_MS} ms)"
+          f" {'OK' if median <= TARGET_LATENCY_MS else 'MISSED'}")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
