@@ -41,6 +41,8 @@ def exec_phase(run: Run, settings: Settings, *, gpu: str | None = None) -> bool:
     if has_timestamp(run, "stopped"):
         log.info("run %s: already stopped; nothing to do", run.id)
         return False
+    if not _submitted(run):
+        return False
     lock = try_lock(run)
     if lock is None:
         log.info("run %s: locked by another process; nothing to do", run.id)
@@ -73,7 +75,7 @@ def finalize_phase(run: Run, settings: Settings) -> int | None:
     None means there was nothing to do: the run is locked, already
     stopped, or neither executed, started nor cancelled.
     """
-    if has_timestamp(run, "stopped"):
+    if has_timestamp(run, "stopped") or not _submitted(run):
         return None
     lock = try_lock(run)
     if lock is None:
@@ -93,6 +95,19 @@ def finalize_phase(run: Run, settings: Settings) -> int | None:
             return None
         _finalize(run, settings, exit_code)
         return exit_code
+
+
+def _submitted(run: Run) -> bool:
+    """Only runs submitted to the queue are the queue's to run or finalize.
+
+    A run staged or started by Gage itself (`gage run`) has no
+    `queue/submitted`; a message naming it is ignored, so it is never
+    run here, nor taken for lost and killed.
+    """
+    if read_submitted(run) is not None:
+        return True
+    log.error("run %s: not submitted to the queue; ignoring it", run.id)
+    return False
 
 
 def _supervised_exec(run: Run, settings: Settings, gpu: str | None) -> int:

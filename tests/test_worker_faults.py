@@ -49,6 +49,25 @@ def test_sigkill_worker_mid_run(redis_bed):
     assert [len(redis_bed.executions(run)) for run in others] == [1] * 4
 
 
+def test_sigkill_pool_child_only(redis_bed):
+    """Celery requeues the message of a dead pool child; the redelivery finalizes."""
+    worker = redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage(sleep=60))
+    run_proc = _run_proc(redis_bed, run)
+    child = run_proc.parent()
+    assert child.pid in [p.pid for p in worker.pool()]
+
+    child.kill()
+
+    assert redis_bed.wait_status([run], timeout=20) == {run.id: "terminated"}
+    assert meta_exit_code(run) == -9
+    wait_for(lambda: not run_proc.is_running(), 5, "the orphaned run process to be killed")
+    after = redis_bed.stage_and_submit(1)
+    assert redis_bed.wait_status(after) == {after[0].id: "completed"}
+    assert len(redis_bed.executions(run)) == 1
+    assert worker.proc.poll() is None
+
+
 def test_same_run_delivered_twice_at_once_and_after(redis_bed):
     redis_bed.start_worker("-c", "1", wait=False)
     redis_bed.start_worker("-c", "1")

@@ -6,6 +6,7 @@ import os
 
 from support.workers import wait_for
 
+from gage_runs.meta import meta_timestamp, write_timestamp
 from gage_runs.status import run_status
 from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK
 from gage_worker.enqueue import BrokerSession
@@ -17,6 +18,8 @@ def test_hostile_messages_are_rejected(redis_bed, tmp_path):
     smuggled = redis_bed.stage(runs_dir=other_runs)  # linked into ours
     for suffix in (".meta", ""):
         os.symlink(f"{smuggled.run_dir}{suffix}", redis_bed.runs_dir / f"{smuggled.id}{suffix}")
+    plain = redis_bed.stage()  # staged by Gage itself, not submitted to the queue
+    write_timestamp(plain, "started")  # as if `gage run` were running it
     worker = redis_bed.start_worker("-c", "1")
     hostile = ["../../etc", "not-a-run", foreign.id, smuggled.id, foreign.meta_dir,
                foreign.id.upper(), f"{foreign.id}/../../etc"]
@@ -25,6 +28,8 @@ def test_hostile_messages_are_rejected(redis_bed, tmp_path):
         for arg in hostile:
             session.send(EXEC_TASK, arg, "gage")
         session.send(FINALIZE_TASK, "../../etc", "gage-finalize")
+        session.send(EXEC_TASK, plain.id, "gage")
+        session.send(FINALIZE_TASK, plain.id, "gage-finalize")
         session.send(EXEC_TASK, ["../../etc"], "gage")  # type: ignore[arg-type]
     good = redis_bed.stage_and_submit(1)
 
@@ -39,5 +44,8 @@ def test_hostile_messages_are_rejected(redis_bed, tmp_path):
     assert "rejected finalize message: not a run id: '../../etc'" in log
     assert redis_bed.executions(foreign) == redis_bed.executions(smuggled) == []
     assert run_status(foreign) == run_status(smuggled) == "staged"
+    wait_for(lambda: worker.log().count(f"run {plain.id}: not submitted") == 2, 10,
+             "messages naming a run outside the queue to be ignored")
+    assert redis_bed.executions(plain) == [] and meta_timestamp(plain, "stopped") is None
     assert worker.proc.poll() is None
     assert redis_bed.redis.client().llen("gage") == 0
