@@ -116,11 +116,8 @@ def submit_cmd(
     submits one run per combination of all list values. Prints one line
     per run: `queued NAME ID FLAGS`.
     """
-    from gage_worker.errors import BrokerUnavailable
-
-    from .flags import format_flags, parse_duration
-    from .progress import RunLines
-    from .submit import Submission, SubmitOptions, plan_submit
+    from .flags import parse_duration
+    from .submit import SubmitOptions, plan_submit
 
     if follow and as_json:
         raise click.UsageError("--follow streams output; it cannot be used with --json")
@@ -137,25 +134,12 @@ def submit_cmd(
     count = len(plan.configs)
     if follow and count > 1:
         raise SubmitError(f"--follow takes a single run and the flags make {count}: use --wait")
-    with Submission(plan, settings) as submission, RunLines(
-        sys.stdout, count, f"Submitting {count} runs", quiet=as_json
-    ) as lines:
-        submitted = []
-        for item in submission:
-            submitted.append(item)
-            lines.line("queued", item.run, format_flags(item.flags))
-            lines.update(len(submitted))
-        broker_error = submission.broker_error
+    submitted, failure = _submit_all(plan, settings, quiet=as_json)
     runs = [s.run for s in submitted]
-    if broker_error is not None:
+    if failure is not None:
         if as_json:
             _print_runs_json(runs)
-        unsent = sum(not s.sent for s in submitted)
-        raise BrokerUnavailable(
-            f"{broker_error}; {unsent} of {count} runs stay queued in {plan.runs_dir}"
-            " and reconcile sends them when the broker is back (any worker on start, or"
-            " `gage-worker reconcile`)"
-        )
+        raise failure
     if follow:
         status = _follow(runs[0])
         return EXIT_FAILED if status != "completed" else 0
@@ -163,6 +147,40 @@ def submit_cmd(
     if as_json:
         _print_runs_json(runs)
     return code
+
+
+def _submit_all(plan: Any, settings: Any, *, quiet: bool) -> tuple[list[Any], Any]:
+    """Stage and queue the plan's runs with a line each; what was submitted, and any failure.
+
+    The failure is a staging error, or the broker being unreachable (then
+    the runs stay queued for reconcile).
+    """
+    from gage_worker.errors import BrokerUnavailable
+
+    from .flags import format_flags
+    from .progress import RunLines
+    from .submit import Submission
+
+    count = len(plan.configs)
+    submitted: list[Any] = []
+    with Submission(plan, settings) as submission, RunLines(
+        sys.stdout, count, f"Submitting {count} runs", quiet=quiet
+    ) as lines:
+        try:
+            for item in submission:
+                submitted.append(item)
+                lines.line("queued", item.run, format_flags(item.flags))
+                lines.update(len(submitted))
+        except StagingFailed as e:
+            return submitted, e
+    if submission.broker_error is None:
+        return submitted, None
+    unsent = sum(not s.sent for s in submitted)
+    return submitted, BrokerUnavailable(
+        f"{submission.broker_error}; {unsent} of {count} runs stay queued in {plan.runs_dir}"
+        " and reconcile sends them when the broker is back (any worker on start, or"
+        " `gage-worker reconcile`)"
+    )
 
 
 def _split_op(args: list[str]) -> tuple[str | None, list[str]]:
@@ -267,11 +285,11 @@ cli.add_command(show_cmd, "status")
 
 
 @cli.command("logs", short_help="Print a run's output; -f follows it.")
-@click.argument("spec", metavar="RUN")
+@click.argument("spec", metavar="[RUN]", default="1")
 @_project_options
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the run ends.")
 def logs_cmd(spec: str, project_dir: str | None, runs_dir: str | None, follow: bool) -> int:
-    """Print a run's output, read from the runs dir (no broker needed)."""
+    """Print a run's output (default: the latest run's), read from the runs dir."""
     from .info import run_output_path
     from .watch import copy_output
 
@@ -313,7 +331,21 @@ def wait_cmd(
 
     seconds = parse_duration(timeout) if timeout else None
     runs = select_runs(runs_dir_for_reading(project_dir, runs_dir), list(specs))
+    _check_waitable(runs)
     return _wait(runs, seconds)
+
+
+def _check_waitable(runs: list[Any]) -> None:
+    """SubmitError for a run that nothing will move on: staged outside the queue, or pending."""
+    from gage_worker.state import queue_status
+
+    for run in runs:
+        status = queue_status(run)
+        if status in ("staged", "pending", "unknown"):
+            raise SubmitError(
+                f"run {run.name} ({run.id[:8]}) is {status} and not queued, so it will not end"
+                " on its own: submit it, or start it with `gage run --start`"
+            )
 
 
 def _wait(runs: list[Any], timeout: float | None, *, quiet: bool = False) -> int:

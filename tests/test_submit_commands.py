@@ -236,8 +236,8 @@ def test_runs_are_named_as_gage_names_them(runs, gage_submit):
         f"gage-submit: error: 'abcd' matches 2 runs: {b.name} (abcd5678), {a.name} (abcd1234);"
         " use a longer prefix"
     )
-    waited = gage_submit("wait", "2:3", "--timeout", "0.1")  # pending runs never finish
-    assert_one_line_error(waited, "timed out after", "2 of 2 runs have not ended", code=4)
+    waited = gage_submit("wait", "2:3")  # a slice; these pending runs would never end
+    assert_one_line_error(waited, f"run {b.name} (abcd5678) is pending and not queued")
 
 
 def test_logs_prints_the_run_output(runs, gage_submit):
@@ -268,6 +268,11 @@ def test_wait_exit_code_says_whether_any_run_failed(runs, gage_submit):
         ("lost", lost.name, lost.id, "worker died"),
     ])
     assert bad.err == "3 runs: 1 completed, 1 error, 1 lost\n"
+
+    queued = runs.queued()
+    timed_out = gage_submit("wait", done.name, queued.name, "--timeout", "0.5")
+    assert_one_line_error(timed_out, "timed out after 0.5s: 1 of 2 runs have not ended", code=4)
+    assert run_line_fields(timed_out.out)[0] == "completed"
 
 
 def test_cancel_a_queued_run_finishes_it_at_once(runs, gage_submit):
