@@ -39,7 +39,6 @@ __all__ = [
     "load_gagefile",
     "project_namespace",
     "resolve_runs_dir",
-    "runs_dir_for",
 ]
 
 PROJECT_MARKERS = (
@@ -163,10 +162,6 @@ def _project_runs_dir(project_dir: str | None, gagefile: GageFile | None) -> str
     if configured:
         return os.path.join(project_dir, configured)
     return os.path.join(project_dir, ".gage", "runs")
-
-
-# The name docs/internals.md gives this function.
-runs_dir_for = resolve_runs_dir
 
 
 # =================================================================
