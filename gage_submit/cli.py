@@ -21,7 +21,6 @@ expired; 130 interrupted. Errors are one line on stderr,
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -461,10 +460,6 @@ def run(argv: list[str] | None = None) -> int:
         return _error(e.format_message(), e.exit_code)
     except (click.Abort, KeyboardInterrupt):
         return _error("interrupted", EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except GageRunsError as e:
         return _error(str(e), _exit_code_for(e))
     except OSError as e:
