@@ -23,13 +23,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from gage_runs.errors import GageRunsError
 
 from .errors import StagingFailed, SubmitError, WaitTimeout
+
+if TYPE_CHECKING:  # imported where used: a submit must not pay for what list needs
+    from gage_runs.types import Run
+    from gage_worker.errors import BrokerUnavailable
+    from gage_worker.settings import Settings
+
+    from .submit import Plan, Submitted
 
 PROG = "gage-submit"
 DEFAULT_MAX_RUNS = 100
@@ -148,7 +155,9 @@ def submit_cmd(
     return code
 
 
-def _submit_all(plan: Any, settings: Any, *, quiet: bool) -> tuple[list[Any], Any]:
+def _submit_all(
+    plan: Plan, settings: Settings, *, quiet: bool
+) -> tuple[list[Submitted], StagingFailed | BrokerUnavailable | None]:
     """Stage and queue the plan's runs with a line each; what was submitted, and any failure.
 
     The failure is a staging error, or the broker being unreachable (then
@@ -161,7 +170,7 @@ def _submit_all(plan: Any, settings: Any, *, quiet: bool) -> tuple[list[Any], An
     from .submit import Submission
 
     count = len(plan.configs)
-    submitted: list[Any] = []
+    submitted: list[Submitted] = []
     with Submission(plan, settings) as submission, RunLines(
         sys.stdout, count, f"Submitting {count} runs", quiet=quiet
     ) as lines:
@@ -189,7 +198,7 @@ def _split_op(args: list[str]) -> tuple[str | None, list[str]]:
     return None, args
 
 
-def _print_runs_json(runs: list[Any]) -> None:
+def _print_runs_json(runs: list[Run]) -> None:
     from .info import run_info
     from .render import print_json
 
@@ -234,7 +243,7 @@ def list_cmd(
         info = run_info(run, namespace=namespace, detail=as_json)
         if (
             (not statuses or info.status in statuses)
-            and (not ops or info.op in ops or run.opref.get_full_name() in ops)
+            and (not ops or {info.op, run.opref.op_name, run.opref.get_full_name()} & set(ops))
             and (label is None or label in (info.label or ""))
             and (schedule is None or info.schedule == schedule)
         ):
@@ -305,7 +314,7 @@ def _write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def _follow(run: Any) -> str:
+def _follow(run: Run) -> str:
     from .watch import follow_output
 
     sys.stdout.flush()
@@ -334,7 +343,7 @@ def wait_cmd(
     return _wait(runs, seconds)
 
 
-def _check_waitable(runs: list[Any]) -> None:
+def _check_waitable(runs: list[Run]) -> None:
     """SubmitError for a run that nothing will move on: staged outside the queue, or pending."""
     from gage_worker.state import queue_status
 
@@ -347,7 +356,7 @@ def _check_waitable(runs: list[Any]) -> None:
             )
 
 
-def _wait(runs: list[Any], timeout: float | None, *, quiet: bool = False) -> int:
+def _wait(runs: list[Run], timeout: float | None, *, quiet: bool = False) -> int:
     """Wait with run lines and a bar; the exit code for the runs' statuses."""
     from gage_runs.meta import meta_exit_code
 
@@ -356,10 +365,10 @@ def _wait(runs: list[Any], timeout: float | None, *, quiet: bool = False) -> int
     from .render import format_seconds
     from .watch import wait_for_runs
 
-    finished: list[Any] = []
+    finished: list[Run] = []
     with RunLines(sys.stdout, len(runs), "Waiting", quiet=quiet) as lines:
 
-        def on_finished(run: Any, status: str) -> None:
+        def on_finished(run: Run, status: str) -> None:
             finished.append(run)
             code = meta_exit_code(run)
             lines.line(status, run, "worker died" if code is None else f"exit {code}")
@@ -427,7 +436,7 @@ def _cancel_outcome(before: str, after: str) -> str:
 # shared
 
 
-def _settings(runs_dir: str | None, broker: str | None) -> Any:
+def _settings(runs_dir: str | None, broker: str | None) -> Settings:
     from gage_worker.settings import Settings, check_broker_url
 
     return Settings.from_env().with_overrides(
@@ -435,7 +444,7 @@ def _settings(runs_dir: str | None, broker: str | None) -> Any:
     )
 
 
-def _select_run(spec: str, project_dir: str | None, runs_dir: str | None) -> Any:
+def _select_run(spec: str, project_dir: str | None, runs_dir: str | None) -> Run:
     from .project import runs_dir_for_reading
     from .select import select_run
 
