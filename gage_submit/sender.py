@@ -6,6 +6,10 @@ the send (`queue/enqueued`). One connection serves a whole grid, and once
 the broker is found unreachable the remaining runs are only recorded, not
 tried again one timeout each: they stay queued in the runs dir and
 reconcile sends them when the broker is back.
+
+It writes the same queue meta files as `submit_run` through
+`gage_worker.queue_meta`; a batch form of `submit_run` in gage_worker
+would make this module unnecessary.
 """
 
 from __future__ import annotations
