@@ -1,0 +1,327 @@
+"""The schedule file of `gage-worker beat`: ops to submit on a cron or interval.
+
+A TOML file with one `[[job]]` table per job:
+
+    [[job]]
+    name = "nightly-train"        # required, unique; runs are marked with it
+    project = "hello"             # required: project dir, relative to this file's dir
+    op = "train"                  # required: an op of the project's Gage file
+    flags = { lr = 0.05, epochs = 3 }
+    cron = "0 3 * * *"            # or: every = "30s" | "5m" | "2h" | "1d" | seconds
+    queue = "gage"                # default: GAGE_QUEUE (gage)
+    label = "nightly"
+    time_limit = "2h"             # or seconds
+    overlap = false               # default: skip a tick while the last run is active
+
+Exactly one of `every` and `cron` (see `gage_worker.cron`). Flag values
+keep their TOML type; a string is parsed as a Gage flag value (`"1e-3"`
+is a number, `'"007"'` the string 007). Flags must be in the op's config
+and fit its current values, as `gage-submit` checks them.
+
+Ticks that fell due while no beat ran, or while a tick took longer than
+the interval, are coalesced into one tick, at once; for a cron job only
+if it is at most `CATCH_UP` seconds late (so a beat restarted or taking
+over a moment after a tick still makes it, but a beat started at noon
+does not run the 3 am job).
+
+Every error is a one-line `ScheduleError` naming the file and the job.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from difflib import get_close_matches
+from typing import Any
+
+from gage_runs.config import read_project_config
+from gage_runs.errors import GageFileError, GageRunsError
+from gage_runs.flags import FlagValue, parse_flag_value
+from gage_runs.gagefile import (
+    GAGEFILE_NAMES,
+    find_gagefile,
+    get_opdef,
+    load_gagefile,
+    project_namespace,
+)
+from gage_runs.types import OpDef, OpRef
+
+from .cron import Cron, parse_cron
+from .errors import GageWorkerError
+from .settings import check_queue_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+JOB_KEYS = (
+    "name", "project", "op", "flags", "every", "cron", "queue", "label", "time_limit", "overlap",
+)
+MIN_EVERY = 1.0
+CATCH_UP = 120.0
+
+_JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\Z")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ScheduleError(GageWorkerError):
+    """A schedule file is malformed, or one of its jobs cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class Every:
+    """An interval trigger."""
+
+    seconds: float
+
+    def next_tick(self, last: float | None, now: float) -> float:
+        """When the tick after `last` (None: no tick yet) is due: at once if overdue."""
+        return now if last is None else max(last + self.seconds, now)
+
+    def __str__(self) -> str:
+        return f"every {format_duration(self.seconds)}"
+
+
+@dataclass(frozen=True)
+class CronTrigger:
+    """A cron trigger."""
+
+    cron: Cron
+
+    def next_tick(self, last: float | None, now: float) -> float:
+        """The first cron time after `last`, not more than CATCH_UP s before `now`."""
+        return self.cron.next_after(max(now - CATCH_UP, -math.inf if last is None else last))
+
+    def __str__(self) -> str:
+        return f"cron '{self.cron.expr}'"
+
+
+Trigger = Every | CronTrigger
+
+
+@dataclass(frozen=True)
+class Job:
+    """One `[[job]]` of a schedule, checked."""
+
+    name: str
+    project_dir: str
+    op_name: str
+    flags: dict[str, FlagValue]
+    trigger: Trigger
+    queue: str | None = None
+    label: str | None = None
+    time_limit: float | None = None
+    overlap: bool = False
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A loaded schedule file: its absolute path and its jobs, in file order."""
+
+    path: str
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True)
+class JobOp:
+    """What staging a run of a job needs, loaded from its project now."""
+
+    opdef: OpDef
+    opref: OpRef
+    config: dict[str, Any]
+
+
+def load_schedule(path: str) -> Schedule:
+    """Read and check a schedule file and load every job's op; ScheduleError if bad."""
+    data = _read_toml(path)
+    unknown = sorted(set(data) - {"job"})
+    if unknown:
+        raise ScheduleError(f"{path}: unknown key '{unknown[0]}'{_did_you_mean(unknown[0], ['job'])}")
+    tables = data.get("job")
+    if not tables:
+        raise ScheduleError(f"{path}: no jobs: add a [[job]] table for each job")
+    if not isinstance(tables, list):
+        raise ScheduleError(f"{path}: 'job' must be an array of tables: write [[job]]")
+    base_dir = os.path.dirname(os.path.abspath(path))
+    jobs: list[Job] = []
+    for n, table in enumerate(tables, 1):
+        where = _job_where(path, n, table)
+        try:
+            job = _parse_job(table, base_dir)
+            if any(other.name == job.name for other in jobs):
+                raise ScheduleError("another job has the same name")
+            load_job_op(job)
+        except GageRunsError as e:
+            raise ScheduleError(f"{where}: {e}") from None
+        jobs.append(job)
+    return Schedule(os.path.abspath(path), tuple(jobs))
+
+
+def load_job_op(job: Job) -> JobOp:
+    """Load the job's Gage file and op, and its config with the job's flags over it."""
+    gagefile_path = find_gagefile(job.project_dir)
+    if gagefile_path is None:
+        names = ", ".join(GAGEFILE_NAMES)
+        raise GageFileError(f"no Gage file in {job.project_dir} (looked for {names})")
+    opdef = get_opdef(load_gagefile(gagefile_path), job.op_name)
+    config = read_project_config(job.project_dir, opdef)
+    _check_flags(job.flags, config, opdef.name)
+    opref = OpRef(project_namespace(job.project_dir), opdef.name)
+    return JobOp(opdef, opref, {**config, **job.flags})
+
+
+def parse_duration(value: object, key: str) -> float:
+    """Seconds from `30s`, `5m`, `2h`, `1d` or a number; ScheduleError if not positive."""
+    seconds = -1.0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match:
+            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 0 < seconds < math.inf:
+        raise ScheduleError(
+            f"invalid {key} {value!r}: expected a duration like '30s', '5m', '2h', '1d'"
+            " or a number of seconds"
+        )
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """`30s`, `5m`, `2h`, `1d`, or seconds when no unit divides them."""
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNIT_SECONDS[unit] and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{int(seconds // _UNIT_SECONDS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ScheduleError(f"{path}: schedule file does not exist") from None
+    except OSError as e:
+        raise ScheduleError(f"{path}: cannot read the schedule file: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ScheduleError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ScheduleError(f"{path}: invalid TOML: {e}") from None
+
+
+def _job_where(path: str, n: int, table: object) -> str:
+    name = table.get("name") if isinstance(table, dict) else None
+    return f"{path}: job '{name}'" if isinstance(name, str) and name else f"{path}: job #{n}"
+
+
+def _parse_job(table: object, base_dir: str) -> Job:
+    if not isinstance(table, dict):
+        raise ScheduleError("a job must be a table")
+    for key in table:
+        if key not in JOB_KEYS:
+            raise ScheduleError(f"unknown key '{key}'{_did_you_mean(key, JOB_KEYS)}")
+    for key in ("name", "project", "op"):
+        if key not in table:
+            raise ScheduleError(f"missing key '{key}'")
+    name = _string(table, "name")
+    if not _JOB_NAME.match(name):
+        raise ScheduleError(f"invalid name {name!r}: use letters, digits and _ . : - only")
+    project_dir = os.path.join(base_dir, os.path.expanduser(_string(table, "project")))
+    if not os.path.isdir(project_dir):
+        raise ScheduleError(f"project dir {os.path.normpath(project_dir)} does not exist")
+    queue = table.get("queue")
+    time_limit = table.get("time_limit")
+    return Job(
+        name=name,
+        project_dir=os.path.normpath(project_dir),
+        op_name=_string(table, "op"),
+        flags=_parse_flags(table.get("flags", {})),
+        trigger=_parse_trigger(table),
+        queue=check_queue_name(_string(table, "queue")) if queue is not None else None,
+        label=_string(table, "label") if "label" in table else None,
+        time_limit=parse_duration(time_limit, "time_limit") if time_limit is not None else None,
+        overlap=_boolean(table, "overlap"),
+    )
+
+
+def _parse_trigger(table: dict[str, Any]) -> Trigger:
+    if ("every" in table) == ("cron" in table):
+        raise ScheduleError("give exactly one of 'every' and 'cron'")
+    if "cron" in table:
+        return CronTrigger(parse_cron(table["cron"]))
+    seconds = parse_duration(table["every"], "every")
+    if seconds < MIN_EVERY:
+        raise ScheduleError(f"every must be at least {MIN_EVERY:g}s, not {table['every']!r}")
+    return Every(seconds)
+
+
+def _parse_flags(value: object) -> dict[str, FlagValue]:
+    if not isinstance(value, dict):
+        raise ScheduleError("'flags' must be a table, like flags = { lr = 0.1 }")
+    flags: dict[str, FlagValue] = {}
+    for name, flag in value.items():
+        if isinstance(flag, str):
+            flags[name] = parse_flag_value(flag)
+        elif isinstance(flag, (bool, int, float)):
+            flags[name] = flag
+        else:
+            raise ScheduleError(
+                f"flag '{name}': expected a string, number or boolean, not {_toml_type(flag)}"
+            )
+    return flags
+
+
+def _check_flags(flags: Mapping[str, FlagValue], config: Mapping[str, Any], op_name: str) -> None:
+    """ScheduleError for a flag the op's config lacks, or a value of the wrong kind."""
+    for name, value in flags.items():
+        if name not in config:
+            valid = ", ".join(sorted(config)) or "none (its config is empty)"
+            raise ScheduleError(
+                f"unknown flag '{name}' for operation '{op_name}'"
+                f"{_did_you_mean(name, config)}; valid flags: {valid}"
+            )
+        current = config[name]
+        if value is None or isinstance(current, str) or current is None:
+            continue
+        if isinstance(current, bool) != isinstance(value, bool) or isinstance(value, str):
+            raise ScheduleError(
+                f"invalid value for flag '{name}': expected {_toml_type(current)}"
+                f" (currently {current!r}), got {value!r}"
+            )
+
+
+def _string(table: dict[str, Any], key: str) -> str:
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ScheduleError(f"'{key}' must be a non-empty string, not {value!r}")
+    return value
+
+
+def _boolean(table: dict[str, Any], key: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ScheduleError(f"'{key}' must be true or false, not {value!r}")
+    return value
+
+
+def _toml_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    matches = get_close_matches(name, list(choices), n=1)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""
