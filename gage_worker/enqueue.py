@@ -1,18 +1,25 @@
 """Sending tasks: submit a staged run, re-send one, send finalize.
 
-Every send opens its own connection with a short connect timeout and no
-retry loop, so a broker that is down fails in a few seconds with
-`BrokerUnavailable` instead of hanging. The runs dir records the intent
-first (`queue/submitted`), so a run whose send failed stays queued and
-reconcile sends it later.
+Sends use one broker connection per process and thread (a worker's pool
+child sends a finalize per run; a submitter many exec tasks), with a short
+connect timeout and no retry loop: a send that fails on the kept
+connection is tried once on a fresh one, then fails with
+`BrokerUnavailable` within a few seconds instead of hanging. The runs dir
+records the intent first (`queue/submitted`), so a run whose send failed
+stays queued and reconcile sends it later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Callable
 from types import TracebackType
+from typing import TypeVar
 
 from kombu import Connection
+from kombu.exceptions import OperationalError
 
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
@@ -23,11 +30,22 @@ from .errors import BrokerUnavailable
 from .queue_meta import read_submitted, write_enqueued, write_submitted
 from .settings import Settings, check_queue_name, redact_url
 
-SEND_ERRORS = (OSError, ConnectionError, TimeoutError)
+SEND_ERRORS = (OSError, ConnectionError, TimeoutError, OperationalError)
+T = TypeVar("T")
+
+_local = threading.local()
+
+
+def _connections() -> dict[Settings, Connection]:
+    """This thread's kept connections (none after a fork: never share a socket)."""
+    if getattr(_local, "pid", None) != os.getpid():
+        _local.pid = os.getpid()
+        _local.connections = {}
+    return _local.connections
 
 
 class BrokerSession:
-    """One broker connection for a batch of sends and queue size queries."""
+    """The broker connection of this process and thread, for sends and queue sizes."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -36,46 +54,75 @@ class BrokerSession:
 
     def __enter__(self) -> BrokerSession:
         prepare_broker(self.settings)
-        conn = self.app.connection_for_write()
-        try:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
-        except Exception as e:
-            conn.release()
-            raise self._unavailable(e) from None
-        self._conn = conn
+        self._conn = self._connect(fresh=False)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._conn is not None:
-            self._conn.release()
-            self._conn = None
+        self._conn = None
 
     def send(self, task_name: str, run_id: str, queue: str) -> None:
         """Send a task whose only argument is a run id."""
-        assert self._conn is not None, "use BrokerSession as a context manager"
-        try:
-            self.app.send_task(
-                task_name, args=[run_id], queue=queue, connection=self._conn,
-                retry=False, ignore_result=True,
-            )
-        except Exception as e:
-            if not isinstance(e, (*SEND_ERRORS, *self._conn.connection_errors)):
-                raise
-            raise self._unavailable(e) from None
+        self._call(lambda conn: self.app.send_task(
+            task_name, args=[run_id], queue=queue, connection=conn,
+            retry=False, ignore_result=True,
+        ))
 
     def queue_size(self, queue: str) -> int:
         """Messages waiting in `queue` (not counting ones being worked on)."""
+
+        def size(conn: Connection) -> int:
+            channel = conn.channel()
+            try:
+                return channel.queue_declare(queue=queue, passive=True).message_count
+            except conn.channel_errors:
+                return 0  # no such queue (Redis drops empty ones)
+            finally:
+                channel.close()
+
+        return self._call(size)
+
+    def _call(self, fn: Callable[[Connection], T]) -> T:
+        """`fn(connection)`; on a connection error, once more on a fresh one."""
         assert self._conn is not None, "use BrokerSession as a context manager"
-        channel = self._conn.channel()
         try:
-            return channel.queue_declare(queue=queue, passive=True).message_count
-        except self._conn.channel_errors:
-            return 0  # no such queue (Redis drops empty ones)
-        finally:
-            channel.close()
+            return fn(self._conn)
+        except Exception as e:
+            if not isinstance(e, (*SEND_ERRORS, *self._conn.connection_errors)):
+                raise
+        self._conn = self._connect(fresh=True)
+        try:
+            return fn(self._conn)
+        except Exception as e:
+            if not isinstance(e, (*SEND_ERRORS, *self._conn.connection_errors)):
+                raise
+            self._drop()
+            raise self._unavailable(e) from None
+
+    def _connect(self, *, fresh: bool) -> Connection:
+        if fresh:
+            self._drop()
+        connections = _connections()
+        conn = connections.get(self.settings)
+        if conn is None:
+            conn = self.app.connection_for_write()
+        try:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
+        except Exception as e:
+            connections.pop(self.settings, None)
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise self._unavailable(e) from None
+        connections[self.settings] = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = _connections().pop(self.settings, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _unavailable(self, error: BaseException) -> BrokerUnavailable:
         url = redact_url(broker_url(self.settings))
