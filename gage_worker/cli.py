@@ -2,6 +2,7 @@
 
     gage-worker [worker] --runs-dir DIR --broker URL -Q gpu -c 2 --gpus 0,1
     gage-worker reconcile --runs-dir DIR
+    gage-worker beat --schedule FILE [--once] [--no-wait]
 
 Options override the environment (`gage_worker.settings`). Bad input is a
 one-line error and a non-zero exit, never a traceback.
@@ -96,6 +97,33 @@ def reconcile_cmd(runs_dir: str | None, broker: str | None) -> None:
         click.echo(line)
     if not done:
         click.echo("nothing to do")
+
+
+@main.command("beat")
+@_common
+@click.option("--schedule", "schedule_path", required=True, metavar="FILE",
+              help="The schedule: a TOML file of [[job]] tables.")
+@click.option("--no-wait", is_flag=True,
+              help="Exit with an error if another beat runs this schedule (default: wait).")
+@click.option("--once", is_flag=True, help="Submit the jobs that are due now, then exit.")
+@click.option(
+    "-l", "--loglevel", type=click.Choice(LOGLEVELS, case_sensitive=False), default="info",
+    show_default=True,
+)
+def beat_cmd(
+    runs_dir: str | None, broker: str | None, schedule_path: str, no_wait: bool, once: bool,
+    loglevel: str,
+) -> None:
+    """Submit ops on cron or interval schedules (one beat per schedule)."""
+    from .beat import configure_logging, run_beat
+
+    with _errors():
+        configure_logging(loglevel)
+        status = run_beat(
+            schedule_path, _settings(runs_dir=runs_dir, broker_url=broker),
+            wait=not no_wait, once=once,
+        )
+    sys.exit(status)
 
 
 @contextlib.contextmanager

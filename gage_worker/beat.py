@@ -1,0 +1,262 @@
+"""`gage-worker beat`: stage and queue a schedule's jobs when they are due.
+
+Each tick stages a run of the job's op into the runs dir and submits it
+(`enqueue.submit_run`) with the job's name in `queue/submitted`, so
+`gage-submit list --schedule NAME` finds its runs. One log line per tick
+says what it did: submitted, skipped (and why), or the error.
+
+- Overlap: unless the job sets `overlap = true`, a tick is skipped while
+  the job's last run is queued, running or finalizing. The last run of
+  each job is kept in memory and recovered from the runs dir at start-up
+  (the newest run whose `queue/submitted` names the job), so the next tick
+  after a restart is also timed from it.
+- One beat per schedule: a beat holds a POSIX record lock on
+  `<runs dir>/.gage-queue/beat-<sha1 of the schedule's real path>.lock`,
+  which works across hosts on NFS (give every host the schedule at the
+  same path). A second beat waits for it and takes over when the first
+  dies, or with `--no-wait` exits with an error.
+- A broker that is down at a tick is logged; the run stays queued in the
+  runs dir and reconcile sends it. Job names are the runs' mark: keep them
+  unique among the schedules that share a runs dir.
+- SIGTERM or SIGINT stops the beat after the tick in progress (exit 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from gage_runs.errors import GageRunsError
+from gage_runs.fsmode import make_dirs, writable_file_mode
+from gage_runs.runs_dir import check_runs_dir, list_runs
+from gage_runs.staging import stage_op
+from gage_runs.types import Run
+
+from .broker import broker_url
+from .enqueue import submit_run
+from .errors import BrokerUnavailable, GageWorkerError
+from .queue_meta import read_submitted
+from .schedule import Job, Schedule, load_job_op, load_schedule
+from .settings import Settings, redact_url
+from .state import FINALIZING, QUEUED, RUNNING, queue_status
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (QUEUED, RUNNING, FINALIZING)
+LOCK_POLL = 1.0  # seconds between tries of a held beat lock
+MAX_SLEEP = 1.0  # the loop re-reads the clock at least this often
+
+
+class BeatLocked(GageWorkerError):
+    """Another beat holds the schedule's lock (`--no-wait`)."""
+
+
+def run_beat(schedule_path: str, settings: Settings, *, wait: bool = True,
+             once: bool = False) -> int:
+    """Run the beat until SIGTERM/SIGINT (or one pass with `once`); the exit status.
+
+    The schedule and every job's op are checked first: any error is a
+    ScheduleError. With `once`, the status is 1 if a tick logged an error.
+    """
+    schedule = load_schedule(schedule_path)
+    runs_dir = check_runs_dir(settings.require_runs_dir(), writable=True)
+    settings = settings.with_overrides(runs_dir=runs_dir)
+    stop = threading.Event()
+    with _stop_on_signals(stop), BeatLock(runs_dir, schedule.path) as lock:
+        if not lock.acquire(wait=wait, stop=stop):
+            return 0
+        log.info(
+            "beat: schedule %s, %d job(s), runs dir %s, broker %s",
+            schedule.path, len(schedule.jobs), runs_dir, redact_url(broker_url(settings)),
+        )
+        return Beat(schedule, settings).loop(stop, once=once)
+
+
+def configure_logging(loglevel: str) -> None:
+    """Log `[time] LEVEL message` lines to stderr from `loglevel` up."""
+    logging.basicConfig(
+        level=loglevel.upper(), format="[%(asctime)s] %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+
+
+class BeatLock:
+    """The lock that makes one beat per schedule file and runs dir."""
+
+    def __init__(self, runs_dir: str, schedule_path: str):
+        key = hashlib.sha1(os.path.realpath(schedule_path).encode()).hexdigest()
+        self.path = os.path.join(runs_dir, ".gage-queue", f"beat-{key}.lock")
+        self.schedule_path = schedule_path
+        self._fd: int | None = None
+
+    def __enter__(self) -> BeatLock:
+        make_dirs(os.path.dirname(self.path))
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        with contextlib.suppress(PermissionError):
+            os.fchmod(self._fd, writable_file_mode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # drops the lock
+            self._fd = None
+
+    def acquire(self, *, wait: bool, stop: threading.Event) -> bool:
+        """Take the lock, waiting for it if `wait`; False if stopped while waiting."""
+        if self._try():
+            return True
+        holder = self.holder()
+        if not wait:
+            raise BeatLocked(
+                f"another beat ({holder}) runs schedule {self.schedule_path}"
+                f" (lock {self.path})"
+            )
+        log.info(
+            "beat: waiting: another beat (%s) runs schedule %s; taking over when it stops",
+            holder, self.schedule_path,
+        )
+        while not stop.wait(LOCK_POLL):
+            if self._try():
+                log.info("beat: took over schedule %s", self.schedule_path)
+                return True
+        return False
+
+    def holder(self) -> str:
+        """Who holds the lock, as its holder recorded it."""
+        with open(self.path) as f:
+            return f.read().strip() or "unknown"
+
+    def _try(self) -> bool:
+        assert self._fd is not None, "use BeatLock as a context manager"
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EAGAIN / EACCES: held by another process
+            return False
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"host {socket.gethostname()}, pid {os.getpid()}".encode(), 0)
+        return True
+
+
+@dataclass
+class JobState:
+    """A job's timing and its last run."""
+
+    next_due: float
+    last_tick: float | None = None
+    last_run: Run | None = None
+
+
+class Beat:
+    """Ticks a schedule's jobs; holds no lock itself (see `run_beat`)."""
+
+    def __init__(self, schedule: Schedule, settings: Settings):
+        self.jobs = schedule.jobs
+        self.settings = settings
+        self.runs_dir = settings.require_runs_dir()
+        self.states = self._recover(time.time())
+
+    def loop(self, stop: threading.Event, *, once: bool = False) -> int:
+        """Tick due jobs until `stop` is set (or once); 1 if `once` and a tick logged an error."""
+        for job in self.jobs:
+            log.info("%s: %s, next tick at %s", job.name, job.trigger,
+                     _when(self.states[job.name].next_due))
+        failed = False
+        while not stop.is_set():
+            for job in self.jobs:
+                state = self.states[job.name]
+                if state.next_due <= time.time() and not stop.is_set():
+                    failed = not self._tick(job, state) or failed
+            if once:
+                return 1 if failed else 0
+            delay = min(state.next_due for state in self.states.values()) - time.time()
+            stop.wait(min(max(delay, 0.0), MAX_SLEEP))
+        return 0
+
+    def _recover(self, now: float) -> dict[str, JobState]:
+        """Each job's last run and tick from the runs dir (`queue/submitted`)."""
+        last: dict[str, tuple[float, Run]] = {}
+        names = {job.name for job in self.jobs}
+        for run in list_runs(self.runs_dir):
+            submitted = read_submitted(run) or {}
+            name, submit_time = submitted.get("schedule"), submitted.get("time")
+            if name not in names or not isinstance(submit_time, int):
+                continue
+            if name not in last or submit_time / 1e6 > last[name][0]:
+                last[name] = (submit_time / 1e6, run)
+        states = {}
+        for job in self.jobs:
+            tick, run = last.get(job.name, (None, None))
+            states[job.name] = JobState(job.trigger.next_tick(tick, now), tick, run)
+            if run is not None:
+                log.info("%s: last run %s, submitted %s", job.name, _label(run), _when(tick))
+        return states
+
+    def _tick(self, job: Job, state: JobState) -> bool:
+        """Submit a run of `job` unless its last run is active; log it. False on an error."""
+        state.last_tick = state.next_due
+        ok, message = self._submit(job, state)
+        state.next_due = job.trigger.next_tick(state.last_tick, time.time())
+        level = logging.INFO if ok else logging.ERROR
+        log.log(level, "%s: %s; next tick at %s", job.name, message, _when(state.next_due))
+        return ok
+
+    def _submit(self, job: Job, state: JobState) -> tuple[bool, str]:
+        previous = state.last_run
+        if previous is not None and not job.overlap:
+            status = _status(previous)
+            if status in ACTIVE:
+                return True, f"skipped: its last run {_label(previous)} is {status}"
+        try:
+            op = load_job_op(job)
+            run = stage_op(
+                job.project_dir, op.opdef, op.opref, op.config, self.runs_dir, label=job.label
+            )
+        except (GageRunsError, OSError) as e:
+            return False, f"error: no run submitted: {e}"
+        state.last_run = run
+        queue = job.queue or self.settings.queue
+        try:
+            submit_run(
+                run, queue=queue, time_limit=job.time_limit, schedule=job.name,
+                settings=self.settings,
+            )
+        except BrokerUnavailable as e:
+            return False, f"error: run {_label(run)} not sent: {e}"
+        return True, f"submitted run {_label(run)} to queue {queue}"
+
+
+def _status(run: Run) -> str | None:
+    """The run's queue status, or None if it was deleted."""
+    if not os.path.isdir(run.meta_dir):
+        return None
+    return queue_status(run)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set `stop` on SIGTERM and SIGINT while in the block."""
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _label(run: Run) -> str:
+    return f"{run.id[:8]} ({run.name})"
+
+
+def _when(t: float | None) -> str:
+    return "never" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
