@@ -111,6 +111,10 @@ def count_queued(runs_dir: Path) -> int:
     return sum(1 for p in runs_dir.glob("*.meta/queue/enqueued"))
 
 
+def report(name: str, value: str, target: str, ok: bool) -> None:
+    print(f"  {name:<38} {value:>8}   target {target:<7} {'ok' if ok else 'MISSED'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=10, help="repetitions of each single submit")
@@ -156,9 +160,7 @@ def main() -> int:
         for _ in range(args.reps):
             gage_times.append(timed(gage_cmd, gage_env, project)[0])
             submit_times.append(timed(submit_cmd, submit_env, project)[0])
-        gage_median = statistics.median(gage_times)
-        submit_median = statistics.median(submit_times)
-        ratio = submit_median / gage_median
+        ratio = statistics.median(submit_times) / statistics.median(gage_times)
 
         grid_runs = root / "grid-runs"
         grid_runs.mkdir()
@@ -175,18 +177,15 @@ def main() -> int:
                 f"grid: {args.grid} runs expected, {staged} staged, {queued} queued"
             )
 
-        def row(name: str, value: str, target: str, ok: bool) -> None:
-            print(f"  {name:<46} {value:>10}   target {target:<8} {'ok' if ok else 'MISSED'}")
-
         print(f"single run, median of {args.reps} (min..max):")
-        print(f"  gage run --stage -y   {gage_median:.3f} s  ({min(gage_times):.3f}..{max(gage_times):.3f})")
-        print(f"  gage-submit           {submit_median:.3f} s  ({min(submit_times):.3f}..{max(submit_times):.3f})")
-        row("ratio gage-submit / gage run --stage", f"{ratio:.2f}", f"<= {TARGET_RATIO}", ratio <= TARGET_RATIO)
-        row(
-            f"grid of {args.grid} runs in one gage-submit",
-            f"{grid_seconds:.2f} s", f"<= {TARGET_GRID_SECONDS:g} s",
-            grid_seconds <= TARGET_GRID_SECONDS,
-        )
+        for name, times in (("gage run --stage -y", gage_times), ("gage-submit", submit_times)):
+            print(f"  {name:<22} {statistics.median(times):6.3f} s"
+                  f"  ({min(times):.3f}..{max(times):.3f})")
+        print("results:")
+        report("ratio gage-submit / gage run --stage", f"{ratio:.2f}", f"<= {TARGET_RATIO}",
+               ratio <= TARGET_RATIO)
+        report(f"{args.grid}-run grid, one gage-submit", f"{grid_seconds:.2f} s",
+               f"<= {TARGET_GRID_SECONDS:g} s", grid_seconds <= TARGET_GRID_SECONDS)
         print(f"  ({args.grid / grid_seconds:.0f} runs/s; all {args.grid} staged and queued)")
         return 0
     finally:
