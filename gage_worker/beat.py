@@ -24,6 +24,7 @@ says what it did: submitted, skipped (and why), or the error.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -57,8 +58,8 @@ LOCK_POLL = 1.0  # seconds between tries of a held beat lock
 MAX_SLEEP = 1.0  # the loop re-reads the clock at least this often
 
 
-class BeatLocked(GageWorkerError):
-    """Another beat holds the schedule's lock (`--no-wait`)."""
+class BeatLockError(GageWorkerError):
+    """Another beat holds the schedule's lock (`--no-wait`), or it cannot be taken."""
 
 
 def run_beat(schedule_path: str, settings: Settings, *, wait: bool = True,
@@ -73,8 +74,15 @@ def run_beat(schedule_path: str, settings: Settings, *, wait: bool = True,
     settings = settings.with_overrides(runs_dir=runs_dir)
     stop = threading.Event()
     with _stop_on_signals(stop), BeatLock(runs_dir, schedule.path) as lock:
-        if not lock.acquire(wait=wait, stop=stop):
-            return 0
+        if not lock.try_acquire():
+            if not wait:
+                raise BeatLockError(
+                    f"another beat ({lock.holder()}) runs schedule {schedule.path}"
+                    f" (lock {lock.path})"
+                )
+            if not lock.wait(stop):
+                return 0
+            schedule = load_schedule(schedule_path)  # it may have changed meanwhile
         log.info(
             "beat: schedule %s, %d job(s), runs dir %s, broker %s",
             schedule.path, len(schedule.jobs), runs_dir, redact_url(broker_url(settings)),
@@ -100,8 +108,11 @@ class BeatLock:
         self._fd: int | None = None
 
     def __enter__(self) -> BeatLock:
-        make_dirs(os.path.dirname(self.path))
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            make_dirs(os.path.dirname(self.path))
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise BeatLockError(f"cannot open the beat lock {self.path}: {e.strerror}") from None
         with contextlib.suppress(PermissionError):
             os.fchmod(self._fd, writable_file_mode())
         return self
@@ -111,22 +122,14 @@ class BeatLock:
             os.close(self._fd)  # drops the lock
             self._fd = None
 
-    def acquire(self, *, wait: bool, stop: threading.Event) -> bool:
-        """Take the lock, waiting for it if `wait`; False if stopped while waiting."""
-        if self._try():
-            return True
-        holder = self.holder()
-        if not wait:
-            raise BeatLocked(
-                f"another beat ({holder}) runs schedule {self.schedule_path}"
-                f" (lock {self.path})"
-            )
+    def wait(self, stop: threading.Event) -> bool:
+        """Wait for the lock, saying so once; False if `stop` was set first."""
         log.info(
             "beat: waiting: another beat (%s) runs schedule %s; taking over when it stops",
-            holder, self.schedule_path,
+            self.holder(), self.schedule_path,
         )
         while not stop.wait(LOCK_POLL):
-            if self._try():
+            if self.try_acquire():
                 log.info("beat: took over schedule %s", self.schedule_path)
                 return True
         return False
@@ -136,12 +139,15 @@ class BeatLock:
         with open(self.path) as f:
             return f.read().strip() or "unknown"
 
-    def _try(self) -> bool:
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free, and record who holds it."""
         assert self._fd is not None, "use BeatLock as a context manager"
         try:
             fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # EAGAIN / EACCES: held by another process
-            return False
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):  # held by another process
+                return False
+            raise BeatLockError(f"cannot lock {self.path}: {e.strerror}") from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"host {socket.gethostname()}, pid {os.getpid()}".encode(), 0)
         return True
@@ -174,8 +180,10 @@ class Beat:
         while not stop.is_set():
             for job in self.jobs:
                 state = self.states[job.name]
-                if state.next_due <= time.time() and not stop.is_set():
-                    failed = not self._tick(job, state) or failed
+                if stop.is_set() or state.next_due > time.time():
+                    continue
+                if not self._tick(job, state):
+                    failed = True
             if once:
                 return 1 if failed else 0
             delay = min(state.next_due for state in self.states.values()) - time.time()
@@ -195,10 +203,12 @@ class Beat:
                 last[name] = (submit_time / 1e6, run)
         states = {}
         for job in self.jobs:
-            tick, run = last.get(job.name, (None, None))
+            if job.name not in last:
+                states[job.name] = JobState(job.trigger.next_tick(None, now))
+                continue
+            tick, run = last[job.name]
             states[job.name] = JobState(job.trigger.next_tick(tick, now), tick, run)
-            if run is not None:
-                log.info("%s: last run %s, submitted %s", job.name, _label(run), _when(tick))
+            log.info("%s: last run %s, submitted %s", job.name, _label(run), _when(tick))
         return states
 
     def _tick(self, job: Job, state: JobState) -> bool:
@@ -258,5 +268,5 @@ def _label(run: Run) -> str:
     return f"{run.id[:8]} ({run.name})"
 
 
-def _when(t: float | None) -> str:
-    return "never" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")

@@ -142,7 +142,8 @@ def load_schedule(path: str) -> Schedule:
     data = _read_toml(path)
     unknown = sorted(set(data) - {"job"})
     if unknown:
-        raise ScheduleError(f"{path}: unknown key '{unknown[0]}'{_did_you_mean(unknown[0], ['job'])}")
+        hint = _did_you_mean(unknown[0], ["job"])
+        raise ScheduleError(f"{path}: unknown key '{unknown[0]}'{hint}: use [[job]] tables")
     tables = data.get("job")
     if not tables:
         raise ScheduleError(f"{path}: no jobs: add a [[job]] table for each job")
