@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from difflib import get_close_matches
 from functools import cache
@@ -19,15 +18,10 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
-import yaml
 
+from .datafile import DataFileError, one_line, parse_data
 from .errors import GageFileError, OpNotFound
 from .types import Data, OpDef
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "GAGEFILE_NAMES",
@@ -227,13 +221,14 @@ def load_gagefile(path: str) -> GageFile:
     """Load and validate a Gage file (TOML, YAML or JSON, by extension)."""
     where = _display_path(path)
     ext = os.path.splitext(path)[1].lower()
-    parse = _PARSERS.get(ext)
-    if parse is None:
+    if ext not in (".toml", ".yaml", ".yml", ".json"):
         raise GageFileError(f"{where}: unsupported file type (expected .toml, .yaml or .json)")
     try:
-        data = parse(_read_text(path, where))
-    except _ParseError as e:
+        data = parse_data(_read_text(path, where), ext)
+    except DataFileError as e:
         raise GageFileError(f"{where}: {e}") from None
+    if data is None:  # an empty YAML file
+        data = {}
     _validate(data, where, _TABLE_WORD[ext])
     return GageFile(path, data)
 
@@ -254,69 +249,6 @@ def _read_text(path: str, where: str) -> str:
         raise GageFileError(f"{where}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise GageFileError(f"{where}: cannot read file: {e.strerror}") from None
-
-
-class _ParseError(Exception):
-    """A syntax error, with a one-line message that gives its location."""
-
-
-def _parse_toml(text: str) -> Any:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise _ParseError(_toml_error_message(str(e), text)) from None
-
-
-def _toml_error_message(msg: str, text: str) -> str:
-    m = re.fullmatch(r"(.*?) \((?:at line (\d+), column \d+|at end of document)\)", msg)
-    if not m:
-        return f"invalid TOML: {msg}"
-    problem, line = m.groups()
-    if not line:
-        return f"invalid TOML at end of file: {problem}"
-    lines = text.splitlines()
-    bad_line = lines[int(line) - 1] if int(line) <= len(lines) else ""
-    hint = ""
-    if bad_line.lstrip().startswith("$"):
-        hint = " (quote keys that start with '$', as in \"$runs-dir\" = ...)"
-    return f"invalid TOML at line {line}: {problem}{hint}"
-
-
-def _parse_yaml(text: str) -> Any:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        raise _ParseError(_yaml_error_message(e)) from None
-    except yaml.YAMLError as e:
-        raise _ParseError(f"invalid YAML: {_one_line(str(e))}") from None
-    return {} if data is None else data
-
-
-def _yaml_error_message(e: yaml.MarkedYAMLError) -> str:
-    mark = e.problem_mark or e.context_mark
-    where = f" at line {mark.line + 1}" if mark else ""
-    msg = f"invalid YAML{where}: {e.problem or e.context}"
-    if e.problem and e.context:
-        started = f" at line {e.context_mark.line + 1}" if e.context_mark else ""
-        msg += f" ({e.context}{started})"
-    return _one_line(msg)
-
-
-def _parse_json(text: str) -> Any:
-    # Gage drops `//` comment lines; blank them instead to keep line numbers.
-    lines = text.splitlines(keepends=True)
-    text = "".join("\n" if line.lstrip().startswith("//") else line for line in lines)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _ParseError(f"invalid JSON at line {e.lineno}: {e.msg}") from None
-
-
-_PARSERS = {".toml": _parse_toml, ".yaml": _parse_yaml, ".yml": _parse_yaml, ".json": _parse_json}
-
-
-def _one_line(s: str) -> str:
-    return " ".join(s.split())
 
 
 # =================================================================
@@ -430,7 +362,7 @@ def _schema_error_message(error: _Error, table: str) -> str:
         return f"{_subject(error.absolute_path)} is missing required key '{missing}'"
     anchor = _expected_anchor(error)
     if anchor is None:
-        return f"{_subject(error.absolute_path)}: {_one_line(error.message)}"
+        return f"{_subject(error.absolute_path)}: {one_line(error.message)}"
     expected = anchor.schema["x-expected"].format(table=table, a_table=_a(table))
     got = _describe(anchor.instance, table)
     return f"{_subject(anchor.absolute_path)} must be {expected}, got {got}"
