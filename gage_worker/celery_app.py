@@ -11,6 +11,7 @@ import functools
 from typing import Any
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from .broker import broker_url, transport_options
 from .settings import Settings
@@ -52,11 +53,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # started), so keeping the task costs nothing.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_default_queue": settings.queue,
+        # What `celery -A gage_worker worker` consumes without -Q: both queues.
+        "task_queues": [_queue(settings.queue), _queue(settings.finalize_queue)],
         "task_routes": {
             EXEC_TASK: {"queue": settings.queue},
             FINALIZE_TASK: {"queue": settings.finalize_queue},
         },
     }
+
+
+def _queue(name: str) -> Queue:
+    """A queue on its own direct exchange, as Celery creates missing queues."""
+    return Queue(name, Exchange(name), routing_key=name)
 
 
 def make_app(settings: Settings) -> GageApp:

@@ -41,6 +41,7 @@ class QueueState:
 
 
 def queue_state(run: Run) -> QueueState:
+    """The run's status (see module doc), with the heartbeat's host if running."""
     exit_code = meta_exit_code(run)
     if exit_code is not None:
         return QueueState(status_for_exit_code(exit_code))

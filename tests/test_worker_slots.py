@@ -44,11 +44,13 @@ def test_worker_ignores_other_queues(redis_bed):
     assert other[0].id not in worker.log()
 
 
-def test_celery_inspect_and_control_work_unchanged(redis_bed):
+def test_celery_worker_inspect_and_control_work_unchanged(redis_bed):
     """`celery -A gage_worker` finds the app configured from the environment."""
-    worker = redis_bed.start_worker("-Q", "gage")
-    node = f"w0@{socket.gethostname()}"
     celery = [sys.executable, "-m", "celery", "-A", "gage_worker"]
+    worker = redis_bed.start_worker("-l", "info", command=[*celery, "worker"])
+    node = f"w0@{socket.gethostname()}"
+    first = redis_bed.stage_and_submit(1)
+    assert redis_bed.wait_status(first) == {first[0].id: "completed"}  # exec, then finalize
     env = redis_bed.worker_env()
 
     def run(*args: str) -> subprocess.CompletedProcess:

@@ -201,13 +201,15 @@ class Bed:
         return env
 
     def start_worker(
-        self, *args: str, env: dict[str, str] | None = None, wait: bool = True
+        self, *args: str, env: dict[str, str] | None = None, wait: bool = True,
+        command: list[str] | None = None,
     ) -> Worker:
+        """Start `gage-worker ARGS` (or `command ARGS`) as node `w<n>@<host>`."""
         n = len(self.workers)
         log_path = self.root / f"worker-{n}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [*worker_command(), "--hostname", f"w{n}@%h", *args],
+                [*(command or worker_command()), "--hostname", f"w{n}@%h", *args],
                 env=env or self.worker_env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
