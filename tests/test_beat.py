@@ -11,11 +11,13 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from support.submit_cli import GageSubmit
 from support.workers import Bed, wait_for, worker_command
 
 from gage_runs.meta import meta_timestamp
@@ -77,7 +79,7 @@ class BeatProc:
 
 
 @pytest.fixture
-def start_beat(worker_bed: Bed) -> Iterator:
+def start_beat() -> Iterator:
     """Start beats on a bed; kill what is left of them at teardown."""
     beats: list[BeatProc] = []
 
@@ -151,12 +153,9 @@ every = "1s"
     config = json.loads((Path(runs[0].meta_dir) / "config.json").read_text())
     assert (config["epochs"], config["lr"]) == (1, 0.5)
 
-    listed = subprocess.run(
-        ["gage-submit", "list", "--schedule", "hello-every", "--json", "--runs-dir",
-         str(redis_bed.runs_dir)],
-        capture_output=True, text=True, check=True, env=redis_bed.worker_env(),
-    )
-    assert sorted(row["id"] for row in json.loads(listed.stdout)) == sorted(r.id for r in runs)
+    gage_submit = GageSubmit(redis_bed.root, {"GAGE_RUNS": str(redis_bed.runs_dir)})
+    listed = gage_submit("list", "--schedule", "hello-every", "--json", check=True).json()
+    assert sorted(row["id"] for row in listed) == sorted(r.id for r in runs)
 
 
 def test_tick_is_skipped_while_the_last_run_is_active(redis_bed, start_beat):
@@ -257,14 +256,13 @@ project = "nap"
 op = "nap"
 every = "1s"
 """)
-    once = ["--once"]
-    first = start_beat(worker_bed, schedule, *once, name="first")
+    first = start_beat(worker_bed, schedule, "--once", name="first")
     assert first.proc.wait(30) == 0
     (run,) = job_runs(worker_bed, "daily")
     assert queue_status(run) == "queued"
 
-    wait_for(lambda: submit_time(run) + 1 < datetime.now().timestamp(), 5, "a tick to be due")
-    second = start_beat(worker_bed, schedule, *once, name="second")
+    wait_for(lambda: submit_time(run) + 1 < time.time(), 5, "a tick to be due")
+    second = start_beat(worker_bed, schedule, "--once", name="second")
     assert second.proc.wait(30) == 0
     assert second.lines(f"daily: last run {run.id[:8]} ({run.name})")
     assert second.lines(f"daily: skipped: its last run {run.id[:8]} ({run.name}) is queued")
@@ -275,7 +273,8 @@ def test_broker_down_at_a_tick(redis_bed, start_beat):
     """The tick logs one error line, the run stays queued, the beat keeps going; reconcile sends it.
 
     With the broker down the next ticks are skipped (the last run is
-    queued). Once Redis and a worker are up, reconcile sends the run and it completes.
+    queued). Once Redis and a worker are up, reconcile sends the run and
+    it completes.
     """
     nap_project(redis_bed)
     schedule = write_schedule(redis_bed, """\
