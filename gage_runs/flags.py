@@ -17,6 +17,8 @@ A value cannot span lines. Names match `[\\w.][\\w.-]*` or are quoted.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from difflib import get_close_matches
 
 from .errors import ConfigError
 
@@ -160,3 +162,47 @@ def _split_items(s: str) -> list[str]:
             start = i + 1
     items.append(s[start:])
     return items
+
+
+def check_flags(
+    flags: Mapping[str, Iterable[FlagValue]], config: Mapping[str, FlagValue], op_name: str
+) -> None:
+    """ConfigError for a flag the op's config lacks, or a value that cannot
+    replace the current one (a number for a number, true/false for a
+    boolean; null always, and anything for a string or null config).
+
+    Gage 0.1.2 checks neither: it records the flag and changes nothing, so
+    a typo would fail an hour later on a worker instead of at submit.
+    """
+    for name, values in flags.items():
+        if name not in config:
+            raise ConfigError(_unknown_flag_message(name, config, op_name))
+        for value in values:
+            _check_flag_value(name, value, config[name])
+
+
+def _unknown_flag_message(name: str, config: Mapping[str, FlagValue], op_name: str) -> str:
+    if not config:
+        return f"unknown flag '{name}': operation '{op_name}' has no flags (its config is empty)"
+    close = get_close_matches(name, list(config), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return (
+        f"unknown flag '{name}' for operation '{op_name}'{hint};"
+        f" valid flags: {', '.join(sorted(config))}"
+    )
+
+
+def _check_flag_value(name: str, value: FlagValue, current: FlagValue) -> None:
+    if value is None:
+        return
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ConfigError(f"invalid value for flag '{name}': expected true or false, got {value!r}")
+    if _is_number(current) and not _is_number(value):
+        raise ConfigError(
+            f"invalid value for flag '{name}': expected a number"
+            f" (currently {current!r}), got {value!r}"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -5,14 +5,8 @@ written as a list, `lr=[0.1,0.01]`, is a grid axis: one run per
 combination of all axes, in the order the flags were given, the last axis
 varying fastest. Quote a list to pass it as a string: `tags='[a,b]'`.
 
-Two checks Gage 0.1.2 does not make, so a typo fails at submit rather
-than an hour later on a worker:
-
-- a name the op's config does not have is an error listing the valid ones
-  (Gage records it in config.json and changes nothing);
-- a value must be able to replace the project's current value: a number
-  for a number, `true`/`false` for a boolean. `null` is always accepted,
-  and a string or null config takes any value, as in Gage.
+Names and values are checked against the op's config by
+`gage_runs.flags.check_flags`, so a typo fails at submit.
 """
 
 from __future__ import annotations
@@ -21,7 +15,6 @@ import itertools
 import math
 import re
 from collections.abc import Mapping
-from difflib import get_close_matches
 
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, parse_flag_assigns, parse_flag_list, parse_flag_value
@@ -49,44 +42,6 @@ def parse_flags(args: list[str]) -> Grid:
 
 def _unquoted_list(arg: str) -> bool:
     return arg.partition("=")[2].strip().startswith("[")
-
-
-def check_flags(grid: Grid, config: Mapping[str, FlagValue], op_name: str) -> None:
-    """SubmitError for a name `config` lacks or a value that can't replace its current one."""
-    for name, values in grid.items():
-        if name not in config:
-            raise SubmitError(_unknown_flag_message(name, config, op_name))
-        for value in values:
-            _check_value(name, value, config[name])
-
-
-def _unknown_flag_message(name: str, config: Mapping[str, FlagValue], op_name: str) -> str:
-    if not config:
-        return f"unknown flag '{name}': operation '{op_name}' has no flags (its config is empty)"
-    close = get_close_matches(name, list(config), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return (
-        f"unknown flag '{name}' for operation '{op_name}'{hint};"
-        f" valid flags: {', '.join(sorted(config))}"
-    )
-
-
-def _check_value(name: str, value: FlagValue, current: FlagValue) -> None:
-    if value is None:
-        return
-    if isinstance(current, bool) and not isinstance(value, bool):
-        raise SubmitError(
-            f"invalid value for flag '{name}': expected true or false, got {value!r}"
-        )
-    if _is_number(current) and not _is_number(value):
-        raise SubmitError(
-            f"invalid value for flag '{name}': expected a number"
-            f" (currently {current!r}), got {value!r}"
-        )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def grid_size(grid: Grid) -> int:

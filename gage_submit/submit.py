@@ -19,14 +19,14 @@ from typing import Any
 
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
-from gage_runs.flags import FlagValue
+from gage_runs.flags import FlagValue, check_flags
 from gage_runs.staging import stage_op
 from gage_runs.types import Run
 from gage_worker.errors import BrokerUnavailable
 from gage_worker.settings import Settings, check_queue_name
 
 from .errors import StagingFailed, SubmitError
-from .flags import check_flags, expand_grid, grid_size, parse_flags
+from .flags import expand_grid, grid_size, parse_flags
 from .project import OpContext, load_op, runs_dir_for_submit
 from .sender import Sender
 

@@ -33,14 +33,14 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageFileError, GageRunsError
-from gage_runs.flags import FlagValue, parse_flag_value
+from gage_runs.flags import FlagValue, check_flags, parse_flag_value
 from gage_runs.gagefile import (
     GAGEFILE_NAMES,
     find_gagefile,
@@ -172,7 +172,7 @@ def load_job_op(job: Job) -> JobOp:
         raise GageFileError(f"no Gage file in {job.project_dir} (looked for {names})")
     opdef = get_opdef(load_gagefile(gagefile_path), job.op_name)
     config = read_project_config(job.project_dir, opdef)
-    _check_flags(job.flags, config, opdef.name)
+    check_flags({name: [value] for name, value in job.flags.items()}, config, opdef.name)
     opref = OpRef(project_namespace(job.project_dir), opdef.name)
     return JobOp(opdef, opref, {**config, **job.flags})
 
@@ -276,25 +276,6 @@ def _parse_flags(value: object) -> dict[str, FlagValue]:
                 f"flag '{name}': expected a string, number or boolean, not {_toml_type(flag)}"
             )
     return flags
-
-
-def _check_flags(flags: Mapping[str, FlagValue], config: Mapping[str, Any], op_name: str) -> None:
-    """ScheduleError for a flag the op's config lacks, or a value of the wrong kind."""
-    for name, value in flags.items():
-        if name not in config:
-            valid = ", ".join(sorted(config)) or "none (its config is empty)"
-            raise ScheduleError(
-                f"unknown flag '{name}' for operation '{op_name}'"
-                f"{_did_you_mean(name, config)}; valid flags: {valid}"
-            )
-        current = config[name]
-        if value is None or isinstance(current, str) or current is None:
-            continue
-        if isinstance(current, bool) != isinstance(value, bool) or isinstance(value, str):
-            raise ScheduleError(
-                f"invalid value for flag '{name}': expected {_toml_type(current)}"
-                f" (currently {current!r}), got {value!r}"
-            )
 
 
 def _string(table: dict[str, Any], key: str) -> str:

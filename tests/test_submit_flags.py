@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gage_runs.errors import ConfigError
+from gage_runs.flags import check_flags
 from gage_submit.errors import SubmitError
 from gage_submit.flags import (
-    check_flags,
     expand_grid,
     format_flags,
     grid_size,
@@ -52,7 +52,7 @@ def test_an_empty_list_is_not_a_grid():
     """`[]` stays the string `'[]'` (and then fails the type check for a number)."""
     grid = parse_flags(["lr=[]"])
     assert grid == {"lr": ["[]"]}
-    with pytest.raises(SubmitError, match="expected a number"):
+    with pytest.raises(ConfigError, match="expected a number"):
         check_flags(grid, CONFIG, "train")
 
 
@@ -93,7 +93,7 @@ def test_no_flags_is_one_run_of_the_project_values():
 
 def test_an_unknown_flag_lists_the_valid_ones():
     """A name the op's config lacks is an error with a suggestion and every valid name."""
-    with pytest.raises(SubmitError) as e:
+    with pytest.raises(ConfigError) as e:
         check_flags({"lrr": [1]}, CONFIG, "train")
     assert str(e.value) == (
         "unknown flag 'lrr' for operation 'train' (did you mean 'lr'?);"
@@ -103,7 +103,7 @@ def test_an_unknown_flag_lists_the_valid_ones():
 
 def test_an_op_without_config_takes_no_flags():
     """Flags for an op with no config would change nothing, so they are an error."""
-    with pytest.raises(SubmitError, match="operation 'prep' has no flags"):
+    with pytest.raises(ConfigError, match="operation 'prep' has no flags"):
         check_flags({"x": [1]}, {}, "prep")
 
 
@@ -118,7 +118,7 @@ def test_an_op_without_config_takes_no_flags():
 )
 def test_a_value_that_cannot_replace_the_current_one_is_an_error(name, value, message):
     """Numbers take numbers and booleans take true/false, so typos fail at submit."""
-    with pytest.raises(SubmitError) as e:
+    with pytest.raises(ConfigError) as e:
         check_flags({name: [value]}, CONFIG, "train")
     assert message in str(e.value)
 
@@ -141,7 +141,7 @@ def test_compatible_values_pass(name, value):
 
 def test_every_value_of_a_grid_axis_is_checked():
     """One bad item in a list fails the whole submission before anything is staged."""
-    with pytest.raises(SubmitError, match="got 'x'"):
+    with pytest.raises(ConfigError, match="got 'x'"):
         check_flags(parse_flags(["lr=[0.1,x]"]), CONFIG, "train")
 
 
