@@ -1,89 +1,69 @@
 """gage_runs: Gage 0.1.2's staged-run lifecycle and on-disk run format.
 
 `from gage_runs import *` gives Gage's names, so Gage users feel at home.
+Names load on first use, so a command that needs one module does not pay
+for importing all of them.
 """
 
-from .errors import (
-    ConfigError,
-    GageFileError,
-    GageRunsError,
-    OpDefError,
-    OpNotFound,
-    RunExecError,
-    RunFormatError,
-    RunLookupError,
-    RunsDirError,
-    SourcePatternError,
-)
-from .files_log import RunManifest
-from .lifecycle import (
-    apply_config,
-    exec_run,
-    finalize_run,
-    finalize_staged_run,
-    stage_dependencies,
-    stage_run,
-    stage_runtime,
-    stage_sourcecode,
-)
-from .meta import (
-    init_run_meta,
-    make_run,
-    meta_config,
-    meta_opcmd,
-    meta_opdef,
-    run_for_meta_dir,
-    run_meta_path,
-)
-from .names import is_run_id, make_run_id, run_name_for_id
-from .runs_dir import check_runs_dir, find_run, list_runs, resolve_run_id
-from .sidecars import associate_project, log_user_attrs, run_user_attrs
-from .staging import stage_op
-from .status import run_status
-from .types import OpCmd, OpDef, OpRef, Run, RunSummary
+from __future__ import annotations
 
-__all__ = [
-    "ConfigError",
-    "GageFileError",
-    "GageRunsError",
-    "OpCmd",
-    "OpDef",
-    "OpDefError",
-    "OpNotFound",
-    "OpRef",
-    "Run",
-    "RunExecError",
-    "RunFormatError",
-    "RunLookupError",
-    "RunManifest",
-    "RunSummary",
-    "RunsDirError",
-    "SourcePatternError",
-    "apply_config",
-    "associate_project",
-    "check_runs_dir",
-    "exec_run",
-    "finalize_run",
-    "finalize_staged_run",
-    "find_run",
-    "init_run_meta",
-    "is_run_id",
-    "list_runs",
-    "log_user_attrs",
-    "make_run",
-    "make_run_id",
-    "meta_config",
-    "meta_opcmd",
-    "meta_opdef",
-    "resolve_run_id",
-    "run_for_meta_dir",
-    "run_meta_path",
-    "run_name_for_id",
-    "run_status",
-    "run_user_attrs",
-    "stage_dependencies",
-    "stage_op",
-    "stage_run",
-    "stage_runtime",
-    "stage_sourcecode",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ConfigError": "errors",
+    "GageFileError": "errors",
+    "GageRunsError": "errors",
+    "OpCmd": "types",
+    "OpDef": "types",
+    "OpDefError": "errors",
+    "OpNotFound": "errors",
+    "OpRef": "types",
+    "Run": "types",
+    "RunExecError": "errors",
+    "RunFormatError": "errors",
+    "RunLookupError": "errors",
+    "RunManifest": "files_log",
+    "RunSummary": "types",
+    "RunsDirError": "errors",
+    "SourcePatternError": "errors",
+    "apply_config": "lifecycle",
+    "associate_project": "sidecars",
+    "check_runs_dir": "runs_dir",
+    "exec_run": "lifecycle",
+    "finalize_run": "lifecycle",
+    "finalize_staged_run": "lifecycle",
+    "find_run": "runs_dir",
+    "init_run_meta": "meta",
+    "is_run_id": "names",
+    "list_runs": "runs_dir",
+    "log_user_attrs": "sidecars",
+    "make_run": "meta",
+    "make_run_id": "names",
+    "meta_config": "meta",
+    "meta_opcmd": "meta",
+    "meta_opdef": "meta",
+    "resolve_run_id": "runs_dir",
+    "run_for_meta_dir": "meta",
+    "run_meta_path": "meta",
+    "run_name_for_id": "names",
+    "run_status": "status",
+    "run_user_attrs": "sidecars",
+    "stage_dependencies": "lifecycle",
+    "stage_op": "staging",
+    "stage_run": "lifecycle",
+    "stage_runtime": "lifecycle",
+    "stage_sourcecode": "lifecycle",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'gage_runs' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
