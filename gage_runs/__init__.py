@@ -45,6 +45,7 @@ _EXPORTS = {
     "meta_opdef": "meta",
     "resolve_run_id": "runs_dir",
     "run_for_meta_dir": "meta",
+    "select_runs": "runs_dir",
     "run_meta_path": "meta",
     "run_name_for_id": "names",
     "run_status": "status",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from .errors import RunFormatError, RunLookupError, RunsDirError
 from .meta import meta_timestamp, run_for_meta_dir
@@ -54,27 +55,60 @@ def run_timestamp(run: Run) -> int:
     return 0
 
 
-def find_runs(runs_dir: str, spec: str) -> list[Run]:
-    """Runs whose id or name starts with `spec` (an exact id wins)."""
-    runs = list_runs(runs_dir)
-    exact = [run for run in runs if run.id == spec or run.name == spec]
-    if exact:
-        return exact
-    return [run for run in runs if run.id.startswith(spec) or run.name.startswith(spec)]
-
-
 def find_run(runs_dir: str, spec: str) -> Run:
-    """The one run named by an id, an id prefix or a name (prefix)."""
+    """The one run `spec` names (see `select_runs`)."""
+    runs = list_runs(runs_dir)
+    selected = _select(runs, spec, runs_dir)
+    if len(selected) > 1:
+        raise RunLookupError(f"{spec!r} names {len(selected)} runs; name one run")
+    return selected[0]
+
+
+def select_runs(runs_dir: str, specs: list[str]) -> list[Run]:
+    """The runs the specs name, in the order named, each once.
+
+    A spec is, as in Gage: a 1-based index into the newest-first listing
+    (`1` is the latest run), a slice `a:b` of it, or a run id, id prefix,
+    name or name prefix. An exact id or name wins over prefixes; a prefix
+    that matches several runs is an error listing them.
+    """
+    runs = list_runs(runs_dir)
+    selected: dict[str, Run] = {}
+    for spec in specs:
+        for run in _select(runs, spec, runs_dir):
+            selected.setdefault(run.id, run)
+    return list(selected.values())
+
+
+_SLICE = re.compile(r"(-?\d+)?:(-?\d+)?\Z")
+_MAX_LISTED = 10
+
+
+def _select(runs: list[Run], spec: str, runs_dir: str) -> list[Run]:
     if not spec:
-        raise RunLookupError("a run id or name is required")
-    matches = find_runs(runs_dir, spec)
+        raise RunLookupError("a run id, name or index is required")
+    if spec.isdigit() and 1 <= int(spec) <= len(runs):
+        return [runs[int(spec) - 1]]
+    m = _SLICE.match(spec)
+    if m:
+        start, end = m.group(1), m.group(2)
+        first = (int(start) - 1 if int(start) > 0 else int(start)) if start else None
+        selected = runs[first : int(end) if end else None]
+        if not selected:
+            raise RunLookupError(f"no runs in {spec!r} ({len(runs)} runs in {runs_dir})")
+        return selected
+    matches = [run for run in runs if spec in (run.id, run.name)] or [
+        run for run in runs if run.id.startswith(spec) or run.name.startswith(spec)
+    ]
     if not matches:
         raise RunLookupError(f"no run matches {spec!r} in {runs_dir}")
     if len(matches) > 1:
-        listed = ", ".join(f"{run.name} ({run.id[:8]})" for run in matches[:10])
-        more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
-        raise RunLookupError(f"{spec!r} matches {len(matches)} runs: {listed}{more}")
-    return matches[0]
+        listed = ", ".join(f"{run.name} ({run.id[:8]})" for run in matches[:_MAX_LISTED])
+        more = f" and {len(matches) - _MAX_LISTED} more" if len(matches) > _MAX_LISTED else ""
+        raise RunLookupError(
+            f"{spec!r} matches {len(matches)} runs: {listed}{more}; use a longer prefix"
+        )
+    return matches
 
 
 def resolve_run_id(runs_dir: str, run_id: object) -> Run:

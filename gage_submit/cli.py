@@ -333,9 +333,10 @@ def wait_cmd(
     specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, timeout: str | None
 ) -> int:
     """Wait for runs to end; exit 0 if all completed, 1 if any did not."""
+    from gage_runs.runs_dir import select_runs
+
     from .flags import parse_duration
     from .project import runs_dir_for_reading
-    from .select import select_runs
 
     seconds = parse_duration(timeout) if timeout else None
     runs = select_runs(runs_dir_for_reading(project_dir, runs_dir), list(specs))
@@ -402,11 +403,11 @@ def cancel_cmd(
     specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, broker: str | None
 ) -> int:
     """Cancel runs: a queued run ends at once, a running one is stopped by its worker."""
+    from gage_runs.runs_dir import select_runs
     from gage_worker.state import queue_status, request_cancel
 
     from .progress import run_line
     from .project import runs_dir_for_reading
-    from .select import select_runs
 
     resolved = runs_dir_for_reading(project_dir, runs_dir)
     runs = select_runs(resolved, list(specs))
@@ -445,10 +446,11 @@ def _settings(runs_dir: str | None, broker: str | None) -> Settings:
 
 
 def _select_run(spec: str, project_dir: str | None, runs_dir: str | None) -> Run:
-    from .project import runs_dir_for_reading
-    from .select import select_run
+    from gage_runs.runs_dir import find_run
 
-    return select_run(runs_dir_for_reading(project_dir, runs_dir), spec)
+    from .project import runs_dir_for_reading
+
+    return find_run(runs_dir_for_reading(project_dir, runs_dir), spec)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from gage_runs import (
     list_runs,
     make_run,
     resolve_run_id,
+    select_runs,
 )
 
 
@@ -93,3 +94,16 @@ def test_check_runs_dir(tmp_path):
         os.chmod(tmp_path, 0o555)
         with pytest.raises(RunsDirError, match="not writable"):
             check_runs_dir(str(tmp_path))
+
+
+def test_select_runs_by_index_and_slice(tmp_path):
+    """`1` is the newest run, `2:3` the next two; each run is named once."""
+    oldest, middle, newest = (new_run(tmp_path) for _ in range(3))
+    root = str(tmp_path)
+    assert find_run(root, "1").id == newest.id
+    assert [r.id for r in select_runs(root, ["2:3"])] == [middle.id, oldest.id]
+    assert [r.id for r in select_runs(root, ["1", newest.id, ":1"])] == [newest.id]
+    with pytest.raises(RunLookupError, match="names 2 runs"):
+        find_run(root, "1:2")
+    with pytest.raises(RunLookupError, match="no runs in '5:9'"):
+        select_runs(root, ["5:9"])
