@@ -21,9 +21,10 @@ import jsonschema
 
 from .datafile import DataFileError, one_line, parse_data
 from .errors import GageFileError, OpNotFound
-from .types import Data, OpDef
+from .types import Data, OpDef, OpRef
 
 __all__ = [
+    "load_project_op",
     "GAGEFILE_NAMES",
     "PROJECT_MARKERS",
     "GageFile",
@@ -161,6 +162,18 @@ def _project_runs_dir(project_dir: str | None, gagefile: GageFile | None) -> str
 # =================================================================
 # Operations
 # =================================================================
+
+
+def load_project_op(project_dir: str, op_name: str | None) -> tuple[GageFile, OpDef, OpRef]:
+    """The project's Gage file, the op (the default op if `op_name` is None),
+    and the op's reference (namespace: the project dir's name)."""
+    path = find_gagefile(project_dir)
+    if path is None:
+        names = ", ".join(GAGEFILE_NAMES)
+        raise GageFileError(f"no Gage file in {project_dir} (looked for {names})")
+    gagefile = load_gagefile(path)
+    opdef = get_opdef(gagefile, op_name)
+    return gagefile, opdef, OpRef(project_namespace(project_dir), opdef.name)
 
 
 def get_opdef(gagefile: GageFile, name: str | None) -> OpDef:

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 from gage_runs.errors import GageFileError, RunsDirError
 from gage_runs.gagefile import (
-    GAGEFILE_NAMES,
     GageFile,
     find_gagefile,
     find_project_dir,
-    get_opdef,
     load_gagefile,
+    load_project_op,
     project_namespace,
     resolve_runs_dir,
 )
@@ -46,13 +45,8 @@ def _start_dir(start: str | None) -> str:
 def load_op(op_name: str | None, start: str | None = None) -> OpContext:
     """Load the project's Gage file and the op (the default op if `op_name` is None)."""
     project_dir = project_dir_for(start)
-    path = find_gagefile(project_dir)
-    if path is None:
-        names = ", ".join(GAGEFILE_NAMES)
-        raise GageFileError(f"no Gage file in {project_dir} (looked for {names})")
-    gagefile = load_gagefile(path)
-    opdef = get_opdef(gagefile, op_name)
-    return OpContext(project_dir, gagefile, opdef, OpRef(project_namespace(project_dir), opdef.name))
+    gagefile, opdef, opref = load_project_op(project_dir, op_name)
+    return OpContext(project_dir, gagefile, opdef, opref)
 
 
 def runs_dir_for_submit(context: OpContext, override: str | None) -> str:

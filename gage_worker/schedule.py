@@ -39,15 +39,9 @@ from difflib import get_close_matches
 from typing import Any
 
 from gage_runs.config import read_project_config
-from gage_runs.errors import GageFileError, GageRunsError
+from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags, parse_flag_value
-from gage_runs.gagefile import (
-    GAGEFILE_NAMES,
-    find_gagefile,
-    get_opdef,
-    load_gagefile,
-    project_namespace,
-)
+from gage_runs.gagefile import load_project_op
 from gage_runs.types import OpDef, OpRef
 
 from .cron import Cron, parse_cron
@@ -166,14 +160,9 @@ def load_schedule(path: str) -> Schedule:
 
 def load_job_op(job: Job) -> JobOp:
     """Load the job's Gage file and op, and its config with the job's flags over it."""
-    gagefile_path = find_gagefile(job.project_dir)
-    if gagefile_path is None:
-        names = ", ".join(GAGEFILE_NAMES)
-        raise GageFileError(f"no Gage file in {job.project_dir} (looked for {names})")
-    opdef = get_opdef(load_gagefile(gagefile_path), job.op_name)
+    _gagefile, opdef, opref = load_project_op(job.project_dir, job.op_name)
     config = read_project_config(job.project_dir, opdef)
     check_flags({name: [value] for name, value in job.flags.items()}, config, opdef.name)
-    opref = OpRef(project_namespace(job.project_dir), opdef.name)
     return JobOp(opdef, opref, {**config, **job.flags})
 
 
