@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 READONLY = 0o444
 
@@ -73,7 +74,7 @@ def write_text(path: str, text: str, *, readonly: bool = True) -> None:
     replaced even if it is read-only.
     """
     make_dirs(os.path.dirname(path))
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w") as f:

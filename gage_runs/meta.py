@@ -11,7 +11,7 @@ from typing import Any
 from .errors import RunFormatError
 from .fsmode import make_new_dir, open_shared_append, write_text
 from .names import make_run_id, run_name_for_id
-from .types import OpCmd, OpDef, OpRef, Run
+from .types import OpCmd, OpDef, OpRef, Run, RunSummary
 
 META_SCHEMA = "1"
 OPREF_SCHEMA = "1"
@@ -170,6 +170,16 @@ def meta_exit_code(run: Run) -> int | None:
             return int(f.read().rstrip())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def run_summary(run: Run) -> RunSummary:
+    """The run's summary.json (written at finalize); empty if missing or bad."""
+    try:
+        with open(run_meta_path(run, "summary.json")) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return RunSummary({})
+    return RunSummary(data if isinstance(data, dict) else {})
 
 
 def run_for_meta_dir(meta_dir: str) -> Run:

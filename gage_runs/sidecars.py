@@ -12,7 +12,8 @@ import uuid
 from typing import Any
 
 from .fsmode import make_dirs, write_text
-from .types import Run
+from .meta import run_summary
+from .types import Run, RunSummary
 
 _ms_lock = threading.Lock()
 _last_ms = 0
@@ -83,3 +84,10 @@ def run_user_attrs(run: Run) -> dict[str, Any]:
         for key in entry.get("delete") or []:
             attrs.pop(key, None)
     return attrs
+
+
+def run_label(run: Run, summary: RunSummary | None = None) -> str | None:
+    """The user attribute `label`, else the summary's run label, as Gage shows it."""
+    summary = summary or run_summary(run)
+    label = run_user_attrs(run).get("label") or summary.get_run_attrs().get("label")
+    return str(label) if label else None

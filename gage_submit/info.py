@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from gage_runs.errors import RunFormatError
-from gage_runs.meta import meta_config, meta_exit_code, meta_timestamp, run_meta_path
-from gage_runs.sidecars import run_user_attrs
+from gage_runs.meta import meta_config, meta_exit_code, meta_timestamp, run_summary
+from gage_runs.sidecars import run_label
 from gage_runs.types import Run
 from gage_worker.queue_meta import read_heartbeat, read_submitted
 from gage_worker.state import RUNNING, queue_state
@@ -62,7 +61,7 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
     state = queue_state(run)
     submitted = read_submitted(run) or {}
     host = state.host if state.status == RUNNING else (read_heartbeat(run) or {}).get("host")
-    summary = _summary(run)
+    summary = run_summary(run)
     opref = run.opref
     return RunInfo(
         id=run.id,
@@ -70,7 +69,7 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
         op=opref.op_name if opref.op_ns == namespace else opref.get_full_name(),
         status=state.status,
         host=host,
-        label=_label(run, summary),
+        label=run_label(run, summary),
         queue=submitted.get("queue"),
         schedule=submitted.get("schedule"),
         time_limit=submitted.get("time_limit"),
@@ -82,23 +81,8 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
         exit_code=meta_exit_code(run),
         run_dir=run.run_dir,
         config=_config(run) if detail else None,
-        summary=summary if detail else {},
+        summary=summary.as_json() if detail else {},
     )
-
-
-def _label(run: Run, summary: dict[str, Any]) -> str | None:
-    """The user attribute `label`, else the summary's run label, as Gage has it."""
-    label = run_user_attrs(run).get("label") or (summary.get("run") or {}).get("label")
-    return str(label) if label else None
-
-
-def _summary(run: Run) -> dict[str, Any]:
-    try:
-        with open(run_meta_path(run, "summary.json")) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _config(run: Run) -> dict[str, Any] | None:
