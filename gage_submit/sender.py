@@ -18,9 +18,9 @@ import contextlib
 from types import TracebackType
 
 from gage_runs.types import Run
-from gage_worker.celery_app import EXEC_TASK
 from gage_worker.enqueue import BrokerSession
 from gage_worker.errors import BrokerUnavailable
+from gage_worker.messages import EXEC_TASK
 from gage_worker.queue_meta import write_enqueued, write_submitted
 from gage_worker.settings import Settings
 

@@ -1,8 +1,9 @@
 """The Celery app: its settings (design §4) and its two tasks.
 
 `celery -A gage_worker ...` finds the app configured from the environment
-(`gage_worker.app`); `gage-worker` and the enqueue API build one from their
-own `Settings` with `app_for`.
+(`gage_worker.app`); `gage-worker` builds one from its own `Settings` with
+`app_for`. Sending needs no app: the enqueue API publishes the same
+messages with kombu (`messages`), on the queues and settings defined here.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ import functools
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
 
-from .broker import broker_url, transport_options
+from .broker import CONNECT_TIMEOUT, broker_url, transport_options
+from .messages import EXEC_TASK, FINALIZE_TASK, SERIALIZER, task_queue
 from .settings import Settings
-
-EXEC_TASK = "gage.exec"
-FINALIZE_TASK = "gage.finalize"
 
 
 class GageApp(Celery):
@@ -32,7 +30,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": broker_url(settings),
         "broker_transport_options": transport_options(settings),
         # Messages are JSON only: a task carries a run id, nothing to pickle.
-        "task_serializer": "json",
+        "task_serializer": SERIALIZER,
         "result_serializer": "json",
         "event_serializer": "json",
         "accept_content": ["json"],
@@ -46,7 +44,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        "broker_connection_timeout": 3.0,
+        "broker_connection_timeout": CONNECT_TIMEOUT,
         # Do not kill running phases when the broker connection drops: that
         # would kill the pool child and orphan the run process. The run goes
         # on; its message is redelivered and acked as a no-op (run locked or
@@ -54,17 +52,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_default_queue": settings.queue,
         # What `celery -A gage_worker worker` consumes without -Q: both queues.
-        "task_queues": [_queue(settings.queue), _queue(settings.finalize_queue)],
+        "task_queues": [task_queue(settings.queue), task_queue(settings.finalize_queue)],
         "task_routes": {
             EXEC_TASK: {"queue": settings.queue},
             FINALIZE_TASK: {"queue": settings.finalize_queue},
         },
     }
-
-
-def _queue(name: str) -> Queue:
-    """A queue on its own direct exchange, as Celery creates missing queues."""
-    return Queue(name, Exchange(name), routing_key=name)
 
 
 def make_app(settings: Settings) -> GageApp:

@@ -7,6 +7,9 @@ connection is tried once on a fresh one, then fails with
 `BrokerUnavailable` within a few seconds instead of hanging. The runs dir
 records the intent first (`queue/submitted`), so a run whose send failed
 stays queued and reconcile sends it later.
+
+Sending imports no Celery: messages are Celery's, published with kombu
+(`messages`), so a submitter starts fast.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
 
 from .broker import broker_url, prepare_broker
-from .celery_app import EXEC_TASK, FINALIZE_TASK, GageApp, app_for
 from .errors import BrokerUnavailable
+from .messages import EXEC_TASK, FINALIZE_TASK, broker_connection, publish_task
 from .queue_meta import read_submitted, write_enqueued, write_submitted
 from .settings import Settings, check_queue_name, redact_url
 
@@ -49,7 +52,6 @@ class BrokerSession:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.app: GageApp = app_for(settings)
         self._conn: Connection | None = None
 
     def __enter__(self) -> BrokerSession:
@@ -65,10 +67,7 @@ class BrokerSession:
 
     def send(self, task_name: str, run_id: str, queue: str) -> None:
         """Send a task whose only argument is a run id."""
-        self._call(lambda conn: self.app.send_task(
-            task_name, args=[run_id], queue=queue, connection=conn,
-            retry=False, ignore_result=True,
-        ))
+        self._call(lambda conn: publish_task(conn, task_name, [run_id], queue))
 
     def queue_size(self, queue: str) -> int:
         """Messages waiting in `queue` (not counting ones being worked on)."""
@@ -107,7 +106,7 @@ class BrokerSession:
         connections = _connections()
         conn = connections.get(self.settings)
         if conn is None:
-            conn = self.app.connection_for_write()
+            conn = broker_connection(self.settings)
         try:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
         except Exception as e:

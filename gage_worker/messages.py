@@ -1,0 +1,99 @@
+"""Celery task messages, built and published with kombu alone.
+
+Sending a task needs no Celery: a submitter that imported it would pay
+for it on every `gage-submit` (most of the import time of a submit). This
+module makes the message Celery's `send_task` makes for a gage-queue
+task (protocol 2: the task in the headers, a JSON body of args, kwargs
+and an empty embed; one positional argument, results ignored) and
+publishes it as Celery does: to the default exchange with the queue's name
+as routing key, declaring the queue on its own direct exchange first,
+persistent. A Celery worker consumes it as one of its own;
+tests/test_worker_messages.py compares the two on a real Redis and has a
+real `celery worker` execute one.
+
+Two values differ, neither read by a worker: `reply_to` is empty (Celery
+puts the sending thread's id there, for result backends; gage-queue stores
+no results), and a task sent from inside a task does not name that task
+as its parent (`parent_id`, `root_id`; only event monitors show them).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from kombu import Connection, Exchange, Producer, Queue
+
+from .broker import CONNECT_TIMEOUT, broker_url, transport_options
+from .settings import Settings
+
+EXEC_TASK = "gage.exec"
+FINALIZE_TASK = "gage.finalize"
+SERIALIZER = "json"
+DELIVERY_MODE = "persistent"  # Celery's task_default_delivery_mode
+
+
+def task_queue(name: str) -> Queue:
+    """A queue on its own direct exchange, as Celery creates missing queues."""
+    return Queue(name, Exchange(name), routing_key=name)
+
+
+def broker_connection(settings: Settings) -> Connection:
+    """A (lazy) connection for sending, as Celery's `connection_for_write` makes it."""
+    return Connection(
+        broker_url(settings),
+        transport_options=transport_options(settings),
+        connect_timeout=CONNECT_TIMEOUT,
+    )
+
+
+def task_message(
+    name: str, args: Sequence[Any], task_id: str
+) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    """The body, headers and properties of a task message (Celery protocol 2)."""
+    args = list(args)
+    headers = {
+        "lang": "py",
+        "task": name,
+        "id": task_id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": repr(args),
+        "kwargsrepr": "{}",
+        "origin": f"gen{os.getpid()}@{socket.gethostname()}",
+        "ignore_result": True,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    properties = {"correlation_id": task_id, "reply_to": ""}
+    return (args, {}, embed), headers, properties
+
+
+def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: str) -> str:
+    """Send task `name` with `args` to `queue` once, no retry; the task id."""
+    task_id = str(uuid.uuid4())
+    body, headers, properties = task_message(name, args, task_id)
+    Producer(connection, auto_declare=False).publish(
+        body,
+        exchange="",
+        routing_key=queue,
+        declare=[task_queue(queue)],
+        serializer=SERIALIZER,
+        delivery_mode=DELIVERY_MODE,
+        headers=headers,
+        retry=False,
+        **properties,
+    )
+    return task_id
