@@ -1,4 +1,4 @@
-"""Sending tasks: submit a staged run, re-send one, send finalize.
+"""Sending tasks: submit staged runs (one, or a batch), re-send one, send finalize.
 
 Sends use one broker connection per process and thread (a worker's pool
 child sends a finalize per run; a submitter many exec tasks), with a short
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TypeVar
 
@@ -129,6 +129,82 @@ class BrokerSession:
         return BrokerUnavailable(f"cannot reach the broker at {url}: {detail}")
 
 
+class Submitter:
+    """Queues staged runs over one broker connection; `submit_run` for many runs.
+
+    `record(run)` writes the submission (`queue/submitted`); `send(run)`
+    sends its exec task and records the send (`queue/enqueued`); `submit`
+    does both. Once the broker is found unreachable, `error` is set and
+    later sends are not tried (one timeout each): their runs stay queued
+    in the runs dir and reconcile sends them when the broker is back. Use
+    it as a context manager, in one thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue: str | None = None,
+        time_limit: float | None = None,
+        schedule: str | None = None,
+        settings: Settings | None = None,
+    ):
+        if time_limit is not None and not time_limit > 0:
+            raise ValueError(f"time limit must be positive, not {time_limit!r}")
+        self._settings = settings or Settings.from_env()
+        self._queue = check_queue_name(queue) if queue else None
+        self._time_limit = time_limit
+        self._schedule = schedule
+        self._session: BrokerSession | None = None
+        self.error: BrokerUnavailable | None = None
+
+    def __enter__(self) -> Submitter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def submit(self, run: Run) -> bool:
+        """Queue a staged run; True if its task was sent, False if left for reconcile."""
+        self.record(run)
+        return self.send(run)
+
+    def record(self, run: Run) -> None:
+        """Record the run's submission: from now on it is queued."""
+        settings = settings_for_run(self._settings, run)
+        write_submitted(
+            run, queue=self._queue or settings.queue, time_limit=self._time_limit,
+            schedule=self._schedule,
+        )
+
+    def send(self, run: Run) -> bool:
+        """Send a recorded run's exec task; False if the broker is (found) unreachable."""
+        if self.error is not None:
+            return False
+        settings = settings_for_run(self._settings, run)
+        try:
+            self._session_for(settings).send(EXEC_TASK, run.id, self._queue or settings.queue)
+        except BrokerUnavailable as e:
+            self.error = e
+            self._close()
+            return False
+        write_enqueued(run)
+        return True
+
+    def _session_for(self, settings: Settings) -> BrokerSession:
+        if self._session is None or self._session.settings != settings:
+            self._close()
+            self._session = BrokerSession(settings).__enter__()
+        return self._session
+
+    def _close(self) -> None:
+        if self._session is not None:
+            self._session.__exit__(None, None, None)
+            self._session = None
+
+
 def submit_run(
     run: Run,
     *,
@@ -142,17 +218,44 @@ def submit_run(
     On BrokerUnavailable the run stays staged and queued in the runs dir;
     reconcile sends it once the broker is back.
     """
-    settings = settings_for_run(settings or Settings.from_env(), run)
-    queue = check_queue_name(queue or settings.queue)
-    if time_limit is not None and not time_limit > 0:
-        raise ValueError(f"time limit must be positive, not {time_limit!r}")
-    write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule)
-    try:
-        enqueue_run(run, queue, settings=settings)
-    except BrokerUnavailable as e:
+    with Submitter(
+        queue=queue, time_limit=time_limit, schedule=schedule, settings=settings
+    ) as submitter:
+        if submitter.submit(run):
+            return
+    raise BrokerUnavailable(
+        f"{submitter.error}; run {run.id} stays staged and reconcile will send it"
+    )
+
+
+def submit_runs(
+    runs: Iterable[Run],
+    *,
+    queue: str | None = None,
+    time_limit: float | None = None,
+    schedule: str | None = None,
+    settings: Settings | None = None,
+) -> list[Run]:
+    """Queue staged runs over one broker connection; the runs.
+
+    Every run's submission is recorded first, then their exec tasks are
+    sent in order. After the first BrokerUnavailable no more sends are
+    tried; BrokerUnavailable is raised once the batch is done, saying how
+    many runs stay queued for reconcile to send.
+    """
+    runs = list(runs)
+    with Submitter(
+        queue=queue, time_limit=time_limit, schedule=schedule, settings=settings
+    ) as submitter:
+        for run in runs:
+            submitter.record(run)
+        unsent = sum(not submitter.send(run) for run in runs)
+    if submitter.error is not None:
         raise BrokerUnavailable(
-            f"{e}; run {run.id} stays staged and reconcile will send it"
-        ) from None
+            f"{submitter.error}; {unsent} of {len(runs)} runs stay queued"
+            " and reconcile sends them when the broker is back"
+        )
+    return runs
 
 
 def enqueue_run(
