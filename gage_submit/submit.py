@@ -22,13 +22,13 @@ from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags
 from gage_runs.staging import stage_op
 from gage_runs.types import Run
+from gage_worker.enqueue import Submitter
 from gage_worker.errors import BrokerUnavailable
 from gage_worker.settings import Settings, check_queue_name
 
 from .errors import StagingFailed, SubmitError
 from .flags import expand_grid, grid_size, parse_flags
 from .project import OpContext, load_op, runs_dir_for_submit
-from .sender import Sender
 
 # A grid of at least this many runs per CPU is staged by a pool of processes.
 PARALLEL_MIN_RUNS = 20
@@ -100,9 +100,12 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
 class Submission:
     """Stages and queues a plan's runs; iterate it for each run, in plan order.
 
-    A big grid is staged by a pool of processes, one per CPU, each with its
-    own broker connection: staging is CPU and file-system work, and a
-    1,000-run grid should take seconds. The pool is forked on entering, so
+    Runs are queued by a `gage_worker.enqueue.Submitter`: one broker
+    connection, and once the broker is found down the rest are only
+    recorded as submitted, for reconcile to send. A big grid is staged by
+    a pool of processes, one per CPU, each with its own submitter: staging
+    is CPU and file-system work, and a 1,000-run grid should take
+    seconds. The pool is forked on entering, so
     enter before starting a progress display (no threads at fork time).
     `broker_error` is set after iterating if the broker could not be
     reached: those runs stay queued for reconcile. A staging failure stops
@@ -117,7 +120,7 @@ class Submission:
         self._processes = min(os.cpu_count() or 1, len(self._jobs) // PARALLEL_MIN_RUNS)
         self._pool: Any = None
         self._stop: Any = None
-        self._sender: Sender | None = None
+        self._submitter: Submitter | None = None
         self.broker_error: BrokerUnavailable | None = None
 
     def __enter__(self) -> Submission:
@@ -129,15 +132,15 @@ class Submission:
                 self._processes, _init_worker, (self._plan, self._settings, self._stop)
             )
         else:
-            self._sender = Sender(self._settings).__enter__()
+            self._submitter = _submitter(self._plan, self._settings).__enter__()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._sender is not None:
-            self._sender.__exit__(exc_type, exc, tb)
+        if self._submitter is not None:
+            self._submitter.__exit__(exc_type, exc, tb)
         if self._pool is not None:
             if exc_type is None:
                 self._pool.close()
@@ -146,10 +149,10 @@ class Submission:
             self._pool.join()
 
     def __iter__(self) -> Iterator[Submitted]:
-        if self._sender is not None:
+        if self._submitter is not None:
             for run_flags, config in self._jobs:
-                yield _stage_and_queue(self._plan, self._sender, run_flags, config)
-            self.broker_error = self._sender.error
+                yield _stage_and_queue(self._plan, self._submitter, run_flags, config)
+            self.broker_error = self._submitter.error
             return
         chunks = [self._jobs[i : i + CHUNK_RUNS] for i in range(0, len(self._jobs), CHUNK_RUNS)]
         failure = None
@@ -163,8 +166,12 @@ class Submission:
             raise failure
 
 
+def _submitter(plan: Plan, settings: Settings) -> Submitter:
+    return Submitter(queue=plan.queue, time_limit=plan.time_limit, settings=settings)
+
+
 def _stage_and_queue(
-    plan: Plan, sender: Sender, run_flags: dict[str, FlagValue], config: dict[str, Any]
+    plan: Plan, submitter: Submitter, run_flags: dict[str, FlagValue], config: dict[str, Any]
 ) -> Submitted:
     context = plan.context
     try:
@@ -177,32 +184,33 @@ def _stage_and_queue(
             f"staging a run of {context.opdef.name} failed: {e}"
             f" (the run stays pending in {plan.runs_dir}; nothing was queued for it)"
         ) from None
-    sent = sender.submit(run, plan.queue, plan.time_limit)
-    return Submitted(run, run_flags, config, sent)
+    return Submitted(run, run_flags, config, submitter.submit(run))
 
 
-# In each pool process: the plan, its broker connection, the stop flag.
+# In each pool process: the plan, its submitter, the stop flag.
 _worker: dict[str, Any] = {}
 
 
 def _init_worker(plan: Plan, settings: Settings, stop: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    sender = Sender(settings).__enter__()
-    multiprocessing.util.Finalize(sender, sender.__exit__, (None, None, None), exitpriority=10)
-    _worker.update(plan=plan, sender=sender, stop=stop)
+    submitter = _submitter(plan, settings).__enter__()
+    multiprocessing.util.Finalize(
+        submitter, submitter.__exit__, (None, None, None), exitpriority=10
+    )
+    _worker.update(plan=plan, submitter=submitter, stop=stop)
 
 
 def _stage_chunk(
     jobs: list[tuple[dict[str, FlagValue], dict[str, Any]]],
 ) -> tuple[list[Submitted], BrokerUnavailable | None, Exception | None]:
     """Stage and queue a few runs in a pool process; what it did, and any error."""
-    plan, sender, stop = _worker["plan"], _worker["sender"], _worker["stop"]
+    plan, submitter, stop = _worker["plan"], _worker["submitter"], _worker["stop"]
     submitted: list[Submitted] = []
     try:
         for run_flags, config in jobs:
             if stop.is_set():
                 break
-            submitted.append(_stage_and_queue(plan, sender, run_flags, config))
+            submitted.append(_stage_and_queue(plan, submitter, run_flags, config))
     except Exception as e:
-        return submitted, sender.error, e
-    return submitted, sender.error, None
+        return submitted, submitter.error, e
+    return submitted, submitter.error, None

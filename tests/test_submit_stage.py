@@ -173,6 +173,29 @@ def test_broker_down_leaves_the_run_queued_for_reconcile(gage_submit, project):
     assert not (Path(run.meta_dir) / "queue" / "enqueued").exists()
 
 
+@pytest.mark.parametrize("runs", [3, 60], ids=["one process", "process pool"])
+def test_broker_down_leaves_a_grid_queued_for_reconcile(gage_submit, project, redis_server, runs):
+    """Every run of a grid is staged and recorded as queued; none is sent; exit 3."""
+    redis_server.stop()  # a real broker, down
+    lrs = ",".join(str(i / 100) for i in range(1, runs // 3 + 1))
+    result = gage_submit(
+        "train", f"lr=[{lrs}]", "optimizer=[adam,sgd,rms]", "--broker", redis_server.url
+    )
+
+    runs_dir = project / ".gage" / "runs"
+    line = assert_one_line_error(result, code=3)
+    assert f"cannot reach the broker at {redis_server.url}: " in line
+    assert (
+        f"; {runs} of {runs} runs stay queued in {runs_dir} and reconcile sends them when the"
+        " broker is back (any worker on start, or `gage-worker reconcile`)"
+    ) in line
+    assert len(result.lines()) == runs
+    listed = list_runs(str(runs_dir))
+    assert len(listed) == runs
+    assert {queue_status(run) for run in listed} == {"queued"}
+    assert not any((Path(run.meta_dir) / "queue" / "enqueued").exists() for run in listed)
+
+
 def test_real_gage_shows_a_submitted_run(gage_submit, project, real_gage):
     """Real gage 0.1.2 lists a gage-submit run as staged, with its label and config."""
     result = gage_submit("train", "lr=0.03", "-l", "from gage-submit", check=True)
