@@ -16,13 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gage_runs.meta import meta_exit_code
+from gage_runs.meta import meta_exit_code, meta_timestamp
 from gage_runs.status import run_status, status_for_exit_code
 from gage_runs.types import Run
 
 from .lock import is_locked
 from .queue_meta import read_exit, read_heartbeat, read_submitted, write_cancel
-from .runner import finalize_phase, has_timestamp
 from .settings import Settings
 
 QUEUED = "queued"
@@ -52,9 +51,9 @@ def queue_state(run: Run) -> QueueState:
         return QueueState(RUNNING, (heartbeat or {}).get("host"), heartbeat)
     if read_exit(run) is not None:
         return QueueState(FINALIZING)
-    if has_timestamp(run, "started"):
+    if meta_timestamp(run, "started") is not None:
         return QueueState(LOST, None, read_heartbeat(run))
-    if has_timestamp(run, "staged"):
+    if meta_timestamp(run, "staged") is not None:
         return QueueState(QUEUED)
     return QueueState(run_status(run))
 
@@ -78,9 +77,11 @@ def request_cancel(run: Run, settings: Settings | None = None) -> str:
     once when its lock is free (its message, when it arrives, finds it
     stopped); otherwise the worker that holds it sees the marker.
     """
-    if has_timestamp(run, "stopped"):
+    if meta_timestamp(run, "stopped") is not None:
         return queue_status(run)
     write_cancel(run)
     if queue_status(run) == QUEUED:
+        from .runner import finalize_phase  # the run lifecycle, only when cancelling
+
         finalize_phase(run, settings or Settings.from_env())
     return queue_status(run)
