@@ -98,35 +98,43 @@ def run_phase_exec(
 def _wait(proc: subprocess.Popen, watcher: PhaseWatcher | None) -> int:
     if watcher:
         watcher.started(proc)
-    while not _exited_within(proc, TICK_SECONDS):
-        if watcher:
-            watcher.tick(proc)
+    pidfd = _pidfd(proc)
+    try:
+        while not _exited_within(proc, pidfd, TICK_SECONDS):
+            if watcher:
+                watcher.tick(proc)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     exit_code = proc.wait()
     if watcher:
         watcher.finished(proc, exit_code)
     return exit_code
 
 
-def _exited_within(proc: subprocess.Popen, seconds: float) -> bool:
+def _pidfd(proc: subprocess.Popen) -> int | None:
+    """A pidfd for `proc` (Linux 5.3+), opened once per phase; None elsewhere."""
+    try:
+        return os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _exited_within(proc: subprocess.Popen, pidfd: int | None, seconds: float) -> bool:
     """Wait up to `seconds` for `proc` to exit, waking the moment it does.
 
     Popen.wait(timeout) polls with sleeps of up to 50 ms, which adds that
-    much to every short run; a pidfd wakes at once (Linux 5.3+).
+    much to every short run; polling a pidfd wakes at once.
     """
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
+    if pidfd is None:
         try:
             proc.wait(seconds)
             return True
         except subprocess.TimeoutExpired:
             return False
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        return bool(poller.poll(seconds * 1000))
-    finally:
-        os.close(pidfd)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(seconds * 1000))
 
 
 def _kill_group(pgid: int) -> None:
