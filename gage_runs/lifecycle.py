@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from .config import apply_config as patch_config_files
 from .datafile import DataFileError, load_data_file
@@ -96,11 +97,14 @@ def exec_run(
     *,
     base_env: Mapping[str, str] | None = None,
     watcher: PhaseWatcher | None = None,
+    popen_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the run's command; raise RunExecError on a non-zero exit.
 
     `base_env` (default: this process's environment) is what the run
     inherits; RUN_ID, RUN_DIR, PARENT_PWD and proc/env.json go over it.
+    `popen_options` go to `subprocess.Popen` (a supervisor's `pass_fds`,
+    say).
     """
     cmd = meta_opcmd(run)
     env = {
@@ -111,13 +115,19 @@ def exec_run(
         **cmd.env,
     }
     write_timestamp(run, "started")
-    run_phase_exec(run, "run", cmd.args, env, "40_run", watcher)
+    run_phase_exec(run, "run", cmd.args, env, "40_run", watcher, popen_options)
 
 
 def finalize_run(
     run: Run, exit_code: int = 0, *, base_env: Mapping[str, str] | None = None
 ) -> None:
-    """Write summary, stopped and exit code; make every run file read-only."""
+    """Write summary, stopped and exit code; make every run file read-only.
+
+    Gage's order, step for step (its log/runner is compared byte for byte
+    in the interop tests). Every step can be redone, so a finalize that
+    died half-way can be run again; the queue counts a run as finalized
+    only once all of them are done (`gage_worker.runner`).
+    """
     opdef = meta_opdef(run)
     make_dirs(run.run_dir)
     summary = _load_run_summary(run, opdef)

@@ -9,7 +9,7 @@ import shlex
 import signal
 import subprocess
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import RunExecError
 from .fsmode import make_dirs, set_readonly, write_text
@@ -53,11 +53,16 @@ def run_phase_exec(
     env: Mapping[str, str],
     output_name: str,
     watcher: PhaseWatcher | None = None,
+    popen_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Run `exec_cmd` in the run dir, capturing output; raise on non-zero exit.
 
     The process starts in a new session (its pgid is its pid) so a watcher
     can signal the whole group. `proc/lock` holds its pid while it runs.
+    When it exits, whatever is left in its group is killed; a process that
+    left the group and still holds the output is not waited for longer
+    than DRAIN_SECONDS (a supervisor that adopts such processes, like the
+    worker's keeper, stops them in `finished`).
     """
     runner_log(run, f"Starting {phase_name} (see output/{output_name}): {exec_cmd}")
     args, shell = proc_args(exec_cmd)
@@ -72,21 +77,28 @@ def run_phase_exec(
             cwd=run.run_dir,
             env=dict(env),
             start_new_session=True,
+            **(popen_options or {}),
         )
     except OSError as e:
         runner_log(run, f"Error starting {phase_name}: {e}")
         raise RunExecError(phase_name, args, 127) from None
-    runner_log(run, "Writing meta proc/lock")
-    write_text(run_meta_path(run, "proc", "lock"), str(proc.pid))
-    make_dirs(run_meta_path(run, "output"))
-    output_filename = run_meta_path(run, "output", output_name)
-    assert proc.stdout is not None
-    capture = OutputCapture(output_filename, proc.stdout)
-    capture.start()
+    try:
+        runner_log(run, "Writing meta proc/lock")
+        write_text(run_meta_path(run, "proc", "lock"), str(proc.pid))
+        make_dirs(run_meta_path(run, "output"))
+        output_filename = run_meta_path(run, "output", output_name)
+        assert proc.stdout is not None
+        capture = OutputCapture(output_filename, proc.stdout)
+        capture.start()
+    except BaseException:  # nothing runs that is not captured and watched
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
     exit_code = _wait(proc, watcher)
     if not capture.join(DRAIN_SECONDS):
         _kill_group(proc.pid)
-        capture.join()
+        if not capture.join(DRAIN_SECONDS):
+            runner_log(run, f"Output of {phase_name} still held by an escaped process; not waiting")
     runner_log(run, f"Exit code for {phase_name}: {exit_code}")
     set_readonly(output_filename)
     set_readonly(output_filename + ".index")
