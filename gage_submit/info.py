@@ -11,13 +11,15 @@ from gage_runs.errors import RunFormatError
 from gage_runs.meta import meta_config, meta_exit_code, meta_timestamp, run_summary
 from gage_runs.sidecars import run_label
 from gage_runs.types import Run
-from gage_worker.queue_meta import read_heartbeat, read_submitted
-from gage_worker.state import RUNNING, queue_state
+from gage_worker.queue_meta import read_submitted
+from gage_worker.runstate import ENDED, RunState
+from gage_worker.runstate import FINISHED as QUEUE_FINISHED
+from gage_worker.state import queue_state
 
-STOPPED = ("completed", "error", "terminated")
-FAILED = ("error", "terminated", "lost")
-# A lost run's worker died: reconcile finalizes it as terminated, so it is over.
-FINISHED = (*STOPPED, "lost")
+STOPPED = tuple(sorted(state.value for state in ENDED))
+FAILED = ("error", "terminated", "lost", "finalize-failed")
+# Nothing of a lost run is alive: reconcile finalizes it as terminated, so it is over.
+FINISHED = (*sorted(state.value for state in QUEUE_FINISHED), RunState.LOST.value)
 TIMESTAMPS = ("initialized", "staged", "started", "stopped")
 
 
@@ -30,6 +32,8 @@ class RunInfo:
     op: str
     status: str
     host: str | None
+    node: str | None
+    reason: str | None
     label: str | None
     queue: str | None
     schedule: str | None
@@ -60,7 +64,6 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
     """
     state = queue_state(run)
     submitted = read_submitted(run) or {}
-    host = state.host if state.status == RUNNING else (read_heartbeat(run) or {}).get("host")
     summary = run_summary(run)
     opref = run.opref
     return RunInfo(
@@ -68,7 +71,9 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
         name=run.name,
         op=opref.op_name if opref.op_ns == namespace else opref.get_full_name(),
         status=state.status,
-        host=host,
+        host=state.host,
+        node=state.node,
+        reason=state.reason,
         label=run_label(run, summary),
         queue=submitted.get("queue"),
         schedule=submitted.get("schedule"),

@@ -14,15 +14,14 @@ from typing import IO, Any
 from .info import RunInfo, short_time
 from .term import console, is_terminal, styled_status
 
-TABLE_COLUMNS = ("#", "name", "op", "started", "status", "host", "label")
+TABLE_COLUMNS = ("#", "name", "op", "started", "status", "host", "reason", "label")
 
 
 def table_row(index: int, info: RunInfo) -> tuple[str, ...]:
-    """A run's cells in TABLE_COLUMNS order (host only while running)."""
-    host = info.host if info.status in ("running", "finalizing") else None
+    """A run's cells in TABLE_COLUMNS order: the host that runs or ran it, why it ended."""
     return (
         str(index), info.name, info.op, short_time(info.started), info.status,
-        host or "", info.label or "",
+        info.host or "", info.reason or "", info.label or "",
     )
 
 
@@ -71,7 +70,9 @@ def detail_fields(info: RunInfo) -> list[tuple[str, str]]:
         ("operation", info.op),
         ("status", info.status),
         ("exit code", "" if info.exit_code is None else str(info.exit_code)),
+        ("reason", info.reason or ""),
         ("host", info.host or ""),
+        ("worker", info.node or ""),
         ("label", info.label or ""),
         ("queue", info.queue or ""),
         ("schedule", info.schedule or ""),

@@ -17,7 +17,7 @@ from .info import FINISHED, run_output_path
 
 POLL_SECONDS = 0.25
 # While a run is in one of these, its output may still grow.
-ACTIVE = ("queued", "running", "finalizing")
+ACTIVE = ("pending", "queued", "running", "finalizing")
 
 
 def follow_output(

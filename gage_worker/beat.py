@@ -47,13 +47,13 @@ from .broker import broker_url
 from .enqueue import submit_run
 from .errors import BrokerUnavailable, GageWorkerError
 from .queue_meta import read_submitted
+from .runstate import ACTIVE, RunState
 from .schedule import Job, Schedule, load_job_op, load_schedule
 from .settings import Settings, redact_url
-from .state import FINALIZING, QUEUED, RUNNING, queue_status
+from .state import run_state
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (QUEUED, RUNNING, FINALIZING)
 LOCK_POLL = 1.0  # seconds between tries of a held beat lock
 MAX_SLEEP = 1.0  # the loop re-reads the clock at least this often
 
@@ -245,11 +245,11 @@ class Beat:
         return True, f"submitted run {_label(run)} to queue {queue}"
 
 
-def _status(run: Run) -> str | None:
+def _status(run: Run) -> RunState | None:
     """The run's queue status, or None if it was deleted."""
     if not os.path.isdir(run.meta_dir):
         return None
-    return queue_status(run)
+    return run_state(run)
 
 
 @contextlib.contextmanager

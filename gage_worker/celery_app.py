@@ -22,6 +22,7 @@ class GageApp(Celery):
     """A Celery app that knows its gage-queue settings."""
 
     settings: Settings
+    slots: int | None = None  # run slots of this node (see worker.run_worker)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -29,8 +29,9 @@ from gage_runs.types import Run
 
 from .broker import broker_url, prepare_broker
 from .errors import BrokerUnavailable
+from .lock import create_lock_file
 from .messages import EXEC_TASK, FINALIZE_TASK, broker_connection, publish_task
-from .queue_meta import read_submitted, write_enqueued, write_submitted
+from .queue_meta import create_cancel_file, read_submitted, write_enqueued, write_submitted
 from .settings import Settings, check_queue_name, redact_url
 
 SEND_ERRORS = (OSError, ConnectionError, TimeoutError, OperationalError)
@@ -174,10 +175,8 @@ class Submitter:
     def record(self, run: Run) -> None:
         """Record the run's submission: from now on it is queued."""
         settings = settings_for_run(self._settings, run)
-        write_submitted(
-            run, queue=self._queue or settings.queue, time_limit=self._time_limit,
-            schedule=self._schedule,
-        )
+        record_submission(run, queue=self._queue or settings.queue,
+                          time_limit=self._time_limit, schedule=self._schedule)
 
     def send(self, run: Run) -> bool:
         """Send a recorded run's exec task; False if the broker is (found) unreachable."""
@@ -203,6 +202,15 @@ class Submitter:
         if self._session is not None:
             self._session.__exit__(None, None, None)
             self._session = None
+
+
+def record_submission(
+    run: Run, *, queue: str, time_limit: float | None = None, schedule: str | None = None
+) -> None:
+    """Make a staged run the queue's: `queue/submitted`, its cancel file and its lock file."""
+    write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule)
+    create_cancel_file(run)
+    create_lock_file(run)
 
 
 def submit_run(

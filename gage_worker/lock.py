@@ -1,64 +1,150 @@
-"""The run lock: an exclusive POSIX record lock on `<id>.meta/queue/lock`.
+"""File locks: the run lock on `<id>.meta/queue/lock`, and slot and host locks.
 
-Every phase (exec, finalize) and every recovery action holds it. POSIX
-record locks (`fcntl.lockf`, i.e. F_SETLK) work across hosts on NFSv3 (NLM)
-and NFSv4, and the kernel (or the NFS server's lease) drops them when the
-holder dies, which makes the lock the liveness signal of a run.
+All are open file description (OFD) locks (`F_OFD_SETLK`): whole-file
+POSIX byte-range locks that belong to the open file, not to the process.
+That gives what a run lock needs:
 
-POSIX locks belong to a process and are all released when the process
-closes *any* descriptor of the file. So this module keeps a registry of the
-locks this process holds and never opens a held lock file again: a probe of
-a lock this process holds answers from the registry, and other probes use
-F_GETLK, which tests without taking the lock (taking it, even briefly,
-would make a concurrent delivery think the run is busy and drop it).
+- they work across hosts wherever POSIX record locks do (NFSv3 through
+  NLM, NFSv4, GlusterFS through the brick), and the file system drops
+  them when the holder's host dies;
+- a child inherits them with the descriptor: the keeper passes the run
+  lock to the run command, so the lock stays held while any process of
+  the run lives, even one that outlived its keeper;
+- closing some other descriptor of the same file does not drop them (a
+  classic POSIX lock is dropped by *any* close in the process), so
+  probing and reading a held lock file is always safe;
+- a probe (`F_OFD_GETLK`) tests without taking the lock.
+
+The run lock's content is the run record (`record`), written and, for
+decisions, read through the locked descriptor. Only the submitter creates
+the lock file; nobody else ever does, so a run that deletes its own lock
+file cannot make another worker take the run for free.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import errno
 import fcntl
-import logging
 import os
-import threading
+import struct
 
 from gage_runs.fsmode import make_dirs, writable_file_mode
 from gage_runs.types import Run
 
 from .queue_meta import queue_path
+from .record import RECORD_SIZE_LIMIT, RunRecord, decode_record
 
-log = logging.getLogger(__name__)
+F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
+F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+_FLOCK = "hhqqi"  # struct flock on Linux: type, whence, start, len, pid
 
-_registry_lock = threading.Lock()
-_held: dict[str, int] = {}
+
+class LockFileMissing(Exception):
+    """The run has no lock file: it was never submitted, or it was deleted."""
 
 
-class _Flock(ctypes.Structure):
-    """`struct flock` (Linux, 64-bit off_t)."""
+def _flock(lock_type: int) -> bytes:
+    return struct.pack(_FLOCK, lock_type, os.SEEK_SET, 0, 0, 0)
 
-    _fields_ = [
-        ("l_type", ctypes.c_short),
-        ("l_whence", ctypes.c_short),
-        ("l_start", ctypes.c_longlong),
-        ("l_len", ctypes.c_longlong),
-        ("l_pid", ctypes.c_int),
-    ]
+
+def lock_fd(fd: int, *, shared: bool = False) -> bool:
+    """Take an OFD lock on `fd` without blocking; False if another holds it."""
+    try:
+        fcntl.fcntl(fd, F_OFD_SETLK, _flock(fcntl.F_RDLCK if shared else fcntl.F_WRLCK))
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def probe_fd(fd: int) -> bool:
+    """True if any open file, on any host, holds a lock on `fd`'s file."""
+    result = fcntl.fcntl(fd, F_OFD_GETLK, _flock(fcntl.F_WRLCK))
+    return struct.unpack(_FLOCK, result)[0] != fcntl.F_UNLCK
+
+
+def probe_path(path: str) -> bool:
+    """True if the file at `path` is locked; False if free or missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        return probe_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def open_lock_file(path: str, *, create: bool) -> int:
+    """Open `path` read-write for locking, never through a symlink."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    if create:
+        make_dirs(os.path.dirname(path))
+        fd = os.open(path, flags | os.O_CREAT, 0o600)
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, writable_file_mode())
+        return fd
+    return os.open(path, flags)
 
 
 class RunLock:
-    """A held run lock; release it, or use it as a context manager."""
+    """A held run lock: read and commit the record through it, then release."""
 
-    def __init__(self, path: str, fd: int):
-        self.path = path
-        self._fd: int | None = fd
+    def __init__(self, run: Run, fd: int):
+        self.run = run
+        self.path = lock_path(run)
+        self.fd = fd
+
+    def record(self) -> RunRecord:
+        """The committed record, read through the locked descriptor."""
+        return decode_record(os.pread(self.fd, RECORD_SIZE_LIMIT, 0)) or RunRecord()
+
+    def commit(self, record: RunRecord) -> None:
+        """Write `record` through the lock and flush it to the file system."""
+        data = record.encode()
+        os.pwrite(self.fd, data, 0)
+        os.ftruncate(self.fd, len(data))
+        os.fsync(self.fd)
+
+    def linked(self) -> bool:
+        """True while the lock file at the run's path is the file we hold."""
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        held = os.fstat(self.fd)
+        return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+    def relink(self) -> int:
+        """Put a locked lock file back at the run's path (a run deleted it).
+
+        The new file holds the same record and is locked before it is
+        renamed into place, so nobody ever finds the path unlocked. The
+        old descriptor stays open (the run's processes share it); the
+        returned new one is the lock from now on.
+        """
+        tmp = f"{self.path}.{os.getpid()}.relink"
+        fd = open_lock_file(tmp, create=True)
+        try:
+            if not lock_fd(fd):
+                raise OSError(errno.EAGAIN, "cannot lock the new lock file", tmp)
+            os.pwrite(fd, os.pread(self.fd, RECORD_SIZE_LIMIT, 0), 0)
+            os.fsync(fd)
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        self.fd = fd
+        return fd
 
     def release(self) -> None:
-        with _registry_lock:
-            if self._fd is None:
-                return
-            _held.pop(self.path, None)
-            os.close(self._fd)  # closing the descriptor drops the lock
-            self._fd = None
+        if self.fd >= 0:
+            os.close(self.fd)  # the last descriptor of the description drops the lock
+            self.fd = -1
 
     def __enter__(self) -> RunLock:
         return self
@@ -68,67 +154,51 @@ class RunLock:
 
 
 def lock_path(run: Run) -> str:
-    return os.path.realpath(queue_path(run, "lock"))
+    return queue_path(run, "lock")
+
+
+def create_lock_file(run: Run) -> None:
+    """Create the run's lock file, holding a queued record; the submitter's job."""
+    fd = open_lock_file(lock_path(run), create=True)
+    try:
+        if os.fstat(fd).st_size == 0 and lock_fd(fd):
+            RunLock(run, fd).commit(RunRecord())
+    finally:
+        os.close(fd)
 
 
 def try_lock(run: Run) -> RunLock | None:
-    """Take the run's lock without blocking; None if someone holds it."""
-    path = lock_path(run)
-    with _registry_lock:
-        if path in _held:
-            return None
-        try:
-            fd = _open_for_lock(path)
-        except PermissionError as e:
-            log.warning("cannot open run lock %s: %s", path, e)
-            return None
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # EAGAIN / EACCES: held elsewhere
-            os.close(fd)
-            return None
-        _held[path] = fd
-        return RunLock(path, fd)
+    """Take the run's lock without blocking; None if someone holds it.
+
+    LockFileMissing if the run has no lock file (never submitted, or its
+    lock file was deleted): such a run is nobody's to run, finalize or kill.
+    """
+    try:
+        fd = open_lock_file(lock_path(run), create=False)
+    except (FileNotFoundError, NotADirectoryError):
+        raise LockFileMissing("not submitted to the queue (it has no lock file)") from None
+    try:
+        if lock_fd(fd):
+            return RunLock(run, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
 
 
 def is_locked(run: Run) -> bool:
     """True if any process, on any host, holds the run's lock."""
-    path = lock_path(run)
-    with _registry_lock:
-        if path in _held:
-            return True
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            probe = _Flock(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-            result = _Flock.from_buffer_copy(fcntl.fcntl(fd, fcntl.F_GETLK, bytes(probe)))
-            return result.l_type != fcntl.F_UNLCK
-        finally:
-            os.close(fd)
+    return probe_path(lock_path(run))
 
 
-def _open_for_lock(path: str) -> int:
+def read_record(run: Run) -> RunRecord | None:
+    """The record as last written, without the lock: for display only."""
     try:
-        return os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        pass
-    make_dirs(os.path.dirname(path))
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    with contextlib.suppress(PermissionError):
-        os.fchmod(fd, writable_file_mode())
-    return fd
-
-
-def _after_fork_in_child() -> None:
-    """A forked child owns none of its parent's locks; forget them."""
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for fd in _held.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _held.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+        fd = os.open(lock_path(run), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return decode_record(os.pread(fd, RECORD_SIZE_LIMIT, 0))
+    finally:
+        os.close(fd)

@@ -8,20 +8,24 @@ runs dir. Gage's CLI ignores the directory.
 |---|---|
 | `submitted` | JSON: queue, time_limit (s or null), schedule (entry name or null), host, time (epoch µs) |
 | `enqueued` | epoch µs of the last enqueue |
-| `cancel` | present: cancel requested (epoch µs) |
-| `heartbeat` | JSON: host, pid, pgid, time (epoch µs) of the running process |
-| `exit` | the run's exit code, written by exec for finalize |
-| `lock` | the run lock file (`gage_worker.lock`) |
+| `cancel` | empty: no cancel; JSON (by, time): cancel requested |
+| `lock` | the run lock; its content is the run record (`gage_worker.record`) |
+
+Both `cancel` and `lock` are created at submit and afterwards only
+written in place, never created or replaced: a client that has looked a
+file up keeps finding it, so no cached "no such file" (NFS `lookupcache`)
+can hide a cancel, and only the submitter ever creates a lock file.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
 from typing import Any
 
-from gage_runs.fsmode import write_text
+from gage_runs.fsmode import writable_file_mode, write_text
 from gage_runs.meta import make_run_timestamp, run_meta_path
 from gage_runs.types import Run
 
@@ -90,27 +94,54 @@ def read_enqueued(run: Run) -> int | None:
     return _read_int(run, "enqueued")
 
 
+def create_cancel_file(run: Run) -> None:
+    """The empty cancel file, made at submit so it is never created later."""
+    fd = os.open(queue_path(run, "cancel"), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, writable_file_mode())
+    except PermissionError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_cancel(run: Run) -> None:
-    _write(run, "cancel", str(make_run_timestamp()))
+    """Ask for the run to stop: who asks, from where, when; written in place."""
+    data = json.dumps({"by": requester(), "time": make_run_timestamp()}).encode()
+    path = queue_path(run, "cancel")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:  # submitted before cancel files were made at submit
+        create_cancel_file(run)
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_cancel(run: Run) -> dict[str, Any] | None:
+    """The cancel request, or None; any content at all counts as a request."""
+    text = _read(run, "cancel")
+    if not text or not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else {}
 
 
 def cancel_requested(run: Run) -> bool:
-    return os.path.exists(queue_path(run, "cancel"))
+    return read_cancel(run) is not None
 
 
-def write_heartbeat(run: Run, *, pid: int, pgid: int) -> None:
-    data = {"host": socket.gethostname(), "pid": pid, "pgid": pgid, "time": make_run_timestamp()}
-    _write(run, "heartbeat", json.dumps(data, sort_keys=True))
-
-
-def read_heartbeat(run: Run) -> dict[str, Any] | None:
-    return _read_json(run, "heartbeat")
-
-
-def write_exit(run: Run, exit_code: int) -> None:
-    _write(run, "exit", str(exit_code))
-
-
-def read_exit(run: Run) -> int | None:
-    """The exit code exec recorded, or None if exec has not finished."""
-    return _read_int(run, "exit")
+def requester() -> str:
+    """`user@host` of this process, for records of who asked for what."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"

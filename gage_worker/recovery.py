@@ -1,36 +1,45 @@
 """Reconcile: bring the broker and the runs dir back in line.
 
-For every run submitted to the queue (`queue/submitted`) and not stopped:
+For every run submitted to the queue, by its state (`state.queue_state`):
 
-- lost (started, lock free, no exit): finalized as terminated, never re-run;
-- cancelled before it started: finalized as terminated;
-- executed, finalize pending longer than the threshold: finalize re-sent;
-- queued longer than the threshold (since its last enqueue): re-sent.
+- lost (committed running, lock free: nothing of it is alive): finalized
+  as terminated, worker lost or host lost, never re-run;
+- running, but its keeper on this host is gone while processes of the run
+  still hold the lock: those processes are killed (the same-host sweep),
+  so the next pass finds the run lost;
+- queued with a cancel request and a free lock: finalized as terminated;
+- finalizing (exit recorded) for longer than the threshold, or since the
+  last failed attempt for longer than the threshold times 2^(attempts-1):
+  finalize re-sent;
+- queued for longer than the threshold (since its last enqueue): re-sent.
 
 Re-sends are bounded by what the broker is missing: for each queue, at
 most (runs waiting for it - messages in it) runs are re-sent, the longest
 waiting first. A healthy backlog is never flooded with duplicates, and a
 broker restarted without persistence (empty queues) gets all of them.
+`finalize-failed` runs are never re-sent.
 
 Runs without `queue/submitted` (staged by `gage run --stage`, say) are
-left alone. Every action takes the run lock and re-checks the run, and
-every delivery is idempotent, so reconcile is safe anywhere, any number
-of times, next to running workers.
+left alone, and so are queued runs that `gage run --start` took. Every
+action takes the run lock and re-checks the record through it, and every
+delivery is idempotent, so reconcile is safe anywhere, any number of
+times, next to running workers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import signal
+import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 
 from celery import bootsteps
 from celery.worker import WorkController
 
+from gage_runs.meta import run_meta_path
 from gage_runs.runs_dir import list_runs
 from gage_runs.types import Run
 
@@ -38,17 +47,15 @@ from .broker import prune_embedded
 from .celery_app import EXEC_TASK, FINALIZE_TASK
 from .enqueue import BrokerSession
 from .errors import BrokerUnavailable
-from .lock import is_locked, try_lock
-from .queue_meta import (
-    cancel_requested,
-    queue_path,
-    read_enqueued,
-    read_exit,
-    read_submitted,
-    write_enqueued,
-)
-from .runner import finalize_phase, has_timestamp
+from .keeper.parts import host_alive_path
+from .keeper.procs import is_alive
+from .lock import LockFileMissing, lock_fd, open_lock_file, try_lock
+from .queue_meta import cancel_requested, read_enqueued, read_submitted, write_enqueued
+from .record import RunRecord
+from .runner import finalize_phase
+from .runstate import RunState
 from .settings import Settings
+from .state import queue_state
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +70,12 @@ def reconcile(settings: Settings) -> list[str]:
     backlogs: Backlogs = defaultdict(list)
     for run in list_runs(runs_dir):
         submitted = read_submitted(run)
-        if submitted is None or has_timestamp(run, "stopped") or is_locked(run):
+        if submitted is None:
             continue
-        if read_exit(run) is not None:
-            since = _mtime_us(queue_path(run, "exit"))
-            backlogs[(FINALIZE_TASK, settings.finalize_queue)].append((since, run))
-        elif has_timestamp(run, "started") or cancel_requested(run):
-            exit_code = finalize_phase(run, settings)
-            if exit_code is not None:
-                done.append(f"{_label(run)}: finalized as terminated (exit {exit_code})")
-        elif has_timestamp(run, "staged"):
-            queue = str(submitted.get("queue") or settings.queue)
-            since = read_enqueued(run) or submitted.get("time") or 0
-            backlogs[(EXEC_TASK, queue)].append((since, run))
+        try:
+            _reconcile_run(run, submitted, settings, backlogs, done)
+        except (OSError, ValueError) as e:  # one bad run never stops the pass
+            log.warning("reconcile: run %s: %s", run.id, e)
     stale = _stale(backlogs, settings.reconcile_threshold)
     if stale:
         done.extend(_resend(settings, backlogs, stale))
@@ -83,6 +83,60 @@ def reconcile(settings: Settings) -> list[str]:
     if pruned:
         log.info("pruned %d claimed embedded broker messages", pruned)
     return done
+
+
+def _reconcile_run(run: Run, submitted: dict, settings: Settings, backlogs: Backlogs,
+                   done: list[str]) -> None:
+    state = queue_state(run)
+    record = state.record or RunRecord()
+    if state.state is RunState.LOST or (
+        state.state is RunState.QUEUED and cancel_requested(run)
+    ):
+        finalized = finalize_phase(run, settings)
+        if finalized is not None:
+            done.append(f"{_label(run)}: {finalized.state.value} ({finalized.detail})")
+    elif state.state is RunState.RUNNING:
+        killed = sweep_orphans(run, record)
+        if killed:
+            done.append(f"{_label(run)}: killed {killed} process(es) its dead keeper left")
+    elif state.state is RunState.FINALIZING:
+        if _finalize_due(record, settings.reconcile_threshold):  # due: stale from the start
+            backlogs[(FINALIZE_TASK, settings.finalize_queue)].append((0, run))
+    elif state.state is RunState.QUEUED:
+        queue = str(submitted.get("queue") or settings.queue)
+        since = read_enqueued(run) or submitted.get("time") or 0
+        backlogs[(EXEC_TASK, queue)].append((since, run))
+
+
+def _finalize_due(record: RunRecord, threshold: float) -> bool:
+    """Finalize is owed and its last attempt (or the exit) is old enough to retry."""
+    since = record.finalize_tried or record.ended or 0
+    wait = threshold * 2 ** max(record.finalize_attempts - 1, 0)
+    return time.time_ns() // 1000 - since > wait * 1_000_000
+
+
+def sweep_orphans(run: Run, record: RunRecord) -> int:
+    """Kill what a dead keeper on this host left of its run; how many were killed.
+
+    Only on the keeper's own host, only when that keeper is gone (pid and
+    start time), and only processes whose environment names this run.
+    """
+    if record.host != socket.gethostname() or is_alive(record.keeper_pid, record.keeper_started):
+        return 0
+    import psutil
+
+    killed = 0
+    for proc in psutil.process_iter():
+        try:
+            env = proc.environ()
+            if env.get("RUN_ID") == run.id and env.get("RUN_DIR") == run.run_dir:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+        except psutil.Error:
+            continue
+    if killed:
+        log.warning("run %s: killed %d process(es) left by its dead keeper", run.id, killed)
+    return killed
 
 
 _SENT = {EXEC_TASK: "re-sent to queue ", FINALIZE_TASK: "sent finalize to queue "}
@@ -115,36 +169,23 @@ def _resend(settings: Settings, backlogs: Backlogs, stale: Backlogs) -> list[str
 
 
 def _resend_one(session: BrokerSession, task: str, queue: str, run: Run) -> bool:
-    with _locked(run) as locked:
-        if not locked or has_timestamp(run, "stopped"):
-            return False
-        if task == FINALIZE_TASK:
-            if read_exit(run) is None:
-                return False
-            session.send(task, run.id, queue)
-            return True
-        if has_timestamp(run, "started"):
+    """Send `task` for `run` if its record, read under the lock, still wants it."""
+    try:
+        lock = try_lock(run)
+    except LockFileMissing:
+        return False
+    if lock is None:
+        return False
+    with lock:
+        wanted = RunState.FINALIZING if task == FINALIZE_TASK else RunState.QUEUED
+        if lock.record().state is not wanted or (
+            task == EXEC_TASK and os.path.exists(run_meta_path(run, "started"))
+        ):
             return False
         session.send(task, run.id, queue)
-        write_enqueued(run)
+        if task == EXEC_TASK:
+            write_enqueued(run)
         return True
-
-
-@contextlib.contextmanager
-def _locked(run: Run) -> Iterator[bool]:
-    lock = try_lock(run)
-    try:
-        yield lock is not None
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _mtime_us(path: str) -> int:
-    try:
-        return int(os.stat(path).st_mtime * 1_000_000)
-    except FileNotFoundError:
-        return 0
 
 
 def _label(run: Run) -> str:
@@ -166,6 +207,7 @@ class ReconcileStep(bootsteps.StartStopStep):
 
     def start(self, worker: WorkController) -> None:
         settings: Settings = worker.app.settings
+        self._hold_host_lock(settings)
         thread = threading.Thread(
             target=self._loop, args=(settings,), name="gage-reconcile", daemon=True
         )
@@ -173,6 +215,15 @@ class ReconcileStep(bootsteps.StartStopStep):
 
     def stop(self, worker: WorkController) -> None:
         self._stop.set()
+
+    def _hold_host_lock(self, settings: Settings) -> None:
+        """Share this host's alive lock while the worker lives (see runner.lost_reason)."""
+        path = host_alive_path(settings.require_runs_dir(), socket.gethostname())
+        try:
+            self._host_fd = open_lock_file(path, create=True)
+            lock_fd(self._host_fd, shared=True)
+        except OSError as e:
+            log.warning("cannot hold the host lock %s: %s", path, e)
 
     def _loop(self, settings: Settings) -> None:
         while not self._stop.is_set():

@@ -1,9 +1,15 @@
-"""The two phases of a queued run, each under the run lock.
+"""Finalize, recovery of lost runs, and cancel of queued runs: under the run lock.
 
-Idempotent by state: a phase whose run is locked, already started (exec)
-or already stopped does nothing. A run found started, not stopped, with
-its lock free and no recorded exit is *lost* (its worker died): it is
-finalized as terminated, never run again.
+Every decision here reads the run record through the locked descriptor
+(`lock.RunLock.record`), never a cached file, and every change goes
+through the transition table (`runstate.check_transition`).
+
+Finalize is crash-safe: its steps can all be redone, each attempt is
+counted in the record before it starts, and the run counts as finalized
+only when the record says so, written after every step is done. An
+attempt that fails, or dies, is retried by reconcile with backoff, at
+most MAX_FINALIZE_ATTEMPTS times in all; then the run is
+`finalize-failed` with the error, and nothing re-sends it.
 """
 
 from __future__ import annotations
@@ -11,162 +17,146 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
+import stat
 
-import psutil
-
-from gage_runs.errors import GageRunsError, RunExecError
-from gage_runs.lifecycle import exec_run, finalize_run
-from gage_runs.meta import meta_timestamp, runner_log
+from gage_runs.errors import GageRunsError
+from gage_runs.fsmode import writable_file_mode
+from gage_runs.lifecycle import finalize_run
+from gage_runs.meta import make_run_timestamp, run_meta_path, runner_log
 from gage_runs.types import Run
 
-from .lock import try_lock
-from .queue_meta import cancel_requested, read_exit, read_heartbeat, read_submitted, write_exit
+from .keeper.parts import host_alive_path
+from .lock import LockFileMissing, RunLock, probe_path, try_lock
+from .queue_meta import read_cancel
+from .record import RunRecord
+from .runenv import run_env
+from .runstate import EndReason, Event, RunState, check_transition, derive_state, ended_state
 from .settings import Settings
-from .supervisor import Supervisor, run_env
+from .state import snapshot
 
 log = logging.getLogger(__name__)
 
-LOST_EXIT = -9  # the worker died; the run was killed with it or is killed now
-CANCEL_EXIT = -15  # cancelled before it started
+MAX_FINALIZE_ATTEMPTS = 3
+LOST_EXIT = -9
+CANCEL_EXIT = -15
 
 
-def has_timestamp(run: Run, name: str) -> bool:
-    return meta_timestamp(run, name) is not None
+def finalize_phase(run: Run, settings: Settings) -> RunRecord | None:
+    """Finalize an exited, lost or cancelled queued run; its record, or None.
 
-
-def exec_phase(run: Run, settings: Settings, *, gpu: str | None = None) -> bool:
-    """Execute a staged run once; True if it ran and now needs finalize."""
-    if has_timestamp(run, "stopped"):
-        log.info("run %s: already stopped; nothing to do", run.id)
-        return False
-    if not _submitted(run):
-        return False
-    lock = try_lock(run)
-    if lock is None:
-        log.info("run %s: locked by another process; nothing to do", run.id)
-        return False
-    with lock:
-        if has_timestamp(run, "stopped"):
-            log.info("run %s: already stopped; nothing to do", run.id)
-            return False
-        if read_exit(run) is not None:
-            log.info("run %s: already executed; finalize pending", run.id)
-            return False
-        if has_timestamp(run, "started"):
-            _finalize_terminated(run, settings, LOST_EXIT, "its worker died")
-            return False
-        if not has_timestamp(run, "staged"):
-            log.error("run %s: not staged; not running it", run.id)
-            return False
-        if cancel_requested(run):
-            _finalize_terminated(run, settings, CANCEL_EXIT, "cancelled before it started")
-            return False
-        exit_code = _supervised_exec(run, settings, gpu)
-        write_exit(run, exit_code)
-        log.info("run %s: exited with %s", run.id, exit_code)
-    return True
-
-
-def finalize_phase(run: Run, settings: Settings) -> int | None:
-    """Finalize an executed, lost or cancelled run; its exit code, or None.
-
-    None means there was nothing to do: the run is locked, already
-    stopped, or neither executed, started nor cancelled.
+    None means there was nothing to do: someone holds the lock, or the run
+    is not the queue's, not ended, or already finalized.
     """
-    if has_timestamp(run, "stopped") or not _submitted(run):
-        return None
-    lock = try_lock(run)
+    lock = _lock(run)
     if lock is None:
         return None
     with lock:
-        if has_timestamp(run, "stopped"):
+        record = lock.record()
+        # We hold the lock, so nobody else does: a run committed running is lost.
+        current = derive_state(snapshot(run, record, locked=False))
+        if current is RunState.LOST:
+            record = _recover_lost(lock, record, settings)
+        elif current is RunState.QUEUED and read_cancel(run) is not None:
+            record = _cancel(lock, record)
+        elif current is not RunState.FINALIZING:
             return None
-        exit_code = read_exit(run)
-        if exit_code is None:
-            if has_timestamp(run, "started"):
-                return _finalize_terminated(run, settings, LOST_EXIT, "its worker died")
-            if cancel_requested(run):
-                return _finalize_terminated(
-                    run, settings, CANCEL_EXIT, "cancelled before it started"
-                )
-            log.info("run %s: not executed; nothing to finalize", run.id)
-            return None
-        _finalize(run, settings, exit_code)
-        return exit_code
+        return _finalize(lock, record, settings)
 
 
-def _submitted(run: Run) -> bool:
-    """Only runs submitted to the queue are the queue's to run or finalize.
-
-    A run staged or started by Gage itself (`gage run`) has no
-    `queue/submitted`; a message naming it is ignored, so it is never
-    run here, nor taken for lost and killed.
-    """
-    if read_submitted(run) is not None:
-        return True
-    log.error("run %s: not submitted to the queue; ignoring it", run.id)
-    return False
+def cancel_queued(run: Run, settings: Settings | None = None) -> None:
+    """End a cancelled queued run now, if its lock is free."""
+    finalize_phase(run, settings or Settings.from_env())
 
 
-def _supervised_exec(run: Run, settings: Settings, gpu: str | None) -> int:
-    submitted = read_submitted(run) or {}
-    time_limit = submitted.get("time_limit")
-    supervisor = Supervisor(
-        run,
-        time_limit=float(time_limit) if isinstance(time_limit, (int, float)) else None,
-        grace=settings.cancel_grace,
-    )
-    log.info("run %s: starting%s", run.id, f" on GPU {gpu}" if gpu is not None else "")
+def _lock(run: Run) -> RunLock | None:
     try:
-        exec_run(run, base_env=run_env(settings.broker_url, gpu), watcher=supervisor)
-    except RunExecError as e:
-        return e.exit_code
-    except (GageRunsError, OSError) as e:
-        log.error("run %s: cannot execute: %s", run.id, e)
-        with contextlib.suppress(OSError):
-            runner_log(run, f"Error executing run: {e}")
-        return 1
-    return 0
+        return try_lock(run)
+    except LockFileMissing as e:
+        log.info("run %s: %s; not touching it", run.id, e)
+        return None
 
 
-def _finalize_terminated(run: Run, settings: Settings, exit_code: int, why: str) -> int:
-    log.warning("run %s: %s; finalizing as terminated (exit %s)", run.id, why, exit_code)
-    with contextlib.suppress(OSError):
-        runner_log(run, f"Run {why}: finalizing as terminated")
-    if exit_code == LOST_EXIT:
-        kill_leftovers(run)
-    _finalize(run, settings, exit_code)
-    return exit_code
+def _commit(lock: RunLock, record: RunRecord, event: Event, state: RunState, *,
+            current: RunState | None = None, **changes: object) -> RunRecord:
+    """Move the record by `event` from `current` (default: as committed) to `state`."""
+    new = record.but(state=check_transition(current or record.state, event, state), **changes)
+    lock.commit(new)
+    return new
 
 
-def _finalize(run: Run, settings: Settings, exit_code: int) -> None:
+def _cancel(lock: RunLock, record: RunRecord) -> RunRecord:
+    by = (read_cancel(lock.run) or {}).get("by")
+    detail = f"cancelled by {by} before it started" if by else "cancelled before it started"
+    log.info("run %s: %s", lock.run.id, detail)
+    return _commit(lock, record, Event.CANCEL, RunState.FINALIZING, exit_code=CANCEL_EXIT,
+                   reason=EndReason.CANCELLED, detail=detail, ended=make_run_timestamp())
+
+
+def lost_reason(record: RunRecord, runs_dir: str) -> tuple[EndReason, str]:
+    """Worker lost (its host lives: some keeper or worker there holds the host lock) or host lost."""
+    host = record.host or "?"
+    if host == socket.gethostname() or probe_path(host_alive_path(runs_dir, host)):
+        return EndReason.WORKER_LOST, f"its keeper on {host} died"
+    return EndReason.HOST_LOST, f"its host {host} was lost"
+
+
+def _recover_lost(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord:
+    reason, detail = lost_reason(record, settings.require_runs_dir())
+    log.warning("run %s: lost (%s); finalizing as terminated", lock.run.id, detail)
+    _runner_log(lock.run, f"Run lost: {detail}; finalizing as terminated")
+    _remove_quietly(run_meta_path(lock.run, "proc", "lock"))
+    return _commit(lock, record, Event.RECOVER, RunState.FINALIZING, current=RunState.LOST,
+                   exit_code=LOST_EXIT,
+                   reason=reason, detail=detail, ended=make_run_timestamp())
+
+
+def _finalize(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord:
+    run = lock.run
+    attempts = record.finalize_attempts + 1
+    record = lock_commit_attempt(lock, record, attempts)
+    exit_code = LOST_EXIT if record.exit_code is None else record.exit_code
     try:
+        _writable_again(run)
         finalize_run(run, exit_code, base_env=run_env(settings.broker_url))
     except (GageRunsError, OSError) as e:
-        log.error("run %s: finalize failed: %s", run.id, e)
+        error = f"{type(e).__name__}: {e}"
+        if attempts >= MAX_FINALIZE_ATTEMPTS:
+            log.error("run %s: finalize failed %d times, giving up: %s", run.id, attempts, error)
+            return _commit(lock, record, Event.GIVE_UP, RunState.FINALIZE_FAILED,
+                           finalize_error=error)
+        log.error("run %s: finalize attempt %d failed: %s", run.id, attempts, error)
+        return _commit(lock, record, Event.FINALIZE_ERROR, RunState.FINALIZING,
+                       finalize_error=error)
+    log.info("run %s: finalized, %s (%s)", run.id, ended_state(exit_code).value, record.detail)
+    return _commit(lock, record, Event.FINALIZE, ended_state(exit_code), finalize_error=None)
 
 
-def kill_leftovers(run: Run) -> int:
-    """Kill what remains of a lost run's process group on this host.
+def lock_commit_attempt(lock: RunLock, record: RunRecord, attempts: int) -> RunRecord:
+    """Count the attempt before it starts, so one that kills its worker counts too."""
+    record = record.but(finalize_attempts=attempts, finalize_tried=make_run_timestamp())
+    lock.commit(record)
+    return record
 
-    The heartbeat names the host and group. A process is killed only if it
-    is in that group and its environment carries this run's RUN_ID, so a
-    reused pid is never hit. Returns the number of processes killed.
-    """
-    heartbeat = read_heartbeat(run) or {}
-    pgid = heartbeat.get("pgid")
-    if heartbeat.get("host") != socket.gethostname() or not isinstance(pgid, int):
-        return 0
-    killed = 0
-    for proc in psutil.process_iter():
+
+def _writable_again(run: Run) -> None:
+    """Undo the read-only modes a finalize that died half-way left, so it can be redone."""
+    for parts in (("log", "files"), ("manifest",), ("log", "runner")):
+        path = run_meta_path(run, *parts)
         try:
-            if os.getpgid(proc.pid) == pgid and proc.environ().get("RUN_ID") == run.id:
-                proc.send_signal(signal.SIGKILL)
-                killed += 1
-        except (psutil.Error, ProcessLookupError, PermissionError):
+            if not os.stat(path).st_mode & stat.S_IWUSR:
+                os.chmod(path, writable_file_mode())
+        except FileNotFoundError:
             continue
-    if killed:
-        log.warning("run %s: killed %d leftover process(es) of group %d", run.id, killed, pgid)
-    return killed
+
+
+def _runner_log(run: Run, message: str) -> None:
+    try:
+        runner_log(run, message)
+    except OSError as e:
+        log.warning("run %s: cannot write log/runner: %s", run.id, e)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)

@@ -1,87 +1,112 @@
-"""A queued run's state as any host can see it, and cancel requests.
+"""A run's state as any host sees it, and cancel requests (Celery-free).
 
-Statuses are Gage's (`run_status`) plus what the queue adds, for runs
-submitted to the queue (`queue/submitted`):
-
-- `queued`: staged and submitted, not started;
-- `running`: the run lock is held (probed without taking it), with the
-  heartbeat's host when there is one;
-- `finalizing`: executed (`queue/exit`), finalize pending;
-- `lost`: started, not stopped, lock free, no exit: its worker died.
-  Reconcile (or the next delivery) finalizes it as terminated.
+`snapshot` reads what `runstate.derive_state` needs from a meta dir, once;
+`queue_state` adds where the run runs or ran and why it ended. Every
+command, the worker, reconcile and the beat read states through here.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any
 
-from gage_runs.meta import meta_exit_code, meta_timestamp
-from gage_runs.status import run_status, status_for_exit_code
+from gage_runs.meta import meta_exit_code, run_meta_path
 from gage_runs.types import Run
 
-from .lock import is_locked
-from .queue_meta import read_exit, read_heartbeat, read_submitted, write_cancel
-from .settings import Settings
+from .lock import is_locked, read_record
+from .queue_meta import queue_path, write_cancel
+from .record import RunRecord
+from .runstate import GageFacts, RunSnapshot, RunState, derive_state
 
-QUEUED = "queued"
-RUNNING = "running"
-FINALIZING = "finalizing"
-LOST = "lost"
+
+def gage_facts(run: Run) -> GageFacts:
+    def exists(*parts: str) -> bool:
+        return os.path.exists(run_meta_path(run, *parts))
+
+    return GageFacts(
+        exit_code=meta_exit_code(run),
+        proc_lock=exists("proc", "lock"),
+        staged=exists("staged"),
+        started=exists("started"),
+        initialized=exists("initialized"),
+    )
+
+
+def snapshot(run: Run, record: RunRecord | None = None, *, locked: bool | None = None
+             ) -> RunSnapshot:
+    """The run's snapshot; `record`/`locked` when the caller holds the lock."""
+    submitted = os.path.exists(queue_path(run, "submitted"))
+    if submitted and record is None:
+        record = read_record(run)
+    if locked is None:
+        locked = submitted and record is not None and is_locked(run)
+    return RunSnapshot(
+        gage=gage_facts(run),
+        submitted=submitted,
+        committed=record.state if record else None,
+        locked=locked,
+    )
+
+
+def run_state(run: Run) -> RunState:
+    return derive_state(snapshot(run))
 
 
 @dataclass(frozen=True)
 class QueueState:
-    """A run's status, and where it runs when it is running."""
+    """A run's state with its record: where it runs or ran, and why it ended."""
 
-    status: str
-    host: str | None = None
-    heartbeat: dict[str, Any] | None = None
+    state: RunState
+    record: RunRecord | None = None
+
+    @property
+    def status(self) -> str:
+        return self.state.value
+
+    @property
+    def host(self) -> str | None:
+        return self.record.host if self.record else None
+
+    @property
+    def node(self) -> str | None:
+        return self.record.node if self.record else None
+
+    @property
+    def reason(self) -> str | None:
+        if self.record is None:
+            return None
+        if self.state is RunState.FINALIZE_FAILED:
+            return f"finalize failed: {self.record.finalize_error}"
+        if self.state is RunState.LOST:
+            return "keeper gone"
+        return self.record.detail
 
 
 def queue_state(run: Run) -> QueueState:
-    """The run's status (see module doc), with the heartbeat's host if running."""
-    exit_code = meta_exit_code(run)
-    if exit_code is not None:
-        return QueueState(status_for_exit_code(exit_code))
-    if read_submitted(run) is None:
-        return QueueState(run_status(run))
-    if is_locked(run):
-        heartbeat = read_heartbeat(run)
-        return QueueState(RUNNING, (heartbeat or {}).get("host"), heartbeat)
-    if read_exit(run) is not None:
-        return QueueState(FINALIZING)
-    if meta_timestamp(run, "started") is not None:
-        return QueueState(LOST, None, read_heartbeat(run))
-    if meta_timestamp(run, "staged") is not None:
-        return QueueState(QUEUED)
-    return QueueState(run_status(run))
+    record = read_record(run) if os.path.exists(queue_path(run, "submitted")) else None
+    return QueueState(derive_state(snapshot(run, record)), record)
 
 
 def queue_status(run: Run) -> str:
-    """Gage's status, or queued / running / finalizing / lost (see module doc)."""
-    return queue_state(run).status
+    """The run's state as a string: Gage's status, or a queue state."""
+    return run_state(run).value
 
 
-def running_host(run: Run) -> str | None:
-    """The host running `run` (from its heartbeat), or None if not running."""
-    state = queue_state(run)
-    return state.host if state.status == RUNNING else None
+def request_cancel(run: Run, settings: object | None = None) -> str:
+    """Ask for a run to stop; its state afterwards.
 
-
-def request_cancel(run: Run, settings: Settings | None = None) -> str:
-    """Ask for a run to stop; returns its status afterwards.
-
-    Writes the cancel marker. A running run gets SIGTERM from its
-    supervisor within a second. A queued run is finalized as terminated at
-    once when its lock is free (its message, when it arrives, finds it
-    stopped); otherwise the worker that holds it sees the marker.
+    Writes the cancel request (who and from where). A running run's keeper
+    sees it within half a second and stops the run. A queued run whose
+    lock is free is finalized as terminated at once; one whose keeper is
+    waiting for a slot is ended by that keeper.
     """
-    if meta_timestamp(run, "stopped") is not None:
-        return queue_status(run)
+    state = run_state(run)
+    if state not in (RunState.QUEUED, RunState.RUNNING, RunState.PENDING):
+        return state.value
     write_cancel(run)
-    if queue_status(run) == QUEUED:
-        from .runner import finalize_phase  # the run lifecycle, only when cancelling
+    if state is RunState.QUEUED:
+        from .runner import cancel_queued  # the run lifecycle, only when cancelling
 
-        finalize_phase(run, settings or Settings.from_env())
-    return queue_status(run)
+        cancel_queued(run)
+    return run_state(run).value
+

@@ -2,14 +2,17 @@
 
 Each carries one argument, a run id, which the worker resolves under its
 own runs dir. A message whose argument is not a run id of that runs dir
-is rejected (not requeued) and logged; nothing runs.
+is logged and acked; nothing runs (`gage delete` of a queued run ends here).
+
+`gage.exec` hands the run to a keeper (`launch.run_keeper`) and waits for
+it; the keeper owns the run, its lock and its processes from then on. The
+task then sends finalize when the keeper recorded an exit.
 """
 
 from __future__ import annotations
 
 import logging
 
-from billiard.process import current_process
 from celery import Task
 from celery.exceptions import Reject
 
@@ -20,7 +23,9 @@ from gage_runs.types import Run
 from .celery_app import EXEC_TASK, FINALIZE_TASK, GageApp
 from .enqueue import send_finalize
 from .errors import BrokerUnavailable
-from .runner import exec_phase, finalize_phase
+from .keeper.job import Verdict
+from .launch import run_keeper
+from .runner import finalize_phase
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,34 +38,49 @@ def register_tasks(app: GageApp) -> None:
 
 
 def exec_task(task: Task, run_id: str) -> None:
-    """Execute a run, then send its finalize task."""
-    settings: Settings = task.app.settings
+    """Execute a run through its keeper, then send its finalize task."""
+    app: GageApp = task.app
+    settings = app.settings
     run = _resolve(settings, run_id, "exec")
-    if not exec_phase(run, settings, gpu=gpu_slot(settings.gpus)):
+    if run is None:
         return
-    try:
-        send_finalize(run.id, settings)
-    except BrokerUnavailable as e:
-        log.error("run %s: %s; reconcile will finalize it", run.id, e)
+    outcome = run_keeper(run.id, settings, node=task.request.hostname,
+                         slots=getattr(app, "slots", None))
+    log.info("run %s: %s%s", run.id, outcome.verdict.value,
+             f": {outcome.message}" if outcome.message else "")
+    if outcome.verdict is Verdict.CANNOT_START:
+        _stop_consuming(task, run, outcome.message)
+        raise Reject(outcome.message, requeue=True)
+    if outcome.verdict is Verdict.FINALIZE:
+        try:
+            send_finalize(run.id, settings)
+        except BrokerUnavailable as e:
+            log.error("run %s: %s; reconcile will finalize it", run.id, e)
 
 
 def finalize_task(task: Task, run_id: str) -> None:
-    """Finalize an executed (or lost, or cancelled) run."""
+    """Finalize an exited (or lost, or cancelled) run."""
     settings: Settings = task.app.settings
-    finalize_phase(_resolve(settings, run_id, "finalize"), settings)
+    run = _resolve(settings, run_id, "finalize")
+    if run is not None:
+        finalize_phase(run, settings)
 
 
-def gpu_slot(gpus: tuple[str, ...]) -> str | None:
-    """The GPU of this pool process: one per process index, or None."""
-    if not gpus:
-        return None
-    index = getattr(current_process(), "index", 0) or 0
-    return gpus[index % len(gpus)]
+def _stop_consuming(task: Task, run: Run, why: str) -> None:
+    """This worker cannot start runs: stop taking them; the run stays queued."""
+    queue = (task.request.delivery_info or {}).get("routing_key") or task.app.settings.queue
+    log.error("run %s left queued: %s; this worker stops taking runs from %s",
+              run.id, why, queue)
+    try:
+        task.app.control.cancel_consumer(queue, destination=[task.request.hostname])
+    except Exception as e:  # the control channel is best effort; say so, once
+        log.error("cannot stop consuming %s: %s", queue, e)
 
 
-def _resolve(settings: Settings, run_id: object, phase: str) -> Run:
+def _resolve(settings: Settings, run_id: object, phase: str) -> Run | None:
+    """The run, or None (logged once, the message acked): no such run here, or deleted."""
     try:
         return resolve_run_id(settings.require_runs_dir(), run_id)
     except RunLookupError as e:
         log.error("rejected %s message: %s", phase, e)
-        raise Reject(str(e), requeue=False) from None
+        return None

@@ -70,4 +70,12 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
         "ignore", message=r"\s*In Celery 5.1 we introduced", category=CPendingDeprecationWarning
     )
     prepare_broker(settings)
-    app_for(settings).worker_main(argv)
+    app = app_for(settings)
+    # Keepers hold one of the node's slot locks per run (GPUs are the slots
+    # when there are GPUs), so a restarted worker never oversubscribes.
+    app.slots = None if settings.gpus else _concurrency(argv)
+    app.worker_main(argv)
+
+
+def _concurrency(argv: list[str]) -> int:
+    return next(int(arg.partition("=")[2]) for arg in argv if arg.startswith("--concurrency="))

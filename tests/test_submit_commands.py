@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.records import commit, hold, submitted
 from support.submit_cli import (
     GageSubmit,
     assert_one_line_error,
@@ -31,8 +32,7 @@ from gage_runs.lifecycle import exec_run, finalize_run
 from gage_runs.meta import init_run_meta, make_run, meta_exit_code, write_timestamp
 from gage_runs.staging import stage_op
 from gage_runs.types import OpCmd, OpRef, Run
-from gage_worker.lock import try_lock
-from gage_worker.queue_meta import write_heartbeat, write_submitted
+from gage_worker.runstate import RunState
 
 
 class Runs:
@@ -65,19 +65,18 @@ class Runs:
 
     def queued(self, schedule: str | None = None, **config) -> Run:
         run = self.staged(**config)
-        write_submitted(run, queue="gage", time_limit=None, schedule=schedule)
-        return run
+        return submitted(run, schedule=schedule)
 
     def running(self) -> Run:
         run = self.queued()
-        self.locks.append(try_lock(run))
         write_timestamp(run, "started")
-        write_heartbeat(run, pid=os.getpid(), pgid=os.getpgid(0))
+        self.locks.append(hold(run, state=RunState.RUNNING, host=socket.gethostname()))
         return run
 
     def lost(self) -> Run:
         run = self.queued()
         write_timestamp(run, "started")
+        commit(run, state=RunState.RUNNING, host=socket.gethostname())
         return run
 
     def with_id(self, run_id: str) -> Run:
@@ -130,7 +129,8 @@ def test_list_shows_every_state_in_stable_columns(runs, gage_submit):
 
     result = gage_submit("list", check=True)
 
-    assert result.lines()[0].split() == ["#", "name", "op", "started", "status", "host", "label"]
+    assert result.lines()[0].split() == [
+        "#", "name", "op", "started", "status", "host", "reason", "label"]
     rows = table(result.out)
     assert [(r["#"], r["name"], r["op"], r["status"]) for r in rows] == [
         ("1", lost.name, "train", "lost"),
@@ -139,7 +139,9 @@ def test_list_shows_every_state_in_stable_columns(runs, gage_submit):
         ("4", failed.name, "fail", "error"),
         ("5", done.name, "train", "completed"),
     ]
-    assert [r["host"] for r in rows] == ["-", socket.gethostname(), "-", "-", "-"]
+    host = socket.gethostname()
+    assert [r["host"] for r in rows] == [host, host, "-", "-", "-"]
+    assert [r["reason"] for r in rows] == ["keeper gone", "-", "-", "-", "-"]
     assert [r["label"] for r in rows] == ["-", "-", "my label", "-", "-"]
     assert rows[2]["started"] == "-"
     assert rows[4]["started"][:2] == "20" and len(rows[4]["started"]) == 19
@@ -189,7 +191,7 @@ def test_list_filters_and_limit(runs, gage_submit):
 def test_show_has_every_field(runs, gage_submit):
     """`show` gives status, exit code, times, queue and config; `status` is the same command."""
     run = runs.finished(lr=0.25, optimizer="sgd")
-    write_submitted(run, queue="gpu", time_limit=5400, schedule=None)
+    submitted(run, queue="gpu", time_limit=5400)
 
     shown = gage_submit("show", run.name, check=True)
     fields = dict(line.split(":", 1) for line in shown.lines() if not line.startswith(" "))

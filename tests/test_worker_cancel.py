@@ -8,7 +8,7 @@ from support.workers import wait_for
 
 from gage_runs.meta import meta_exit_code
 from gage_worker.lock import is_locked
-from gage_worker.queue_meta import write_cancel
+from gage_worker.queue_meta import requester, write_cancel
 from gage_worker.state import queue_status, request_cancel
 
 
@@ -41,7 +41,7 @@ def test_cancel_queued_runs(redis_bed):
     assert redis_bed.executions(at_once) == []
     assert redis_bed.executions(on_delivery) == []
     assert len(redis_bed.executions(normal)) == 1
-    wait_for(lambda: f"run {at_once.id}: already stopped" in worker.log(), 10,
+    wait_for(lambda: f"run {at_once.id}: nothing: already terminated" in worker.log(), 10,
              "the cancelled run's message to be acked as a no-op")
 
 
@@ -65,10 +65,10 @@ def test_cancel_running_runs_within_two_seconds(redis_bed):
     assert elapsed < 2.0
     assert meta_exit_code(polite) == -15
     assert meta_exit_code(stubborn) == -9  # ignored SIGTERM: SIGKILL after the grace
-    assert "cancel requested: sending SIGTERM" in _runner_log(stubborn)
+    assert f"cancelled by {requester()}: sending SIGTERM" in _runner_log(stubborn)
     assert "sending SIGKILL" in _runner_log(stubborn)
     assert "done" not in _output(polite)
-    assert not is_locked(polite) and not is_locked(stubborn)
+    wait_for(lambda: not is_locked(polite) and not is_locked(stubborn), 2, "locks to be free")
     assert len(redis_bed.executions(polite)) == len(redis_bed.executions(stubborn)) == 1
 
 

@@ -1,4 +1,9 @@
-"""Faults with real workers on a real redis-server: each run executes once."""
+"""Faults with real workers on a real redis-server: each run executes once.
+
+A worker's death does not kill its runs (their keepers live on); a
+keeper's death kills its run and the run ends `terminated`, worker lost;
+duplicate deliveries and broker restarts never run anything twice.
+"""
 
 from __future__ import annotations
 
@@ -11,84 +16,98 @@ from support.workers import wait_for
 from gage_runs.meta import meta_exit_code
 from gage_worker.enqueue import enqueue_run
 from gage_worker.errors import BrokerUnavailable
-from gage_worker.lock import is_locked
-from gage_worker.queue_meta import read_heartbeat
+from gage_worker.lock import is_locked, read_record
+from gage_worker.runstate import EndReason, RunState
 from gage_worker.state import queue_status
 
 
-def _run_proc(bed, run) -> psutil.Process:
-    """The run's process, from the heartbeat its supervisor writes."""
-    heartbeat = wait_for(lambda: read_heartbeat(run), 20, "a heartbeat")
-    return psutil.Process(heartbeat["pid"])
+def _running(run) -> tuple[psutil.Process, psutil.Process]:
+    """The run's keeper and its command, once the keeper recorded them."""
+    record = wait_for(
+        lambda: (r := read_record(run)) and r.state is RunState.RUNNING and r.pid and r, 20,
+        "the run to be running",
+    )
+    return psutil.Process(record.keeper_pid), psutil.Process(record.pid)
 
 
 def test_sigkill_worker_mid_run(redis_bed):
-    """The run ends terminated and finalized, its lock free, never re-run."""
+    """The run finishes with its real exit code; another worker finalizes it."""
     a = redis_bed.start_worker("-c", "1")
-    long_run = redis_bed.submit(redis_bed.stage(sleep=60))
-    wait_for(lambda: queue_status(long_run) == "running", 20, "the long run to start")
-    others = redis_bed.stage_and_submit(4)
-    b = redis_bed.start_worker("-c", "1")
-    run_proc = _run_proc(redis_bed, long_run)
-    assert run_proc.parent().pid in [p.pid for p in a.pool()]
+    run = redis_bed.submit(redis_bed.stage(sleep=3))
+    keeper, command = _running(run)
+    assert command.parent().pid == keeper.pid
+    assert keeper.pid not in [p.pid for p in a.pool()]  # no worker process is its parent
 
     a.kill()
 
-    assert redis_bed.wait_status([long_run], timeout=20) == {long_run.id: "terminated"}
-    assert meta_exit_code(long_run) == -9
-    assert not is_locked(long_run)
-    wait_for(lambda: not run_proc.is_running(), 5, "the orphaned run process to be killed")
+    assert queue_status(run) == "running" and is_locked(run)
+    b = redis_bed.start_worker("-c", "1")
+    assert redis_bed.wait_status([run], timeout=30) == {run.id: "completed"}
+    assert meta_exit_code(run) == 0
+    assert read_record(run).reason is EndReason.COMPLETED
+    with open(f"{run.meta_dir}/output/40_run") as f:
+        assert f.read() == "started\ndone\n"  # all its output: no SIGPIPE when its worker died
+    assert len(redis_bed.executions(run)) == 1
+    others = redis_bed.stage_and_submit(3)
     assert set(redis_bed.wait_status(others, timeout=30).values()) == {"completed"}
-    # Redis redelivers the killed worker's unacked message after the
-    # visibility timeout (4 s): worker b takes it and does nothing.
-    wait_for(
-        lambda: f"run {long_run.id}: already stopped" in b.log(), 20,
-        "the redelivered message to be acked as a no-op",
-    )
-    assert len(redis_bed.executions(long_run)) == 1
-    assert [len(redis_bed.executions(run)) for run in others] == [1] * 4
+    assert b.proc.poll() is None
 
 
 def test_sigkill_pool_child_only(redis_bed):
-    """Celery requeues the message of a dead pool child; the redelivery finalizes."""
+    """Celery requeues the dead child's message; the redelivery is a no-op or finalizes."""
     worker = redis_bed.start_worker("-c", "1")
-    run = redis_bed.submit(redis_bed.stage(sleep=60))
-    run_proc = _run_proc(redis_bed, run)
-    child = run_proc.parent()
-    assert child.pid in [p.pid for p in worker.pool()]
+    run = redis_bed.submit(redis_bed.stage(sleep=2))
+    _running(run)
+    worker.pool()[0].kill()
 
-    child.kill()
-
-    assert redis_bed.wait_status([run], timeout=20) == {run.id: "terminated"}
-    assert meta_exit_code(run) == -9
-    wait_for(lambda: not run_proc.is_running(), 5, "the orphaned run process to be killed")
+    assert redis_bed.wait_status([run], timeout=30) == {run.id: "completed"}
     after = redis_bed.stage_and_submit(1)
     assert redis_bed.wait_status(after) == {after[0].id: "completed"}
     assert len(redis_bed.executions(run)) == 1
     assert worker.proc.poll() is None
 
 
-def test_same_run_delivered_twice_at_once_and_after(redis_bed):
-    redis_bed.start_worker("-c", "1", wait=False)
-    redis_bed.start_worker("-c", "1")
+def test_sigkill_keeper(redis_bed):
+    """The command dies with its keeper; the run ends terminated, worker lost, never re-run."""
+    worker = redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage(sleep=60))
+    keeper, command = _running(run)
+    wait_for(lambda: redis_bed.executions(run), 10, "the command to start")
+
+    keeper.kill()
+
+    wait_for(lambda: not command.is_running() or command.status() == psutil.STATUS_ZOMBIE, 5,
+             "the command to die with its keeper")
+    assert redis_bed.wait_status([run], timeout=20) == {run.id: "terminated"}
+    record = read_record(run)
+    assert (record.exit_code, record.reason) == (-9, EndReason.WORKER_LOST)
+    wait_for(lambda: not is_locked(run), 2, "finalize to release the lock")
+    after = redis_bed.stage_and_submit(1)
+    assert redis_bed.wait_status(after) == {after[0].id: "completed"}
+    assert len(redis_bed.executions(run)) == 1
+    assert worker.proc.poll() is None
+
+
+def test_same_run_delivered_many_times_at_once_and_after(redis_bed):
+    redis_bed.start_worker("-c", "2", wait=False)
+    redis_bed.start_worker("-c", "2")
     run = redis_bed.stage(sleep=1.5)
     settings = redis_bed.settings()
     redis_bed.submit(run)
-    enqueue_run(run, settings=settings)
-    enqueue_run(run.id, settings=settings)
+    for _ in range(5):
+        enqueue_run(run.id, settings=settings)
 
     assert redis_bed.wait_status([run]) == {run.id: "completed"}
     enqueue_run(run, settings=settings)
 
     def noops() -> int:
         return sum(
-            log.count(f"run {run.id}: already stopped")
-            + log.count(f"run {run.id}: locked by another process")
-            + log.count(f"run {run.id}: already executed")
+            log.count(f"run {run.id}: busy") + log.count(f"run {run.id}: nothing")
+            + log.count(f"run {run.id}: finalize: exit recorded")
             for log in (w.log() for w in redis_bed.workers)
         )
 
-    wait_for(lambda: noops() >= 3, 15, "three duplicate deliveries to be no-ops")
+    wait_for(lambda: noops() >= 6, 20, "six duplicate deliveries to be no-ops")
     assert len(redis_bed.executions(run)) == 1
     assert meta_exit_code(run) == 0
 

@@ -176,6 +176,22 @@ class Bed:
         stage_run(run, str(self.project_dir))
         return run
 
+    def stage_script(
+        self, script: str, *, cmd: str | list[str] = "python script.py",
+        finalize: str | None = None, env: dict[str, str] | None = None,
+    ) -> Run:
+        """Stage a run of `script` (as script.py) run by `cmd`, a shell string by default."""
+        project = self.root / f"project-{len(list(self.root.glob('project-*')))}"
+        project.mkdir()
+        (project / "script.py").write_text(script)
+        exec_ = {"run": cmd, **({"finalize": finalize} if finalize else {})}
+        opdef = OpDef("script", {"exec": exec_})
+        run = make_run(OpRef("project", "script"), str(self.runs_dir))
+        run_env = {"COUNT_DIR": str(self.counts_dir), **(env or {})}
+        init_run_meta(run, opdef, {}, OpCmd(cmd, run_env))
+        stage_run(run, str(project))
+        return run
+
     def submit(self, run: Run, **kwargs: Any) -> Run:
         submit_run(run, settings=self.settings(), **kwargs)
         return run

@@ -1,0 +1,302 @@
+"""The run keeper: owns one run for exactly as long as any process of it lives.
+
+Started fresh by the exec task (never forked from Celery), in its own
+session and detached from the worker (`__main__`), the keeper:
+
+1. takes the run lock and reads the run record through it (`lock`),
+   and decides from the record alone what the delivery means (start,
+   finalize owed, recover a lost run, nothing);
+2. takes its parts' resources: this host's alive lock, a run slot or GPU;
+3. commits `running`, then starts the command (`gage_runs.exec_run`) in
+   its own process group with the run lock and slot inherited, writing
+   `output/40_run` itself; the command dies with the keeper
+   (`PR_SET_PDEATHSIG`);
+4. ticks its parts (cancel, time limit, run files, shutdown); a stop sends
+   SIGTERM to the group and to every descendant that left it, SIGKILL
+   after the grace period;
+5. when the command exits, stops what it left behind (the keeper is a
+   subreaper, so nothing escapes), waits for every process to exit,
+   commits the exit code and the reason, and only then releases the lock.
+
+Supervision fails closed: any error in steps 4-5 kills every process of
+the run before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from gage_runs.errors import GageRunsError, RunExecError
+from gage_runs.lifecycle import exec_run
+from gage_runs.meta import make_run_timestamp, meta_timestamp, run_meta_path, runner_log
+from gage_runs.runs_dir import resolve_run_id
+from gage_runs.types import Run
+
+from ..lock import LockFileMissing, RunLock, try_lock
+from ..record import RunRecord
+from ..runstate import EndReason, Event, RunState, check_transition
+from . import procs
+from .job import KeeperJob, Outcome, Verdict
+from .parts import (
+    CancelPart,
+    HostPart,
+    NotStarted,
+    Part,
+    RunFilesPart,
+    ShutdownPart,
+    SlotPart,
+    Stop,
+    TimeLimitPart,
+    cancel_stop,
+)
+
+AFTER_KILL_SECONDS = 5.0  # how long to wait for SIGKILLed processes to go
+STOPPED_EXIT = -signal.SIGTERM  # a stopped run's exit code when it exited >= 0
+
+
+class Keeper:
+    """One run's keeper; `keep()` does it all and says what the task must do."""
+
+    def __init__(self, job: KeeperJob, base_env: dict[str, str]):
+        self.job = job
+        self.base_env = base_env
+        self.run: Run = resolve_run_id(job.runs_dir, job.run_id)
+        self.lock: RunLock
+        self.slot = SlotPart()
+        self.shutdown = ShutdownPart()
+        self.parts: list[Part] = [
+            self.shutdown, HostPart(), self.slot, TimeLimitPart(), CancelPart(), RunFilesPart(),
+        ]
+        self.started_at = 0.0
+        self.stop: Stop | None = None
+        self._term_at: float | None = None
+        self._killed = False
+        self._proc: subprocess.Popen | None = None
+        self._running = RunRecord()
+
+    def log(self, message: str) -> None:
+        print(f"keeper {os.getpid()}: run {self.run.id}: {message}", file=sys.stderr, flush=True)
+
+    def keep(self) -> Outcome:
+        try:
+            lock = try_lock(self.run)
+        except LockFileMissing as e:
+            return Outcome(Verdict.NOTHING, f"{e}; not touching it")
+        if lock is None:
+            return Outcome(Verdict.BUSY, "locked by another keeper or finalize")
+        self.lock = lock
+        with lock:
+            return self._decide(lock.record())
+
+    def _decide(self, record: RunRecord) -> Outcome:
+        if record.state is RunState.QUEUED:
+            return self._start(record)
+        if record.state is RunState.RUNNING:  # the lock was free: nothing of it is alive
+            return Outcome(Verdict.FINALIZE, "found lost; finalize recovers it")
+        if record.state is RunState.FINALIZING:
+            return Outcome(Verdict.FINALIZE, "exit recorded; finalize owed", record.exit_code)
+        return Outcome(Verdict.NOTHING, f"already {record.state.value}")
+
+    def _start(self, record: RunRecord) -> Outcome:
+        if meta_timestamp(self.run, "started") is not None:
+            return Outcome(Verdict.NOTHING, "started outside the queue (gage run); Gage's run")
+        if meta_timestamp(self.run, "staged") is None:
+            return Outcome(Verdict.NOTHING, "not staged; not running it")
+        stop = self.stop_before_start()
+        if stop is None:
+            try:
+                for part in self.parts:
+                    part.acquire(self)
+            except NotStarted as e:
+                stop = e.stop
+            except OSError as e:
+                self._release_parts()
+                return Outcome(Verdict.CANNOT_START, f"cannot take a run slot: {e}")
+        if stop is not None:
+            self._release_parts()
+            self._commit(record, Event.CANCEL, RunState.FINALIZING, exit_code=STOPPED_EXIT,
+                         reason=stop.reason, detail=f"{stop.detail} before it started",
+                         ended=make_run_timestamp())
+            return Outcome(Verdict.FINALIZE, stop.detail, STOPPED_EXIT)
+        try:
+            return self._execute(record)
+        finally:
+            self._release_parts()
+
+    def stop_before_start(self) -> Stop | None:
+        return cancel_stop(self)
+
+    def _execute(self, queued: RunRecord) -> Outcome:
+        running = self._running = self._commit(
+            queued, Event.START, RunState.RUNNING, host=socket.gethostname(), node=self.job.node,
+            keeper_pid=os.getpid(), keeper_started=procs.process_start_time(os.getpid()),
+            slot=self.slot.slot, started=make_run_timestamp(),
+        )
+        env = dict(self.base_env)
+        for part in self.parts:
+            part.env(self, env)
+        inherited = [self.lock.fd, *(fd for part in self.parts for fd in part.fds(self))]
+        self.started_at = time.monotonic()
+        try:
+            exit_code = self._exec(env, inherited)
+        except _NotStarted as e:
+            self._unstart(running, str(e))
+            return Outcome(Verdict.CANNOT_START, str(e))
+        except _BadRun as e:
+            self._record_exit(running, 1, EndReason.CANNOT_START, str(e))
+            return Outcome(Verdict.FINALIZE, str(e), 1)
+        except BaseException as e:  # fail closed: nothing of the run survives its keeper's error
+            self._kill_everything()
+            if self._deleted():
+                return Outcome(Verdict.DELETED, self.stop.detail)
+            with contextlib.suppress(OSError):
+                os.remove(run_meta_path(self.run, "proc", "lock"))
+            self._record_exit(self._running, -signal.SIGKILL, EndReason.SUPERVISION_FAILED,
+                              f"supervision failed: {type(e).__name__}: {e}")
+            return Outcome(Verdict.FINALIZE, f"supervision failed: {e}", -signal.SIGKILL)
+        if self._deleted():
+            return Outcome(Verdict.DELETED, self.stop.detail)
+        exit_code, reason, detail = self._verdict(exit_code)
+        self._record_exit(self._running, exit_code, reason, detail)
+        return Outcome(Verdict.FINALIZE, detail, exit_code)
+
+    def _deleted(self) -> bool:
+        """The run was deleted while it ran: nothing is left to record anything in."""
+        return self.stop is not None and self.stop.reason is None
+
+    def _exec(self, env: dict[str, str], inherited: list[int]) -> int:
+        try:
+            exec_run(self.run, base_env=env, watcher=self,
+                     popen_options={"pass_fds": inherited, "preexec_fn": procs.die_with_parent})
+        except RunExecError as e:  # the command failed, or could not be found (127)
+            return e.exit_code
+        except OSError as e:
+            if self._proc is None:  # this host's fault (disk, permissions): not the run's
+                raise _NotStarted(f"cannot start the run: {e}") from None
+            raise
+        except GageRunsError as e:
+            if self._proc is None:  # the run's own files are bad: it can never start
+                raise _BadRun(f"cannot start the run: {e}") from None
+            raise
+        return 0
+
+    def _verdict(self, exit_code: int) -> tuple[int, EndReason, str]:
+        if self.stop is not None and self.stop.reason is not None:
+            detail = self.stop.detail
+            if exit_code >= 0:
+                detail += f" (it exited {exit_code} after SIGTERM)"
+                exit_code = STOPPED_EXIT
+            return exit_code, self.stop.reason, detail
+        if exit_code == 0:
+            return 0, EndReason.COMPLETED, "completed"
+        if exit_code < 0:
+            return exit_code, EndReason.FAILED, f"killed by {_signal_name(-exit_code)}"
+        return exit_code, EndReason.FAILED, f"exit {exit_code}"
+
+    # -- the phase watcher: gage_runs calls these around the command ----------
+
+    def started(self, proc: subprocess.Popen) -> None:
+        self._proc = proc
+        self._running = self._running.but(pid=proc.pid)
+        self.lock.commit(self._running)
+        self.tick(proc)
+
+    def tick(self, proc: subprocess.Popen) -> None:
+        now = time.monotonic()
+        if self.stop is None:
+            for part in self.parts:
+                stop = part.tick(self, now)
+                if stop is not None:
+                    self._begin_stop(proc, stop)
+                    break
+        elif not self._killed and self._term_at is not None and now - self._term_at >= self.job.grace:
+            self._kill_everything(f"still running {self.job.grace:g} s after SIGTERM")
+
+    def finished(self, proc: subprocess.Popen, exit_code: int) -> None:
+        """The command exited: stop what it left, wait for every process to go."""
+        if self.stop is not None and not self._killed:
+            deadline = (self._term_at or time.monotonic()) + self.job.grace
+            while procs.alive_descendants(keep=proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self._kill_everything()
+
+    def _begin_stop(self, proc: subprocess.Popen, stop: Stop) -> None:
+        self.stop = stop
+        self._term_at = time.monotonic()
+        self._note(f"{stop.detail}: sending SIGTERM to the run's processes")
+        procs.signal_group(proc.pid, signal.SIGTERM)
+        procs.signal_all(procs.descendants(), signal.SIGTERM)
+
+    def _kill_everything(self, why: str | None = None) -> None:
+        """SIGKILL every process of the run and wait until they are gone."""
+        if why:
+            self._note(f"{why}: sending SIGKILL to the run's processes")
+        if self._proc is not None:
+            procs.signal_group(self._proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + AFTER_KILL_SECONDS
+        while True:
+            command = None
+            if self._proc is not None:
+                self._proc.poll()  # Popen reaps the command and keeps its exit status
+                command = self._proc.pid
+            alive = procs.alive_descendants(keep=command)
+            if not alive:
+                break
+            procs.signal_all(alive, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                self.log(f"processes {alive} survive SIGKILL; releasing the run anyway")
+                break
+            time.sleep(0.02)
+        self._killed = self._killed or why is not None
+
+    def _note(self, message: str) -> None:
+        self.log(message)
+        with contextlib.suppress(OSError):
+            runner_log(self.run, message)
+
+    # -- records ---------------------------------------------------------------
+
+    def _commit(self, record: RunRecord, event: Event, state: RunState, **changes) -> RunRecord:
+        new = record.but(state=check_transition(record.state, event, state), **changes)
+        self.lock.commit(new)
+        return new
+
+    def _record_exit(self, running: RunRecord, exit_code: int, reason: EndReason,
+                     detail: str) -> None:
+        self._commit(running, Event.EXIT, RunState.FINALIZING, exit_code=exit_code,
+                     reason=reason, detail=detail, ended=make_run_timestamp())
+        self.log(f"exited {exit_code}: {detail}")
+
+    def _unstart(self, running: RunRecord, why: str) -> None:
+        """Back to queued: the command never started (this host's fault, not the run's)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(run_meta_path(self.run, "started"))
+        self._commit(running, Event.NOT_STARTED, RunState.QUEUED, host=None, node=None,
+                     keeper_pid=None, keeper_started=None, slot=None, started=None)
+        self.log(f"not started, left queued: {why}")
+
+    def _release_parts(self) -> None:
+        for part in reversed(self.parts):
+            with contextlib.suppress(OSError):
+                part.release(self)
+
+
+class _NotStarted(Exception):
+    """The command could not be started here; nothing of the run ran."""
+
+
+class _BadRun(Exception):
+    """The run's own files say it can never start."""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -1,0 +1,300 @@
+"""The run keeper with real workers, real runs and a real redis-server.
+
+Each test breaks one thing the keeper's promises rest on: the user's
+program under `/bin/sh -c`, a process that escapes the run's group, the
+run's own meta files, the keeper's own code, finalize, the worker's slots.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import psutil
+from support.workers import wait_for
+
+from gage_runs.meta import run_meta_path
+from gage_worker.enqueue import enqueue_run
+from gage_worker.lock import is_locked, read_record
+from gage_worker.queue_meta import queue_path, requester
+from gage_worker.runstate import EndReason, RunState
+from gage_worker.state import queue_status, request_cancel
+
+CHECKPOINT = """\
+import os, signal, sys, time
+def on_term(*_):
+    time.sleep(0.5)  # saving takes a while
+    open(os.path.join(os.environ["COUNT_DIR"], os.environ["RUN_ID"] + ".ckpt"), "w").close()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+print("training", flush=True)
+time.sleep(60)
+"""
+
+ESCAPE = """\
+import os, subprocess, sys, time
+# A grandchild that leaves the run's process group and keeps its stdout.
+child = subprocess.Popen([sys.executable, "-c",
+    "import os, time; os.setsid(); print('escaped', os.getpid(), flush=True); time.sleep(120)"])
+time.sleep(float(os.environ.get("SLEEP", "0.5")))
+print("main done", flush=True)
+"""
+
+
+def _output(run) -> str:
+    try:
+        with open(run_meta_path(run, "output", "40_run")) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _escaped_pid(run) -> int:
+    line = wait_for(lambda: [ln for ln in _output(run).splitlines() if ln.startswith("escaped")],
+                    20, "the escaped process")[0]
+    return int(line.split()[1])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _running_record(run):
+    return wait_for(
+        lambda: (r := read_record(run)) and r.state is RunState.RUNNING and r.pid and r, 20,
+        "the run to be running",
+    )
+
+
+def test_sigterm_reaches_the_program_under_sh_and_the_grace_is_honoured(redis_bed):
+    """Gage's `exec = "python train.py"` runs under /bin/sh -c; the program still saves.
+
+    A cancelled run is terminated whatever it exits with: the run whose
+    program is the command itself exits 0 from its handler.
+    """
+    redis_bed.start_worker("-c", "2", env=redis_bed.worker_env(GAGE_CANCEL_GRACE="3"))
+    shell = redis_bed.submit(redis_bed.stage_script(CHECKPOINT, cmd="python script.py"))
+    direct = redis_bed.submit(redis_bed.stage_script(CHECKPOINT, cmd=["python", "script.py"]))
+    for run in (shell, direct):
+        wait_for(lambda run=run: "training" in _output(run), 20, "the run to start")
+
+    started = time.monotonic()
+    request_cancel(shell)
+    request_cancel(direct)
+    assert redis_bed.wait_status([shell, direct], timeout=10) == {
+        shell.id: "terminated", direct.id: "terminated"}
+
+    assert time.monotonic() - started < 3 + 2
+    for run in (shell, direct):
+        assert (redis_bed.counts_dir / f"{run.id}.ckpt").exists(), "its SIGTERM handler ran"
+        record = read_record(run)
+        assert (record.exit_code, record.reason) == (-15, EndReason.CANCELLED)
+    assert read_record(direct).detail == f"cancelled by {requester()} (it exited 0 after SIGTERM)"
+    with open(run_meta_path(shell, "log", "runner")) as f:
+        assert "sending SIGKILL" not in f.read()
+
+
+def test_an_escaped_process_cannot_hold_the_run(redis_bed):
+    """A grandchild that calls setsid and keeps stdout is stopped when the command exits."""
+    redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage_script(ESCAPE, cmd=["python", "script.py"]))
+    escaped = _escaped_pid(run)
+
+    assert redis_bed.wait_status([run], timeout=15) == {run.id: "completed"}
+    assert _gone(escaped)
+    assert _output(run).endswith("main done\n")
+    assert not is_locked(run)
+
+
+def test_cancel_stops_every_descendant_within_grace_plus_two_seconds(redis_bed):
+    redis_bed.start_worker("-c", "1")  # grace 1 s
+    run = redis_bed.submit(redis_bed.stage_script(ESCAPE, cmd=["python", "script.py"],
+                                                  env={"SLEEP": "60"}))
+    escaped = _escaped_pid(run)
+    command = _running_record(run).pid
+
+    started = time.monotonic()
+    request_cancel(run)
+    wait_for(lambda: _gone(escaped) and _gone(command) and not is_locked(run), 1 + 2,
+             "every process of the run to be gone")
+    assert time.monotonic() - started < 3
+    assert redis_bed.wait_status([run], timeout=10) == {run.id: "terminated"}
+
+
+def test_time_limit_is_recorded_as_the_reason(redis_bed):
+    redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage(sleep=60), time_limit=1)
+    assert redis_bed.wait_status([run], timeout=20) == {run.id: "terminated"}
+    record = read_record(run)
+    assert (record.exit_code, record.reason, record.detail) == (
+        -15, EndReason.TIME_LIMIT, "time limit of 1 s reached")
+
+
+def test_a_run_that_deletes_its_lock_file_is_neither_rerun_nor_killed(redis_bed):
+    script = """\
+import os, time
+os.remove(os.path.join(os.environ["RUN_DIR"] + ".meta", "queue", "lock"))
+print("deleted my lock file", flush=True)
+open(os.path.join(os.environ["COUNT_DIR"], os.environ["RUN_ID"]), "a").write("ran\\n")
+time.sleep(3)
+"""
+    redis_bed.start_worker("-c", "2", wait=False)
+    redis_bed.start_worker("-c", "2")
+    run = redis_bed.submit(redis_bed.stage_script(script, cmd=["python", "script.py"]))
+    wait_for(lambda: "deleted" in _output(run), 20, "the run to delete its lock file")
+    for _ in range(4):
+        enqueue_run(run.id, settings=redis_bed.settings())
+    time.sleep(1.5)
+    assert queue_status(run) == "running" and is_locked(run)  # the keeper put it back
+
+    assert redis_bed.wait_status([run], timeout=20) == {run.id: "completed"}
+    assert (redis_bed.counts_dir / run.id).read_text() == "ran\n"
+    assert "restoring it" in "".join(w.log() for w in redis_bed.workers)
+
+
+def test_supervision_fails_closed(redis_bed):
+    """An error in the keeper's own code kills the run before anything is recorded."""
+    worker = redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage(sleep=60))
+    command = _running_record(run).pid
+    os.remove(queue_path(run, "cancel"))
+    os.mkdir(queue_path(run, "cancel"))  # reading it now fails inside the keeper
+
+    assert redis_bed.wait_status([run], timeout=15) == {run.id: "terminated"}
+    assert _gone(command)
+    record = read_record(run)
+    assert record.reason is EndReason.SUPERVISION_FAILED
+    assert "IsADirectoryError" in record.detail
+    after = redis_bed.stage_and_submit(1)
+    assert redis_bed.wait_status(after) == {after[0].id: "completed"}
+    assert worker.proc.poll() is None
+
+
+def test_gage_delete_of_a_running_and_of_a_queued_run(redis_bed):
+    """`gage delete` renames a run's dirs: a running run is stopped, a queued one never starts."""
+    worker = redis_bed.start_worker("-c", "1")
+    running = redis_bed.submit(redis_bed.stage(sleep=60))
+    command = _running_record(running).pid
+    queued = redis_bed.submit(redis_bed.stage())
+    for run in (queued, running):
+        os.rename(run.meta_dir, run.meta_dir + ".deleted")
+        os.rename(run.run_dir, run.run_dir + ".deleted")
+
+    wait_for(lambda: _gone(command), 5, "the deleted run to be stopped")
+    after = redis_bed.stage_and_submit(1)
+    assert redis_bed.wait_status(after) == {after[0].id: "completed"}
+    log = worker.log()
+    assert f"run {running.id}: deleted: its meta dir was deleted" in log
+    assert f"no run {queued.id}" in log or "rejected exec message" in log
+    assert "Traceback" not in log
+    assert redis_bed.executions(queued) == []
+
+
+def test_finalize_killed_half_way_is_completed_by_the_next_delivery(redis_bed):
+    finalize = "python -c \"import os, time; open(os.environ['run_dir'] + '/hook', 'a').write('x'); time.sleep(2)\""
+    a = redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage_script("print('hi')", finalize=finalize))
+    wait_for(lambda: os.path.exists(os.path.join(run.run_dir, "hook")), 20, "finalize to begin")
+    a.kill()  # in the middle of the finalize hook
+
+    assert queue_status(run) == "finalizing"
+    redis_bed.start_worker("-c", "1")
+    assert redis_bed.wait_status([run], timeout=30) == {run.id: "completed"}
+    record = read_record(run)
+    assert (record.state, record.finalize_attempts) == (RunState.COMPLETED, 2)
+    for name in ("manifest", "log/files", "log/runner", "proc/exit", "stopped"):
+        assert os.stat(run_meta_path(run, *name.split("/"))).st_mode & 0o777 == 0o444, name
+
+
+def test_finalize_that_keeps_failing_gives_up(redis_bed):
+    worker = redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage_script("print('hi')", finalize="exit 3"))
+    wait_for(lambda: queue_status(run) == "finalize-failed", 40, "finalize to give up")
+
+    record = read_record(run)
+    assert record.finalize_attempts == 3
+    assert record.finalize_error == "RunExecError: " + record.finalize_error.split(": ", 1)[1]
+    assert "3" in record.finalize_error
+    sent = worker.log().count(f"{run.id[:8]} ({run.name}): sent finalize")
+    time.sleep(3)  # reconcile runs every second: nothing more is sent
+    assert worker.log().count(f"{run.id[:8]} ({run.name}): sent finalize") == sent
+    assert read_record(run).finalize_attempts == 3
+
+
+def test_a_restarted_worker_does_not_oversubscribe_its_slots(redis_bed):
+    """The crashed worker's run still holds its slot (and GPU): the next run waits for it."""
+    a = redis_bed.start_worker("-c", "1", "--hostname", "w0@%h")
+    first = redis_bed.submit(redis_bed.stage(sleep=3))
+    _running_record(first)
+    a.kill()
+    redis_bed.start_worker("-c", "1", "--hostname", "w0@%h")
+    second = redis_bed.submit(redis_bed.stage())
+
+    assert redis_bed.wait_status([first, second], timeout=30) == {
+        first.id: "completed", second.id: "completed"}
+    first_end = read_record(first).ended / 1e6
+    assert redis_bed.executions(second)[0]["time"] >= first_end - 0.2
+
+
+def test_gpu_slot_is_never_shared_after_a_worker_crash(redis_bed):
+    a = redis_bed.start_worker("-Q", "gpu", "--gpus", "0")
+    first = redis_bed.submit(redis_bed.stage(sleep=3), queue="gpu")
+    assert _running_record(first).slot == "gpu 0"
+    a.kill()
+    redis_bed.start_worker("-Q", "gpu", "--gpus", "0", "--hostname", "other@%h")
+    second = redis_bed.submit(redis_bed.stage(), queue="gpu")
+
+    assert redis_bed.wait_status([first, second], timeout=30) == {
+        first.id: "completed", second.id: "completed"}
+    first_end = read_record(first).ended / 1e6
+    assert redis_bed.executions(second)[0]["time"] >= first_end - 0.2
+    assert redis_bed.executions(second)[0]["cuda"] == "0"
+
+
+def test_an_error_before_the_command_starts_leaves_the_run_queued(redis_bed):
+    """This host cannot start it: the run stays queued and the worker stops taking runs."""
+    run = redis_bed.submit(redis_bed.stage())
+    runner_log = run_meta_path(run, "log", "runner")
+    os.rename(runner_log, runner_log + ".aside")
+    os.mkdir(runner_log)  # logging now fails on this host, before the command starts
+    worker = redis_bed.start_worker("-c", "1")
+    wait_for(lambda: "stops taking runs from gage" in worker.log(), 20, "the worker to give up")
+    assert queue_status(run) == "queued"
+    assert redis_bed.executions(run) == []
+    assert read_record(run).state is RunState.QUEUED
+
+    os.rmdir(runner_log)
+    os.rename(runner_log + ".aside", runner_log)
+    redis_bed.start_worker("-c", "1")
+    assert redis_bed.wait_status([run], timeout=30) == {run.id: "completed"}
+    assert len(redis_bed.executions(run)) == 1
+
+
+def test_a_run_started_by_gage_itself_is_left_to_gage(redis_bed, real_gage):
+    """`gage run --start` on a queued run: Gage runs it; no worker runs it, or calls it lost."""
+    run = redis_bed.submit(redis_bed.stage_script(
+        "import time; print('by gage', flush=True); time.sleep(3)", cmd=["python", "script.py"]))
+    gage = subprocess.Popen(
+        [str(real_gage.gage), "run", "--start", run.id, "-y", "-q"],
+        env=real_gage.env(redis_bed.runs_dir), cwd=redis_bed.root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: queue_status(run) == "running", 20, "gage to start it")
+        worker = redis_bed.start_worker("-c", "1")
+        enqueue_run(run.id, settings=redis_bed.settings())
+        wait_for(lambda: f"run {run.id}: nothing: started outside the queue" in worker.log(),
+                 20, "the delivery to leave it alone")
+        assert queue_status(run) == "running"
+        assert gage.wait(30) == 0
+    finally:
+        gage.kill()
+    assert queue_status(run) == "completed"
+    time.sleep(1.5)  # a reconcile pass or two
+    assert queue_status(run) == "completed"
+    assert "lost" not in worker.log()
+    assert _output(run) == "by gage\n"
