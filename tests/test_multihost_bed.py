@@ -132,3 +132,14 @@ def test_workers_on_two_hosts_run_each_run_once(multihost_bed: MultihostBed):
         assert host in ("host-a", "host-b")
         heartbeat = json.loads(Path(run.meta_dir, "queue", "heartbeat").read_text())
         assert heartbeat["host"] == host
+
+
+def test_a_dead_client_drops_its_locks_while_the_holder_lives(multihost_bed: MultihostBed):
+    holder, laptop_path = hold_lock(multihost_bed, "host-b", "client.lock", F_OFD_SETLK)
+    client = multihost_bed.hosts["host-b"].client_process()
+    assert client is not None and not can_lock(laptop_path, F_OFD_SETLK)
+
+    client.kill()
+
+    wait_for(lambda: can_lock(laptop_path, F_OFD_SETLK), 5, "the brick to drop the dead client's lock")
+    assert holder.poll() is None

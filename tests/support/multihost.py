@@ -59,7 +59,8 @@ submitter's mount, in the test process's own namespace) and
 
 `Host` API: `.name`, `.mountpoint` (inside the host), `.spawn(argv, env,
 log_path, cwd) -> HostProcess`, `.processes()` (psutil processes in its
-PID namespace), `.alive()`, `.kill()`, `.view(path)`. `HostProcess` is
+PID namespace), `.client_process()` (its glusterfs), `.alive()`, `.kill()`,
+`.view(path)`. `HostProcess` is
 Popen-like (`pid` is the real pid as seen from outside, `ns_pid` the pid
 inside, `poll/wait/kill/terminate`).
 
@@ -367,12 +368,22 @@ class GlusterMount:
         os.listdir(path)
 
     def unmount(self) -> None:
-        """Kill the client by pid, then unmount (lazily if still busy)."""
-        _kill_wait(self.proc)
-        if os.path.ismount(self.path):
+        """Unmount (lazily if busy); the client then exits, else it is killed by pid."""
+        if is_mounted(self.path):
             umount = _tool("umount")
             if subprocess.run([umount, str(self.path)], capture_output=True).returncode:
                 subprocess.run([umount, "-l", str(self.path)], capture_output=True)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            _kill_wait(self.proc)
+
+
+def is_mounted(path: Path) -> bool:
+    """Whether `path` is a mount point in this mount namespace (a dead FUSE mount too)."""
+    target = str(path).encode()
+    with open("/proc/self/mountinfo", "rb") as mountinfo:
+        return any(line.split()[4] == target for line in mountinfo)
 
 
 # --- hosts -----------------------------------------------------------------
@@ -516,6 +527,10 @@ class Host:
             except OSError:
                 continue
         return found
+
+    def client_process(self) -> psutil.Process | None:
+        """The host's glusterfs client (kill it alone to lose the mount but keep the host)."""
+        return next((proc for proc in self.processes() if proc.name() == "glusterfs"), None)
 
     def alive(self) -> bool:
         return self.proc is not None and self.init_pid is not None and self.proc.poll() is None
