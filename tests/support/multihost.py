@@ -108,6 +108,7 @@ VOLUME_PREFIX = "gq-"
 # session that started it while another session still uses it.
 GLUSTERD_DIR = Path("/tmp/gage-queue-glusterd")
 GLUSTERD_LOCK = Path("/run/lock/gage-queue-glusterd.lock")
+GLUSTERD_START_LOCK = Path("/run/lock/gage-queue-glusterd.start.lock")
 BRICK_LOG_DIR = Path("/var/log/glusterfs/bricks")
 GLUSTER_RUN_DIR = Path("/var/run/gluster")
 TOOLS = ("gluster", "glusterd", "glusterfs", "unshare", "nsenter", "umount")
@@ -131,8 +132,10 @@ end-volume
 """
 
 # pid 1 of a host: set the hostname, mount the volume, say "ready", reap orphans.
+# Its stdin is a pipe only the test process writes to: EOF means the test process
+# is gone, and the init exits, so the kernel kills the host.
 HOST_INIT_PY = """\
-import os, socket, subprocess, sys, time
+import os, select, socket, subprocess, sys, time
 name, mountpoint, log, *client = sys.argv[1:]
 socket.sethostname(name)
 proc = subprocess.Popen([*client, "-l", log, mountpoint], stdout=2)
@@ -143,11 +146,12 @@ while not os.path.ismount(mountpoint):
     time.sleep(0.005)
 os.listdir(mountpoint)
 print("ready", flush=True)
-while True:
+while not (select.select([0], [], [], 0.2)[0] and not os.read(0, 1)):
     try:
-        os.waitpid(-1, 0)
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
     except ChildProcessError:
-        time.sleep(0.2)
+        pass
 """
 
 RECORD_PY = """\
@@ -220,8 +224,10 @@ class Glusterd:
     """The machine's glusterd: used if running, else started by the bed.
 
     Every session holds a shared lock on GLUSTERD_LOCK while it uses
-    glusterd. A glusterd the bed started writes its pid to GLUSTERD_DIR;
-    the last session to leave (it gets the lock exclusively) stops it.
+    glusterd; starting one is serialized by GLUSTERD_START_LOCK. A glusterd
+    the bed started writes its pid to GLUSTERD_DIR; the last session to
+    leave (it gets GLUSTERD_LOCK exclusively) stops it, and a session that
+    arrives meanwhile waits for its shared lock until glusterd is gone.
     """
 
     pidfile = GLUSTERD_DIR / "glusterd.pid"
@@ -232,12 +238,14 @@ class Glusterd:
     def acquire(self) -> None:
         GLUSTERD_LOCK.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(GLUSTERD_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        start_fd = os.open(GLUSTERD_START_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            fcntl.flock(start_fd, fcntl.LOCK_EX)
             if not glusterd_reachable():
                 self._start()
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            os.close(start_fd)
 
     def _start(self) -> None:
         shutil.rmtree(GLUSTERD_DIR / "state", ignore_errors=True)
@@ -300,6 +308,15 @@ class GlusterVolume:
         self.brick = root / "brick"
         self.created = False
 
+    @classmethod
+    def existing(cls, name: str) -> GlusterVolume:
+        """A volume another (killed) session created, with the brick gluster names."""
+        info = gluster("volume", "info", name, check=False).stdout
+        brick = next((line for line in info.splitlines() if line.startswith("Brick1:")), "")
+        volume = cls(Path(brick.partition(f"{LOOPBACK}:")[2].strip() or "/nonexistent").parent)
+        volume.name, volume.created = name, True
+        return volume
+
     def create(self) -> None:
         self.brick.mkdir(parents=True)
         # `force`: the brick is on the root file system and its host is loopback.
@@ -338,13 +355,22 @@ class GlusterVolume:
 
 
 def sweep_stale_volumes() -> None:
-    """Stop and delete `gq-<pid>-*` volumes whose session process is gone."""
+    """Remove what a killed session left: its `gq-<pid>-*` volumes and their clients."""
     listed = gluster("volume", "list", check=False).stdout.split()
-    for name in listed:
-        pid = name[len(VOLUME_PREFIX):].partition("-")[0]
-        if name.startswith(VOLUME_PREFIX) and pid.isdigit() and not psutil.pid_exists(int(pid)):
-            gluster("volume", "stop", name, "force", check=False)
-            gluster("volume", "delete", name, check=False)
+    stale = [name for name in listed if _is_stale(name)]
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if proc.info["name"] == "glusterfs" and any(f"--volfile-id={name}" in argv for name in stale):
+            subprocess.run([_tool("umount"), "-l", argv[-1]], capture_output=True)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+    for name in stale:
+        GlusterVolume.existing(name).destroy()
+
+
+def _is_stale(name: str) -> bool:
+    pid = name[len(VOLUME_PREFIX):].partition("-")[0]
+    return name.startswith(VOLUME_PREFIX) and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 class GlusterMount:
@@ -475,7 +501,7 @@ class Host:
                     str(self.log_dir / f"{self.name}-glusterfs.log"),
                     *self.volume.client_command(),
                 ],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                 start_new_session=True,
             )
 
@@ -554,8 +580,9 @@ class Host:
             _kill_wait(self.proc)
         for process in self.spawned:
             process.proc.wait(10)  # nsenter exits once its process is dead
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe:
+                pipe.close()
 
 
 # --- the bed ----------------------------------------------------------------
