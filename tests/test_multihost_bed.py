@@ -143,3 +143,19 @@ def test_a_dead_client_drops_its_locks_while_the_holder_lives(multihost_bed: Mul
 
     wait_for(lambda: can_lock(laptop_path, F_OFD_SETLK), 5, "the brick to drop the dead client's lock")
     assert holder.poll() is None
+
+
+def test_host_workers_are_killed_and_stopped_by_pid(multihost_bed: MultihostBed):
+    killed = multihost_bed.start_worker("host-a", "-c", "2", wait=False)
+    stopped = multihost_bed.start_worker("host-b", "-c", "1", wait=False)
+    killed.wait_ready()
+    stopped.wait_ready()
+    pool = killed.pool()
+    assert len(pool) == 2
+
+    killed.kill()
+    stopped.stop()
+
+    assert killed.proc.returncode == -9 and stopped.proc.returncode == 0
+    wait_for(lambda: not any(proc.is_running() for proc in pool), 5, "the pool to be reaped")
+    assert all(host.alive() for host in multihost_bed.hosts.values())

@@ -155,7 +155,7 @@ while not (select.select([0], [], [], 0.2)[0] and not os.read(0, 1)):
 """
 
 RECORD_PY = """\
-import json, os, socket, sys, time
+import json, os, socket, time
 record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
 with open(os.path.join(os.environ["RECORDS_DIR"], os.environ["RUN_ID"]), "a") as f:
     f.write(json.dumps(record) + "\\n")
@@ -176,6 +176,12 @@ def multihost_unavailable() -> str | None:
         return f"multi-host bed needs {', '.join(missing)} (apt-get install glusterfs-server glusterfs-client util-linux)"
     if not os.access(REDIS_SERVER, os.X_OK):
         return f"multi-host bed needs redis-server (none at {REDIS_SERVER})"
+    probe = subprocess.run(
+        [_tool("unshare"), "--pid", "--uts", "--mount", "--fork", "--mount-proc", "true"],
+        capture_output=True, text=True, timeout=10,
+    )
+    if probe.returncode:
+        return f"multi-host bed cannot make namespaces: {probe.stderr.strip().splitlines()[-1:]}"
     return None
 
 
