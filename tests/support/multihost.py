@@ -17,8 +17,11 @@ Real hosts do not fit on CI; their parts do. The bed gives:
   md-cache (1 s) on. So a file written through one mount can look stale
   through another for about a second, as on a real shared file system.
   POSIX record locks (F_SETLK) and OFD locks (F_OFD_SETLK) go to the
-  brick's locks translator, so they hold across mounts; a client that
-  dies drops its locks at once (its TCP connection to the brick closes).
+  brick's locks translator, so they hold across mounts (F_GETLK through
+  another mount reports them; F_OFD_GETLK reports l_pid -1), and so does
+  flock(). A holder's death releases its locks within milliseconds, and
+  so does the death of its glusterfs client (the brick sees the TCP
+  connection close; no ping-timeout wait), as seen from another mount.
 - **Hosts**: a `Host` is a PID + UTS + mount namespace (`unshare -p -u -m
   -f --mount-proc`) with its own hostname. Its init (pid 1 inside, a tiny
   Python reaper) mounts the volume inside the host's mount namespace, so
@@ -28,6 +31,10 @@ Real hosts do not fit on CI; their parts do. The bed gives:
   kills every process of the host at once, its client included, and the
   brick drops the locks taken through its mount. The network namespace is
   shared, so every host reaches the brick and the broker on loopback.
+  Pids are per host: two hosts' processes often have the same pid, as on
+  real machines. If the test process dies, each host's init sees its
+  stdin pipe close and exits, so hosts never outlive a crashed session; a
+  later session removes a killed session's volumes and client mounts.
 - **A broker**: one private redis-server per test on a unix socket in the
   test's tmp dir (outside the volume, at the same path in every host),
   URL `redis+socket:///path/redis.sock`.
@@ -109,7 +116,7 @@ VOLUME_PREFIX = "gq-"
 GLUSTERD_DIR = Path("/tmp/gage-queue-glusterd")
 GLUSTERD_LOCK = Path("/run/lock/gage-queue-glusterd.lock")
 GLUSTERD_START_LOCK = Path("/run/lock/gage-queue-glusterd.start.lock")
-BRICK_LOG_DIR = Path("/var/log/glusterfs/bricks")
+GLUSTER_LOG_DIR = Path("/var/log/glusterfs")
 GLUSTER_RUN_DIR = Path("/var/run/gluster")
 TOOLS = ("gluster", "glusterd", "glusterfs", "unshare", "nsenter", "umount")
 
@@ -354,9 +361,10 @@ class GlusterVolume:
             self.created = False
             if socket_path and socket_path.parent == GLUSTER_RUN_DIR:
                 socket_path.unlink(missing_ok=True)
-            shutil.rmtree(GLUSTER_RUN_DIR / "vols" / self.name, ignore_errors=True)
+            for leftover in (GLUSTER_RUN_DIR / "vols", GLUSTER_LOG_DIR / "gfproxy", GLUSTER_LOG_DIR / "snaps"):
+                shutil.rmtree(leftover / self.name, ignore_errors=True)
         shutil.rmtree(self.brick, ignore_errors=True)
-        brick_log = BRICK_LOG_DIR / (str(self.brick).strip("/").replace("/", "-") + ".log")
+        brick_log = GLUSTER_LOG_DIR / "bricks" / (str(self.brick).strip("/").replace("/", "-") + ".log")
         brick_log.unlink(missing_ok=True)
 
 
