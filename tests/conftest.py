@@ -4,4 +4,5 @@ pytest_plugins = [
     "support.workers",
     "support.redis_server",
     "support.real_gage",
+    "support.multihost",
 ]
