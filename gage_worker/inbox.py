@@ -8,7 +8,8 @@ every worker after it, as the message is restored), `timelimit`, `eta`,
 built-in `celery.*` tasks run. So the worker's consumer (`GuardedConsumer`,
 Celery's `worker_consumer`) hands Celery only a message that is exactly
 what `messages.task_message` makes: a served task, a UUID id, JSON, one
-run-id argument and every header at the value the submitter sends. Any
+run-id argument and every header at the value the submitter sends (plus
+the `redelivered` flag a broker sets on a redelivery). Any
 other message is rejected without requeue and logged once, as one line
 with its task name and id escaped; the worker goes on at once.
 """
@@ -25,7 +26,13 @@ from celery.worker.consumer import Consumer
 
 from gage_runs.names import is_run_id
 
-from .messages import CONTENT_ENCODING, CONTENT_TYPE, SERVED_TASKS, task_message
+from .messages import (
+    CONTENT_ENCODING,
+    CONTENT_TYPE,
+    REDELIVERY_HEADERS,
+    SERVED_TASKS,
+    task_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +99,10 @@ def _run_id_argument(body: Any) -> str:
 
 
 def _check_headers(headers: dict[str, Any], expected: dict[str, Any]) -> None:
-    unexpected = sorted(map(str, headers.keys() - expected.keys()))
+    for name, value in REDELIVERY_HEADERS.items():
+        if name in headers and not _same_json(headers[name], value):
+            raise MessageRejected(f"header {name!r} is {shown(headers[name])}, not {value!r}")
+    unexpected = sorted(map(str, headers.keys() - expected.keys() - REDELIVERY_HEADERS.keys()))
     if unexpected:
         raise MessageRejected(f"unexpected header {shown(unexpected[0])}")
     missing = sorted(expected.keys() - headers.keys())

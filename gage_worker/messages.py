@@ -41,6 +41,9 @@ SERIALIZER = "json"
 CONTENT_TYPE = "application/json"  # what kombu's json serializer declares
 CONTENT_ENCODING = "utf-8"
 DELIVERY_MODE = "persistent"  # Celery's task_default_delivery_mode
+# Headers a broker adds to a message it delivers again (kombu's Redis
+# transport, restoring an unacked message), with the only value it sets.
+REDELIVERY_HEADERS = {"redelivered": True}
 
 
 def task_queue(name: str) -> Queue:

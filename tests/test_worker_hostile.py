@@ -74,6 +74,7 @@ MALFORMED = {
     "forged argsrepr": _case(argsrepr="['x']\nFORGED argsrepr line"),
     "an origin with a newline": _case(origin="gen1@host\nFORGED origin line"),
     "a result wanted": _case(ignore_result=False),
+    "a forged redelivery flag": _case(redelivered="yes"),
     "stamps": _case(stamped_headers=["x"], stamps={"x": 1}),
     "no task header": {**_case(), "headers": {}},
     "a task id with a newline": _case(task_id="x\nFORGED task id line"),
