@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from .errors import RunFormatError
-from .fsmode import open_shared_append, set_readonly, writable_file_mode
+from .fsmode import open_shared_append, set_readonly, write_text
 from .meta import run_meta_path, runner_log
 from .types import Run
 
@@ -123,12 +123,9 @@ class RunManifest:
         return {entry.path: entry.digest for entry in self}
 
     def write(self, entries: list[RunManifestEntry]) -> None:
-        """Replace the manifest, leaving it shared-writable."""
+        """Replace the manifest (atomically, never via a symlink), leaving it shared-writable."""
         text = "".join(f"{e.type} {e.digest} {e.path}\n" for e in entries)
-        fd = os.open(self.filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(fd, writable_file_mode())
-            f.write(text)
+        write_text(self.filename, text, readonly=False)
 
 
 def write_manifest(run: Run, *, finalizing: bool) -> None:

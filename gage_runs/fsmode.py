@@ -5,15 +5,37 @@ differ, so files that stay writable until finalize are world-writable and
 directories are world-writable too. `GAGE_SHARED_MODE=group` narrows both
 to a shared Unix group (`0o660` files, setgid `0o2770` directories).
 Read-only files are always `0o444`, as in Gage.
+
+No symlink games: everyone who can write the runs dir can plant a symlink
+where a worker writes, so every write here opens without following one.
+Below a run's meta side (`<id>.meta/`, `<id>.user/`) no component is
+followed; elsewhere (the run dir, the runs dir's own files) the last
+component is not. A symlink found there is an `UnsafePathError`, never a
+write elsewhere. Files are written to an exclusive temp name and renamed;
+appends and truncating opens refuse anything but a regular file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import threading
+import re
+import secrets
+import stat
+
+from .errors import GageRunsError
 
 READONLY = 0o444
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR = os.O_RDONLY | os.O_DIRECTORY
+_RUN_META_ENTRY = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.(meta|user)\Z"
+)
+
+
+class UnsafePathError(GageRunsError):
+    """A symlink (or another non-regular file) where gage-queue writes."""
 
 _MODES = {
     "world": (0o666, 0o777),
@@ -42,17 +64,177 @@ def dir_mode() -> int:
 
 
 def set_readonly(path: str) -> None:
-    """Make `path` read-only for everyone (exactly `0o444`)."""
-    os.chmod(path, READONLY)
+    """Make `path` read-only for everyone (exactly `0o444`); never through a symlink."""
+    fd = open_nofollow(path, os.O_PATH)
+    try:
+        if stat.S_ISLNK(os.fstat(fd).st_mode):
+            raise UnsafePathError(f"refusing to follow the symlink {path}")
+        os.chmod(f"/proc/self/fd/{fd}", READONLY)  # chmod of the opened file itself
+    finally:
+        os.close(fd)
 
 
 def make_dirs(path: str) -> None:
-    """Create `path` and missing parents with the shared directory mode."""
+    """Create `path` and missing parents with the shared directory mode.
+
+    Existing directories are left as they are; on a run's meta side a
+    symlink on the way is an UnsafePathError.
+    """
+    parts = _split(path)
+    start = _run_meta_start(parts, len(parts))
+    _make_plain_dirs(_join(parts[:start]))
+    if start < len(parts):
+        os.close(_open_dirs(parts, start, len(parts), create=True))
+
+
+def make_new_dir(path: str) -> None:
+    """Create `path`, which must not exist, with missing parents."""
+    make_dirs(os.path.dirname(path))
+    parts = _split(path)
+    parent = _open_dirs(parts, _run_meta_start(parts, len(parts) - 1), len(parts) - 1)
+    try:
+        os.mkdir(parts[-1], 0o700, dir_fd=parent)
+        _chmod_dir_at(parent, parts[-1], path)
+    finally:
+        os.close(parent)
+
+
+def open_nofollow(path: str, flags: int, mode: int = 0o600) -> int:
+    """`os.open(path, flags, mode)`, following no symlink where gage-queue writes.
+
+    The last component, and on a run's meta side every component below the
+    runs dir, must not be a symlink: UnsafePathError if one is. Flags may
+    include `os.O_PATH`, which opens a symlink as itself (check with fstat).
+    """
+    parts = _split(path)
+    dir_fd = _open_dirs(parts, _run_meta_start(parts, len(parts) - 1), len(parts) - 1)
+    try:
+        return _open_at(dir_fd, parts[-1], flags, mode, path)
+    finally:
+        os.close(dir_fd)
+
+
+def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
+    """`open_nofollow` for a regular file: a FIFO, device or dir is an UnsafePathError."""
+    try:
+        fd = open_nofollow(path, flags | os.O_NONBLOCK | os.O_NOCTTY, mode)
+    except OSError as e:
+        if e.errno != errno.ENXIO:  # a FIFO without a reader, or a socket
+            raise
+        raise UnsafePathError(f"refusing to write {path}: not a regular file") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePathError(f"refusing to write {path}: not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def write_text(path: str, text: str, *, readonly: bool = True) -> None:
+    """Write `text` to `path` atomically, creating parent dirs.
+
+    The file is read-only (`0o444`) or shared-writable; an existing file is
+    replaced even if it is read-only. It is written to an exclusive temp
+    name and renamed over `path`; a symlink at `path` is an UnsafePathError.
+    """
+    make_dirs(os.path.dirname(path))
+    parts = _split(path)
+    name = parts[-1]
+    dir_fd = _open_dirs(parts, _run_meta_start(parts, len(parts) - 1), len(parts) - 1)
+    tmp = f"{name}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                os.fchmod(f.fileno(), READONLY if readonly else writable_file_mode())
+            if _is_link_at(dir_fd, name):
+                raise UnsafePathError(f"refusing to replace the symlink {path}")
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    finally:
+        os.close(dir_fd)
+
+
+def open_shared_append(path: str):
+    """Open `path` for appending text, creating it shared-writable (never via a symlink)."""
+    make_dirs(os.path.dirname(path))
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    if os.fstat(fd).st_size == 0:
+        _chmod_fd(fd, writable_file_mode())
+    return os.fdopen(fd, "a")
+
+
+def _split(path: str) -> list[str]:
+    """The components of the absolute `path`, the first one `/`."""
+    return [os.sep, *[part for part in os.path.abspath(path).split(os.sep) if part]]
+
+
+def _join(parts: list[str]) -> str:
+    return os.path.join(*parts)
+
+
+def _run_meta_start(parts: list[str], end: int) -> int:
+    """Index of the first component (before `end`) not to follow: a run's meta side, or `end`."""
+    for index in range(1, end):
+        if _RUN_META_ENTRY.match(parts[index]):
+            return index
+    return end
+
+
+def _open_dirs(parts: list[str], start: int, end: int, *, create: bool = False) -> int:
+    """A dir fd for `parts[:end]`, not following symlinks from `parts[start]` on."""
+    dir_fd = os.open(_join(parts[:start]), _DIR | os.O_CLOEXEC)
+    try:
+        for index in range(start, end):
+            name, shown = parts[index], _join(parts[: index + 1])
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=dir_fd)
+                    _chmod_dir_at(dir_fd, name, shown)
+            next_fd = _open_at(dir_fd, name, _DIR, 0, shown)
+            os.close(dir_fd)
+            dir_fd = next_fd
+    except BaseException:
+        os.close(dir_fd)
+        raise
+    return dir_fd
+
+
+def _open_at(dir_fd: int, name: str, flags: int, mode: int, shown: str) -> int:
+    try:
+        return os.open(name, flags | _NOFOLLOW, mode, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link_at(dir_fd, name):
+            raise UnsafePathError(f"refusing to follow the symlink {shown}") from None
+        raise
+
+
+def _is_link_at(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _chmod_dir_at(dir_fd: int, name: str, shown: str) -> None:
+    """Give the directory just made the shared mode, through an fd (never a symlink)."""
+    fd = _open_at(dir_fd, name, _DIR, 0, shown)
+    try:
+        os.fchmod(fd, dir_mode())
+    finally:
+        os.close(fd)
+
+
+def _make_plain_dirs(path: str) -> None:
+    """Create `path` and missing parents (outside any run's meta side)."""
     if os.path.isdir(path):
         return
     parent = os.path.dirname(path)
     if parent and parent != path:
-        make_dirs(parent)
+        _make_plain_dirs(parent)
     try:
         os.mkdir(path)
     except FileExistsError:
@@ -60,46 +242,6 @@ def make_dirs(path: str) -> None:
     os.chmod(path, dir_mode())
 
 
-def make_new_dir(path: str) -> None:
-    """Create `path`, which must not exist, with missing parents."""
-    make_dirs(os.path.dirname(path))
-    os.mkdir(path)
-    os.chmod(path, dir_mode())
-
-
-def write_text(path: str, text: str, *, readonly: bool = True) -> None:
-    """Write `text` to `path` atomically, creating parent dirs.
-
-    The file is read-only (`0o444`) or shared-writable; an existing file is
-    replaced even if it is read-only.
-    """
-    make_dirs(os.path.dirname(path))
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, READONLY if readonly else writable_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-
-
-def open_shared_append(path: str):
-    """Open `path` for appending text, creating it shared-writable."""
-    make_dirs(os.path.dirname(path))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    if os.fstat(fd).st_size == 0:
-        _chmod_fd(fd, writable_file_mode())
-    return os.fdopen(fd, "a")
-
-
 def _chmod_fd(fd: int, mode: int) -> None:
     with contextlib.suppress(PermissionError):
         os.fchmod(fd, mode)
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.remove(path)

@@ -3,7 +3,8 @@
 Output is written as it arrives, unbuffered, so `tail -f` on another host
 sees it while the run is going. A line ends at `\\n` or `\\r` and keeps its
 terminator; bytes below 9 are dropped; every line gets a 9-byte index
-record (epoch milliseconds, stream 0).
+record (epoch milliseconds, stream 0). Both files are opened when the
+capture starts, never through a symlink (`fsmode.open_regular`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import threading
 import time
 from typing import IO
 
+from .fsmode import open_regular
+
 _DROPPED = bytes(range(9))
 _LINE = re.compile(rb"[^\r\n]*[\r\n]")
 _CHUNK = 65536
@@ -23,7 +26,7 @@ _OUTPUT_MODE = 0o644
 
 
 def _open_for_write(path: str) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, _OUTPUT_MODE)
     return fd
 
@@ -35,8 +38,25 @@ class OutputCapture:
         self.filename = filename
         self._stream = stream
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._fds: tuple[int, int] | None = None
 
     def start(self) -> None:
+        """Open the output files and start copying.
+
+        A symlink or other non-regular file where they go is an
+        UnsafePathError, raised here with the stream closed.
+        """
+        try:
+            out_fd = _open_for_write(self.filename)
+            try:
+                index_fd = _open_for_write(self.filename + ".index")
+            except BaseException:
+                os.close(out_fd)
+                raise
+        except BaseException:
+            self._stream.close()
+            raise
+        self._fds = (out_fd, index_fd)
         self._thread.start()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -45,8 +65,8 @@ class OutputCapture:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        out_fd = _open_for_write(self.filename)
-        index_fd = _open_for_write(self.filename + ".index")
+        assert self._fds is not None
+        out_fd, index_fd = self._fds
         in_fd = self._stream.fileno()
         pending = b""
         try:

@@ -1,5 +1,8 @@
 """The Celery app: its settings (design §4) and its two tasks.
 
+Its consumer is `inbox.GuardedConsumer`: a worker serves `gage.exec` and
+`gage.finalize` only, and only messages exactly as the submitter sends them.
+
 `celery -A gage_worker ...` finds the app configured from the environment
 (`gage_worker.app`); `gage-worker` builds one from its own `Settings` with
 `app_for`. Sending needs no app: the enqueue API publishes the same
@@ -51,6 +54,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # on; its message is redelivered and acked as a no-op (run locked or
         # started), so keeping the task costs nothing.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Every message is checked before Celery reads it; only the two
+        # gage tasks are served (gage_worker.inbox).
+        "worker_consumer": "gage_worker.inbox:GuardedConsumer",
         "task_default_queue": settings.queue,
         # What `celery -A gage_worker worker` consumes without -Q: both queues.
         "task_queues": [task_queue(settings.queue), task_queue(settings.finalize_queue)],

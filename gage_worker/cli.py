@@ -20,6 +20,7 @@ import click
 from gage_runs.errors import GageRunsError
 from gage_runs.runs_dir import check_runs_dir
 
+from .errors import SettingsError
 from .recovery import reconcile
 from .settings import Settings, check_broker_url, parse_gpus
 from .worker import WorkerOptions, run_worker
@@ -128,9 +129,12 @@ def beat_cmd(
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Turn gage errors into `gage-worker: error: ...` and exit 1."""
+    """Turn gage errors into `gage-worker: error: ...`: exit 2 for bad settings, else 1."""
     try:
         yield
+    except SettingsError as e:
+        click.echo(f"gage-worker: error: {e}", err=True)
+        sys.exit(2)
     except GageRunsError as e:
         click.echo(f"gage-worker: error: {e}", err=True)
         sys.exit(1)

@@ -15,6 +15,10 @@ Two values differ, neither read by a worker: `reply_to` is empty (Celery
 puts the sending thread's id there, for result backends; gage-queue stores
 no results), and a task sent from inside a task does not name that task
 as its parent (`parent_id`, `root_id`; only event monitors show them).
+
+A worker accepts nothing else: `gage_worker.inbox` checks every message
+it receives against `task_message` and the constants here, so the sender
+and the check cannot drift apart.
 """
 
 from __future__ import annotations
@@ -32,8 +36,14 @@ from .settings import Settings
 
 EXEC_TASK = "gage.exec"
 FINALIZE_TASK = "gage.finalize"
+SERVED_TASKS = (EXEC_TASK, FINALIZE_TASK)
 SERIALIZER = "json"
+CONTENT_TYPE = "application/json"  # what kombu's json serializer declares
+CONTENT_ENCODING = "utf-8"
 DELIVERY_MODE = "persistent"  # Celery's task_default_delivery_mode
+# Headers a broker adds to a message it delivers again (kombu's Redis
+# transport, restoring an unacked message), with the only value it sets.
+REDELIVERY_HEADERS = {"redelivered": True}
 
 
 def task_queue(name: str) -> Queue:
@@ -70,7 +80,7 @@ def task_message(
         "parent_id": None,
         "argsrepr": repr(args),
         "kwargsrepr": "{}",
-        "origin": f"gen{os.getpid()}@{socket.gethostname()}",
+        "origin": origin(),
         "ignore_result": True,
         "replaced_task_nesting": 0,
         "stamped_headers": None,
@@ -79,6 +89,11 @@ def task_message(
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
     properties = {"correlation_id": task_id, "reply_to": ""}
     return (args, {}, embed), headers, properties
+
+
+def origin() -> str:
+    """The `origin` header: the sending process, as Celery names it."""
+    return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
 def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: str) -> str:

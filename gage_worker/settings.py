@@ -3,6 +3,7 @@
 | variable | meaning | default |
 |---|---|---|
 | `GAGE_BROKER_URL` | broker URL (`redis://`, `amqp://`, ...) | the embedded broker in the runs dir |
+| `GAGE_BROKER_URL_FILE` | a file holding the broker URL, so its password is in no environment; not with `GAGE_BROKER_URL` | none |
 | `GAGE_RUNS` (else `RUNS_DIR`) | the runs dir, as Gage resolves it | none |
 | `GAGE_QUEUE` | the default exec queue | `gage` |
 | `GAGE_FINALIZE_QUEUE` | the queue of finalize tasks; every worker consumes it | `gage-finalize` |
@@ -11,6 +12,10 @@
 | `GAGE_RECONCILE_THRESHOLD` | seconds a queued run waits before reconcile re-sends it | `300` |
 | `GAGE_CANCEL_GRACE` | seconds between SIGTERM and SIGKILL on cancel or time limit | `10` |
 | `GAGE_GPUS` | GPU slots of a worker, e.g. `0,1`: one run per GPU | none |
+
+A broker URL is checked when settings load: a known scheme, a host and a
+port in 1-65535 for Redis and AMQP, a Redis database number, a socket path
+for `redis+socket://`. Errors name the problem with the password redacted.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 from .errors import SettingsError
 
 BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "filesystem")
+_NETWORK_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+MAX_URL_FILE = 4096  # bytes
 _GPU_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:.-]*\Z")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
 
@@ -32,7 +40,7 @@ class Settings:
     """Everything a worker or a submitter needs to know about the queue."""
 
     runs_dir: str | None = None
-    broker_url: str | None = None
+    broker_url: str | None = field(default=None, repr=False)  # may hold a password
     queue: str = "gage"
     finalize_queue: str = "gage-finalize"
     visibility_timeout: float = 86400.0
@@ -48,7 +56,7 @@ class Settings:
         default = cls()
         return cls(
             runs_dir=env.get("GAGE_RUNS") or env.get("RUNS_DIR") or None,
-            broker_url=env.get("GAGE_BROKER_URL") or None,
+            broker_url=_broker_url_from(env),
             queue=env.get("GAGE_QUEUE") or default.queue,
             finalize_queue=env.get("GAGE_FINALIZE_QUEUE") or default.finalize_queue,
             visibility_timeout=_seconds(env, "GAGE_VISIBILITY_TIMEOUT", default.visibility_timeout),
@@ -83,13 +91,54 @@ class Settings:
 
 
 def check_broker_url(url: str) -> str:
-    scheme = url.partition("://")[0]
-    if "://" not in url or scheme not in BROKER_SCHEMES:
-        raise SettingsError(
-            f"invalid broker URL {redact_url(url)!r}: expected one of "
-            + ", ".join(f"{s}://" for s in BROKER_SCHEMES)
-        )
+    """`url`, or SettingsError naming what is wrong with it (password redacted)."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in BROKER_SCHEMES:
+        _bad_url(url, "expected one of " + ", ".join(f"{s}://" for s in BROKER_SCHEMES))
+    if any(char.isspace() or not char.isprintable() for char in url):
+        _bad_url(url, "it contains spaces or control characters")
+    parts = urlsplit(url)
+    if scheme == "redis+socket" and parts.path.strip("/") == "":
+        _bad_url(url, "no socket path (redis+socket:///path/to/redis.sock)")
+    if scheme not in _NETWORK_SCHEMES:
+        return url
+    if not parts.hostname:
+        _bad_url(url, "no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        _bad_url(url, "the port must be a number in 1-65535")
+    database = parts.path.strip("/")
+    if scheme.startswith("redis") and database and not database.isdigit():
+        _bad_url(url, f"the database must be a number like /0, not {database!r}")
     return url
+
+
+def _bad_url(url: str, problem: str) -> None:
+    raise SettingsError(f"invalid broker URL {redact_url(url)!r}: {problem}")
+
+
+def _broker_url_from(env: Mapping[str, str]) -> str | None:
+    """GAGE_BROKER_URL, or the content of GAGE_BROKER_URL_FILE."""
+    url, path = env.get("GAGE_BROKER_URL"), env.get("GAGE_BROKER_URL_FILE")
+    if not path:
+        return url or None
+    if url:
+        raise SettingsError("set GAGE_BROKER_URL or GAGE_BROKER_URL_FILE, not both")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_URL_FILE + 1)
+    except OSError as e:
+        raise SettingsError(f"cannot read GAGE_BROKER_URL_FILE {path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        text = ""
+    if not text or len(data) > MAX_URL_FILE or "\n" in text:
+        raise SettingsError(f"GAGE_BROKER_URL_FILE {path} must hold one broker URL")
+    return text
 
 
 def check_queue_name(name: str) -> str:
@@ -124,5 +173,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """The URL without its password, for messages (all up to the last `@` is user info)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, location = rest.rpartition("@")
+    if not (sep and at and ":" in userinfo):
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{location}"

@@ -21,6 +21,8 @@ import pytest
 from gage_worker.broker import embedded_dir, prepare_broker
 from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK, app_for
 from gage_worker.enqueue import BrokerSession
+from gage_worker.inbox import MessageRejected, check_message, reject_reason
+from gage_worker.messages import broker_connection, task_message
 
 # Differ between any two messages; the rest must be equal.
 ID_HEADERS = ("id", "root_id")
@@ -121,3 +123,36 @@ def test_celery_worker_executes_a_run_submitted_without_celery(redis_bed):
     assert submit.returncode == 0, submit.stderr
     assert redis_bed.wait_status([run]) == {run.id: "completed"}  # exec, then finalize
     assert len(redis_bed.executions(run)) == 1
+
+
+@pytest.mark.parametrize("broker", ["redis", "embedded"])
+def test_the_inbox_accepts_what_submitters_and_celery_send(broker, request):
+    """Messages from `BrokerSession` and from Celery's `send_task` pass the worker's check."""
+    bed = request.getfixturevalue("redis_bed" if broker == "redis" else "worker_bed")
+    settings = bed.settings()
+    prepare_broker(settings)
+    run_id = "01234567-89ab-4def-8123-456789abcdef"
+    for task, queue in ((EXEC_TASK, "gage"), (FINALIZE_TASK, "gage-finalize")):
+        _celery_send(bed, task, run_id, queue)
+        with BrokerSession(settings) as session:
+            session.send(task, run_id, queue)
+
+    with broker_connection(settings) as conn:
+        for queue in ("gage", "gage-finalize"):
+            received = conn.SimpleQueue(queue, no_ack=True)
+            reasons = [reject_reason(received.get(timeout=5)) for _ in range(2)]
+            assert reasons == [None, None]
+            received.close()
+
+
+def test_the_inbox_accepts_a_redelivered_message_only_as_the_broker_marks_it():
+    """kombu's Redis transport adds `redelivered: true` when it restores a message."""
+    task_id = "a98c3e88-bbb6-46f0-bdb8-1fd2cf8cedb8"
+    body, headers, properties = task_message(EXEC_TASK, ["01234567-89ab-4def-8123-456789abcdef"],
+                                             task_id)
+    raw = json.dumps(body).encode()
+    check_message({**headers, "redelivered": True}, properties, "application/json", "utf-8", raw)
+    for bad in (1, "true", None):
+        with pytest.raises(MessageRejected, match="header 'redelivered'"):
+            check_message({**headers, "redelivered": bad}, properties, "application/json",
+                          "utf-8", raw)

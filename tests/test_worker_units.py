@@ -74,15 +74,15 @@ def test_run_env_drops_worker_settings_and_secrets():
 def test_cli_errors_are_one_line(tmp_path):
     runner = CliRunner()
     cases = [
-        (["--runs-dir", str(tmp_path / "missing")], "runs dir"),
-        (["worker", "--runs-dir", str(tmp_path), "--broker", "nope"], "invalid broker URL"),
-        (["--runs-dir", str(tmp_path), "--gpus", "0,1", "-c", "3"], "conflicts with --gpus"),
-        (["--runs-dir", str(tmp_path), "-Q", "bad queue"], "invalid queue name"),
-        (["reconcile", "--runs-dir", str(tmp_path / "missing")], "does not exist"),
+        (["--runs-dir", str(tmp_path / "missing")], "runs dir", 1),
+        (["worker", "--runs-dir", str(tmp_path), "--broker", "nope"], "invalid broker URL", 2),
+        (["--runs-dir", str(tmp_path), "--gpus", "0,1", "-c", "3"], "conflicts with --gpus", 2),
+        (["--runs-dir", str(tmp_path), "-Q", "bad queue"], "invalid queue name", 2),
+        (["reconcile", "--runs-dir", str(tmp_path / "missing")], "does not exist", 1),
     ]
-    for args, message in cases:
+    for args, message, code in cases:
         result = runner.invoke(main, args)
-        assert result.exit_code == 1, (args, result.output)
+        assert result.exit_code == code, (args, result.output)
         assert result.output.startswith("gage-worker: error: "), result.output
         assert message in result.output and result.output.count("\n") == 1
 
