@@ -29,7 +29,7 @@ import fcntl
 import os
 import struct
 
-from gage_runs.fsmode import make_dirs, writable_file_mode
+from gage_runs.fsmode import UnsafePathError, make_dirs, open_regular, writable_file_mode
 from gage_runs.types import Run
 
 from .queue_meta import queue_path
@@ -41,7 +41,7 @@ _FLOCK = "hhqqi"  # struct flock on Linux: type, whence, start, len, pid
 
 
 class LockFileMissing(Exception):
-    """The run has no lock file: it was never submitted, or it was deleted."""
+    """The run has no usable lock file: never submitted, deleted, or replaced by a link."""
 
 
 def _flock(lock_type: int) -> bytes:
@@ -78,15 +78,14 @@ def probe_path(path: str) -> bool:
 
 
 def open_lock_file(path: str, *, create: bool) -> int:
-    """Open `path` read-write for locking, never through a symlink."""
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
-    if create:
-        make_dirs(os.path.dirname(path))
-        fd = os.open(path, flags | os.O_CREAT, 0o600)
-        with contextlib.suppress(PermissionError):
-            os.fchmod(fd, writable_file_mode())
-        return fd
-    return os.open(path, flags)
+    """Open `path` read-write for locking: a regular file, never through a symlink."""
+    if not create:
+        return open_regular(path, os.O_RDWR | os.O_CLOEXEC)
+    make_dirs(os.path.dirname(path))
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with contextlib.suppress(PermissionError):
+        os.fchmod(fd, writable_file_mode())
+    return fd
 
 
 class RunLock:
@@ -177,6 +176,8 @@ def try_lock(run: Run) -> RunLock | None:
         fd = open_lock_file(lock_path(run), create=False)
     except (FileNotFoundError, NotADirectoryError):
         raise LockFileMissing("not submitted to the queue (it has no lock file)") from None
+    except (UnsafePathError, IsADirectoryError) as e:
+        raise LockFileMissing(f"its lock file is not a regular file: {e}") from None
     try:
         if lock_fd(fd):
             return RunLock(run, fd)

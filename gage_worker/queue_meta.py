@@ -25,7 +25,7 @@ import os
 import socket
 from typing import Any
 
-from gage_runs.fsmode import writable_file_mode, write_text
+from gage_runs.fsmode import open_regular, writable_file_mode, write_text
 from gage_runs.meta import make_run_timestamp, run_meta_path
 from gage_runs.types import Run
 
@@ -42,11 +42,13 @@ def _write(run: Run, name: str, text: str) -> None:
 
 
 def _read(run: Run, name: str) -> str | None:
+    """The file's text, None if missing; UnsafePathError for a link or a non-regular file."""
     try:
-        with open(queue_path(run, name)) as f:
-            return f.read()
+        fd = open_regular(queue_path(run, name), os.O_RDONLY)
     except FileNotFoundError:
         return None
+    with os.fdopen(fd, errors="replace") as f:
+        return f.read()
 
 
 def _read_json(run: Run, name: str) -> dict[str, Any] | None:
@@ -96,7 +98,7 @@ def read_enqueued(run: Run) -> int | None:
 
 def create_cancel_file(run: Run) -> None:
     """The empty cancel file, made at submit so it is never created later."""
-    fd = os.open(queue_path(run, "cancel"), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = open_regular(queue_path(run, "cancel"), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         os.fchmod(fd, writable_file_mode())
     except PermissionError:
@@ -110,10 +112,10 @@ def write_cancel(run: Run) -> None:
     data = json.dumps({"by": requester(), "time": make_run_timestamp()}).encode()
     path = queue_path(run, "cancel")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+        fd = open_regular(path, os.O_WRONLY)
     except FileNotFoundError:  # submitted before cancel files were made at submit
         create_cancel_file(run)
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+        fd = open_regular(path, os.O_WRONLY)
     try:
         os.pwrite(fd, data, 0)
         os.ftruncate(fd, len(data))

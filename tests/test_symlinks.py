@@ -27,6 +27,7 @@ from gage_runs.fsmode import (
 from gage_runs.meta import runner_log, write_timestamp
 from gage_runs.output import OutputCapture
 from gage_runs.status import run_status
+from gage_worker.enqueue import enqueue_run
 
 SECRET = "the worker's own file\n"
 
@@ -137,19 +138,21 @@ def test_ordinary_writes_still_work(run):
     assert stat.S_IMODE(os.stat(Path(run.meta_dir, "queue", "x")).st_mode) == 0o444
 
 
-@pytest.mark.parametrize("where", ["log/runner", "output/40_run", "queue/heartbeat"])
+@pytest.mark.parametrize("where", ["log/runner", "output/40_run", "queue/cancel", "queue/lock"])
 def test_a_worker_refuses_a_run_with_planted_links(redis_bed, target, where):
     """A real worker: the run with a planted link fails, logged; the link target is untouched."""
     worker = redis_bed.start_worker("-c", "1")
-    planted = redis_bed.stage()
+    planted = redis_bed.submit(redis_bed.stage())
     _plant(Path(planted.meta_dir, *where.split("/")), target)
-    redis_bed.submit(planted)
+    enqueue_run(planted.id, settings=redis_bed.settings())
     wait_for(lambda: f"{where}" in worker.log(), 15,
              "the worker to refuse the planted link")
     good = redis_bed.stage_and_submit(1)
     assert redis_bed.wait_status(good) == {good[0].id: "completed"}
     refused = next(line for line in worker.log().splitlines() if where in line)
-    assert f"run {planted.id}: cannot execute: refusing to " in refused
+    expected = ("nothing: its lock file is not a regular file" if where == "queue/lock"
+                else "cannot start the run: refusing to ")
+    assert f"run {planted.id}: " in refused and expected in refused
     if where == "log/runner":
         assert redis_bed.executions(planted) == []
     assert run_status(planted) != "completed"

@@ -108,16 +108,19 @@ class Keeper:
             return Outcome(Verdict.NOTHING, "started outside the queue (gage run); Gage's run")
         if meta_timestamp(self.run, "staged") is None:
             return Outcome(Verdict.NOTHING, "not staged; not running it")
-        stop = self.stop_before_start()
-        if stop is None:
-            try:
+        try:
+            stop = self.stop_before_start()
+            if stop is None:
                 for part in self.parts:
                     part.acquire(self)
-            except NotStarted as e:
-                stop = e.stop
-            except OSError as e:
-                self._release_parts()
-                return Outcome(Verdict.CANNOT_START, f"cannot take a run slot: {e}")
+        except NotStarted as e:
+            stop = e.stop
+        except GageRunsError as e:  # the run's own files are bad (a planted link, say)
+            self._release_parts()
+            return self._refuse(record, f"cannot start the run: {e}")
+        except OSError as e:
+            self._release_parts()
+            return Outcome(Verdict.CANNOT_START, f"cannot take a run slot: {e}")
         if stop is not None:
             self._release_parts()
             self._commit(record, Event.CANCEL, RunState.FINALIZING, exit_code=STOPPED_EXIT,
@@ -128,6 +131,13 @@ class Keeper:
             return self._execute(record)
         finally:
             self._release_parts()
+
+    def _refuse(self, queued: RunRecord, why: str) -> Outcome:
+        """End a run that can never start here or anywhere: error, exit 1."""
+        running = self._commit(queued, Event.START, RunState.RUNNING, host=socket.gethostname(),
+                               node=self.job.node)
+        self._record_exit(running, 1, EndReason.CANNOT_START, why)
+        return Outcome(Verdict.FINALIZE, why, 1)
 
     def stop_before_start(self) -> Stop | None:
         return cancel_stop(self)
@@ -149,7 +159,7 @@ class Keeper:
             self._unstart(running, str(e))
             return Outcome(Verdict.CANNOT_START, str(e))
         except _BadRun as e:
-            self._record_exit(running, 1, EndReason.CANNOT_START, str(e))
+            self._record_exit(self._running, 1, EndReason.CANNOT_START, str(e))
             return Outcome(Verdict.FINALIZE, str(e), 1)
         except BaseException as e:  # fail closed: nothing of the run survives its keeper's error
             self._kill_everything()
