@@ -30,7 +30,7 @@ _EXPORTS = {
     "apply_config": "lifecycle",
     "associate_project": "sidecars",
     "check_runs_dir": "runs_dir",
-    "exec_run": "lifecycle",
+    "exec_run": "execute",
     "finalize_run": "lifecycle",
     "finalize_staged_run": "lifecycle",
     "find_run": "runs_dir",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
 from .config import apply_config as patch_config_files
 from .datafile import DataFileError, load_data_file
@@ -25,14 +24,13 @@ from .fsmode import make_dirs, set_readonly, write_text
 from .meta import (
     encode_json,
     meta_config,
-    meta_opcmd,
     meta_opdef,
     run_meta_path,
     runner_log,
     write_meta,
     write_timestamp,
 )
-from .phase import PhaseWatcher, run_phase_exec
+from .phase import run_phase_exec
 from .sourcecode import copy_sourcecode, sourcecode_patterns
 from .types import OpDef, Run, RunSummary
 
@@ -90,32 +88,6 @@ def finalize_staged_run(run: Run) -> None:
     runner_log(run, "Finalizing staged files (see manifest)")
     write_manifest(run, finalizing=False)
     write_timestamp(run, "staged")
-
-
-def exec_run(
-    run: Run,
-    *,
-    base_env: Mapping[str, str] | None = None,
-    watcher: PhaseWatcher | None = None,
-    popen_options: Mapping[str, Any] | None = None,
-) -> None:
-    """Run the run's command; raise RunExecError on a non-zero exit.
-
-    `base_env` (default: this process's environment) is what the run
-    inherits; RUN_ID, RUN_DIR, PARENT_PWD and proc/env.json go over it.
-    `popen_options` go to `subprocess.Popen` (a supervisor's `pass_fds`,
-    say).
-    """
-    cmd = meta_opcmd(run)
-    env = {
-        **(os.environ if base_env is None else base_env),
-        "RUN_ID": run.id,
-        "RUN_DIR": run.run_dir,
-        "PARENT_PWD": os.getcwd(),
-        **cmd.env,
-    }
-    write_timestamp(run, "started")
-    run_phase_exec(run, "run", cmd.args, env, "40_run", watcher, popen_options)
 
 
 def finalize_run(

@@ -1,23 +1,80 @@
 """Starting a run's keeper from the exec task, and waiting for its answer.
 
-The keeper is a fresh interpreter (`python -m gage_worker.keeper`), not a
-fork of the Celery pool process, started in its own session with the
-run's environment: the worker's with its secrets removed
-(`runenv.run_env`), so neither the keeper nor the run ever holds the
-broker URL. It detaches at once; the task then blocks on a pipe until the
-keeper writes its outcome. If the worker dies meanwhile, the keeper and
-its run go on.
+Keepers are never forked from Celery. Each worker pool process starts one
+`KeeperLauncher`: a fresh interpreter (`python -m gage_worker.keeper
+--serve`) in its own session, with the run's environment (the worker's
+with its settings and secrets removed, `runenv.run_env`), that forks a
+detached keeper per job in about a millisecond. Should the launcher be
+unusable, the task starts a one-shot keeper interpreter instead. The task
+then blocks on a pipe until the keeper writes its outcome; if the worker
+dies meanwhile, the keeper and its run go on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 from .keeper.job import KeeperJob, Outcome, Verdict
 from .runenv import run_env
 from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class KeeperLauncher:
+    """One pool process's keeper server, started on first use."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def send(self, job: KeeperJob, result_fd: int, env: dict[str, str]) -> bool:
+        """Hand `job` and its result pipe to the server; False if that failed."""
+        with self._lock:
+            for _ in range(2):
+                try:
+                    socket.send_fds(self._server(env), [job.encode().encode()], [result_fd])
+                    return True
+                except OSError as e:
+                    log.warning("keeper launcher unusable (%s); starting a new one", e)
+                    self.close()
+            return False
+
+    def _server(self, env: dict[str, str]) -> socket.socket:
+        if self._sock is not None and self._proc is not None and self._proc.poll() is None:
+            return self._sock
+        self.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "gage_worker.keeper", "--serve", str(theirs.fileno())],
+                env=env, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self._sock = ours
+        return ours
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()  # the server exits when its socket closes
+            self._sock = None
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(1)
+            self._proc = None
+
+
+_launcher = KeeperLauncher()
+os.register_at_fork(after_in_child=lambda: globals().update(_launcher=KeeperLauncher()))
 
 
 def run_keeper(run_id: str, settings: Settings, *, node: str | None,
@@ -27,26 +84,31 @@ def run_keeper(run_id: str, settings: Settings, *, node: str | None,
     job = KeeperJob(
         runs_dir=settings.require_runs_dir(), run_id=run_id, node=node, slots=slots,
         gpus=settings.gpus, grace=settings.cancel_grace,
-        shared_mode=os.environ.get("GAGE_SHARED_MODE"), result_fd=write_fd,
+        shared_mode=os.environ.get("GAGE_SHARED_MODE"),
     )
+    env = run_env(settings.broker_url)
     try:
-        starter = subprocess.Popen(
-            [sys.executable, "-m", "gage_worker.keeper", job.encode()],
-            env=run_env(settings.broker_url), stdin=subprocess.DEVNULL,
-            pass_fds=(write_fd,), start_new_session=True, cwd="/",
-        )
+        if not _launcher.send(job, write_fd, env):
+            _start_one_shot(KeeperJob(**{**job.__dict__, "result_fd": write_fd}), env)
     except OSError as e:
         os.close(read_fd)
         return Outcome(Verdict.CANNOT_START, f"cannot start a keeper: {e}")
     finally:
         os.close(write_fd)
     try:
-        starter.wait()
         return Outcome.decode(_read_all(read_fd)) or Outcome(
             Verdict.NOTHING, "its keeper ended without an answer (killed?)"
         )
     finally:
         os.close(read_fd)
+
+
+def _start_one_shot(job: KeeperJob, env: dict[str, str]) -> None:
+    starter = subprocess.Popen(
+        [sys.executable, "-m", "gage_worker.keeper", job.encode()],
+        env=env, stdin=subprocess.DEVNULL, pass_fds=(job.result_fd,), start_new_session=True,
+    )
+    starter.wait()
 
 
 def _read_all(fd: int) -> bytes:

@@ -1,10 +1,16 @@
-"""`python -m gage_worker.keeper JOB_JSON`: detach, keep one run, answer on a pipe.
+"""`python -m gage_worker.keeper JOB_JSON` keeps one run; `--serve FD` starts keepers on request.
 
-The launcher (`gage_worker.launch`) waits for this process, which forks
-the real keeper and exits at once: the keeper is then nobody's child, so
-no worker process is its ancestor (nor the run's), and a worker's death
-touches neither. The keeper writes one `Outcome` line to the job's
-result pipe when it is done with the run.
+A keeper must be nobody's child in the worker: this process forks the
+real keeper and the fork forks again, so the keeper is adopted by init
+(or the nearest subreaper) and no worker process is its ancestor, nor
+the run's; a worker's death touches neither. The keeper writes one
+`Outcome` line to the job's result pipe when it is done with the run.
+
+`--serve FD` is the fast path (`launch.KeeperLauncher`): a fresh
+interpreter, started once per worker pool process with the run
+environment, that has the keeper loaded and forks one keeper per job it
+receives on the SOCK_SEQPACKET socket FD (the job as JSON, the result
+pipe as an SCM_RIGHTS descriptor). It exits when the socket closes.
 """
 
 from __future__ import annotations
@@ -12,16 +18,58 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 
 from .job import KeeperJob, Outcome, Verdict
 
+MAX_JOB_BYTES = 65536
+
 
 def main(argv: list[str]) -> int:
+    if argv[1:2] == ["--serve"]:
+        return serve(socket.socket(fileno=int(argv[2])))
     job = KeeperJob.decode(argv[1])
-    if os.fork():
-        return 0
+    if os.fork() == 0:
+        _be_keeper(job)
+    return 0
+
+
+def serve(sock: socket.socket) -> int:
+    """Fork a detached keeper for every job received; return when the socket closes."""
+    from . import keeper  # noqa: F401  (loaded once here, not in every keeper)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, MAX_JOB_BYTES, 1)
+        except OSError:
+            return 0
+        if not data:
+            return 0
+        try:
+            job = KeeperJob.decode(data.decode())
+        except ValueError:
+            for fd in fds:
+                os.close(fd)
+            continue
+        result_fd = fds[0] if fds else None
+        child = os.fork()
+        if child == 0:
+            sock.close()
+            if os.fork() == 0:
+                os.setsid()
+                _be_keeper(KeeperJob(**{**job.__dict__, "result_fd": result_fd}))
+            os._exit(0)
+        if result_fd is not None:
+            os.close(result_fd)
+        os.waitpid(child, 0)
+
+
+def _be_keeper(job: KeeperJob) -> None:
+    """Keep the run, answer on the result pipe, and exit (never returns)."""
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the launcher may be gone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     base_env = dict(os.environ)
     if job.shared_mode:
         os.environ["GAGE_SHARED_MODE"] = job.shared_mode
@@ -29,7 +77,7 @@ def main(argv: list[str]) -> int:
     if job.result_fd is not None:
         with contextlib.suppress(OSError):
             os.write(job.result_fd, outcome.encode())
-    return 0
+    os._exit(0)
 
 
 def _keep(job: KeeperJob, base_env: dict[str, str]) -> Outcome:

@@ -33,7 +33,7 @@ import sys
 import time
 
 from gage_runs.errors import GageRunsError, RunExecError
-from gage_runs.lifecycle import exec_run
+from gage_runs.execute import exec_run
 from gage_runs.meta import make_run_timestamp, meta_timestamp, run_meta_path, runner_log
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run

@@ -1,0 +1,145 @@
+"""Several hosts on a real shared file system: exactly once, no run left running, none lost.
+
+Each host is a PID + UTS + mount namespace with its own GlusterFS client
+mount of one volume (tests/support/multihost.py); the laptop has a mount
+of its own. Every lock, every record and every state read below crosses
+those client mounts, with their caches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from support.workers import wait_for
+
+from gage_worker.enqueue import enqueue_run
+from gage_worker.lock import is_locked, read_record
+from gage_worker.runstate import EndReason, RunState
+from gage_worker.state import queue_state, request_cancel
+
+
+def _running_on(run, timeout: float = 20):
+    return wait_for(
+        lambda: (r := read_record(run)) and r.state is RunState.RUNNING and r.pid and r,
+        timeout, "the run to be running",
+    )
+
+
+def test_a_grid_over_two_hosts_runs_each_run_exactly_once(multihost_bed):
+    bed = multihost_bed
+    bed.start_worker("host-a", "-c", "2", wait=False)
+    bed.start_worker("host-b", "-c", "2")
+    bed.workers[0].wait_ready()
+    runs = bed.stage_and_submit(30)
+
+    assert set(bed.wait_status(runs, timeout=60).values()) == {"completed"}
+    executions = [bed.executions(run) for run in runs]
+    assert [len(e) for e in executions] == [1] * 30
+    hosts = Counter(e[0]["host"] for e in executions)
+    assert set(hosts) == {"host-a", "host-b"}, hosts
+    assert all(read_record(run).host == e[0]["host"] for run, e in zip(runs, executions, strict=True))
+
+
+def test_the_laptop_sees_a_run_on_host_b_running_on_b(multihost_bed):
+    bed = multihost_bed
+    bed.start_worker("host-b", "-c", "1")
+    run = bed.submit(bed.stage(sleep=3))
+    _running_on(run)
+
+    state = queue_state(run)  # read through the laptop's own mount
+    assert (state.status, state.host, state.node) == ("running", "host-b", "w0@host-b")
+    assert is_locked(run)
+    assert bed.wait_status([run]) == {run.id: "completed"}
+
+
+def test_host_b_dies_mid_run(multihost_bed):
+    """Its run ends terminated, host lost, finalized by host A, never re-run."""
+    bed = multihost_bed
+    bed.start_worker("host-a", "-c", "1", "-Q", "elsewhere")  # takes finalize only
+    bed.start_worker("host-b", "-c", "1")
+    run = bed.submit(bed.stage(sleep=60))
+    _running_on(run)
+    wait_for(lambda: bed.executions(run), 10, "the command to start")
+
+    bed.hosts["host-b"].kill()
+
+    assert bed.wait_status([run], timeout=20) == {run.id: "terminated"}
+    record = read_record(run)
+    assert (record.exit_code, record.reason, record.detail) == (
+        -9, EndReason.HOST_LOST, "its host host-b was lost")
+    assert "terminated (its host host-b was lost)" in bed.workers[0].log()
+    assert [e["host"] for e in bed.executions(run)] == ["host-b"]
+
+
+def test_only_host_b_worker_dies_while_its_run_lives(multihost_bed):
+    """The run finishes on B with its real exit code; a worker finalizes it; it ran once."""
+    bed = multihost_bed
+    bed.start_worker("host-a", "-c", "1", "-Q", "elsewhere")
+    b = bed.start_worker("host-b", "-c", "1")
+    run = bed.submit(bed.stage(sleep=3))
+    _running_on(run)
+
+    b.kill()
+
+    time.sleep(1.5)  # a reconcile pass on host A: the run is alive, not lost
+    assert queue_state(run).status == "running"
+    assert bed.wait_status([run], timeout=30) == {run.id: "completed"}
+    record = read_record(run)
+    assert (record.exit_code, record.reason, record.host) == (0, EndReason.COMPLETED, "host-b")
+    assert [e["host"] for e in bed.executions(run)] == ["host-b"]
+
+
+def test_cancel_from_the_laptop_of_a_run_on_b(multihost_bed):
+    bed = multihost_bed
+    bed.start_worker("host-b", "-c", "1")
+    run = bed.submit(bed.stage(sleep=60))
+    _running_on(run)
+    wait_for(lambda: bed.executions(run), 10, "the command to start")
+
+    started = time.monotonic()
+    assert request_cancel(run) == "running"
+    wait_for(lambda: not is_locked(run), 2.0, "every process of the run to be gone")
+    assert time.monotonic() - started < 2.0
+    assert bed.wait_status([run]) == {run.id: "terminated"}
+    record = read_record(run)
+    assert record.reason is EndReason.CANCELLED and record.detail.startswith("cancelled by ")
+    runs_left = [p for p in bed.hosts["host-b"].processes() if _is_run_of(p, run)]
+    assert runs_left == []
+
+
+def _is_run_of(proc, run) -> bool:
+    try:
+        return proc.environ().get("RUN_ID") == run.id
+    except Exception:
+        return False
+
+
+def test_a_gpu_is_never_held_by_two_runs_after_a_worker_crash(multihost_bed):
+    bed = multihost_bed
+    first_worker = bed.start_worker("host-b", "-Q", "gpu", "--gpus", "0")
+    first = bed.submit(bed.stage(sleep=3), queue="gpu")
+    assert _running_on(first).slot == "gpu 0"
+    first_worker.kill()
+    bed.start_worker("host-b", "-Q", "gpu", "--gpus", "0")
+    second = bed.submit(bed.stage(), queue="gpu")
+
+    assert bed.wait_status([first, second], timeout=30) == {
+        first.id: "completed", second.id: "completed"}
+    assert bed.executions(second)[0]["time"] >= read_record(first).ended / 1e6 - 0.2
+
+
+def test_one_run_delivered_ten_times_at_once_across_both_hosts(multihost_bed):
+    bed = multihost_bed
+    bed.start_worker("host-a", "-c", "2", wait=False)
+    bed.start_worker("host-b", "-c", "2")
+    bed.workers[0].wait_ready()
+    run = bed.stage(sleep=1)
+    bed.submit(run)
+    for _ in range(9):
+        enqueue_run(run.id, settings=bed.laptop_settings())
+
+    assert bed.wait_status([run], timeout=30) == {run.id: "completed"}
+    assert len(bed.executions(run)) == 1
+    time.sleep(1)  # the last duplicates are acked as no-ops
+    assert len(bed.executions(run)) == 1
