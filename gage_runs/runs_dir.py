@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from dataclasses import dataclass, replace
 
 from .errors import RunFormatError, RunLookupError, RunsDirError
-from .meta import meta_timestamp, run_for_meta_dir
-from .names import is_run_id
+from .meta import run_for_meta_dir
+from .names import is_run_id, run_name_for_id
 from .types import Run
 
 
@@ -23,42 +25,111 @@ def check_runs_dir(runs_dir: str, *, writable: bool = True) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class RunEntry:
+    """A `<id>.meta` entry of a runs dir, known from its name and one stat.
+
+    `load()` reads the run (its `opref` and `id`): listings open files only
+    for the entries they show.
+    """
+
+    id: str  # from the entry's name
+    meta_dir: str
+    sort_key: tuple[int, int]
+
+    @property
+    def name(self) -> str:
+        return run_name_for_id(self.id)
+
+    def load(self) -> Run | None:
+        """The run, or None if the entry is not a valid run meta dir."""
+        try:
+            return run_for_meta_dir(self.meta_dir)
+        except RunFormatError:
+            return None
+
+
+def scan_runs(runs_dir: str, *, deleted: bool = False) -> list[RunEntry]:
+    """The runs dir's run entries, newest first, without opening any file.
+
+    Sorted by the modification time of the first of `started`, `staged`,
+    `initialized` in the meta dir: one `stat` per run (two or three for a
+    run that has not started), no open. These are the files Gage sorts by,
+    and each is written once with the time it holds, so their mtimes order
+    runs as their contents do. Runs whose mtimes are equal (a coarse file
+    system clock) are ordered by the timestamps the files hold. Copies
+    that reset mtimes list in the order they were copied. Entries whose
+    name is not `<hex id>.meta` are skipped, as Gage skips them; an entry
+    whose `opref` cannot be read is skipped only when it is loaded.
+    """
+    suffix = ".meta.deleted" if deleted else ".meta"
+    try:
+        with os.scandir(runs_dir) as it:
+            found = [(e.name[: -len(suffix)], e.path) for e in it if e.name.endswith(suffix)]
+    except FileNotFoundError:
+        return []
+    entries = [
+        RunEntry(run_id, path, (_stamp_mtime(path), 0))
+        for run_id, path in found
+        if _HEX_PREFIX.match(run_id)
+    ]
+    entries.sort(key=lambda e: e.sort_key[0], reverse=True)
+    return _break_ties(entries)
+
+
+_HEX_PREFIX = re.compile(r"[0-9a-fA-F]{8}")
+_STAMPS = ("started", "staged", "initialized")
+
+
+def _stamp_mtime(meta_dir: str) -> int:
+    for name in _STAMPS:
+        try:
+            return os.stat(os.path.join(meta_dir, name)).st_mtime_ns
+        except OSError:
+            continue
+    return 0
+
+
+def _break_ties(entries: list[RunEntry]) -> list[RunEntry]:
+    """Order runs with equal mtimes by the timestamps their files hold (Gage's key)."""
+    result: list[RunEntry] = []
+    for _, group in itertools.groupby(entries, key=lambda e: e.sort_key[0]):
+        tied = list(group)
+        if len(tied) > 1:
+            tied = [replace(e, sort_key=(e.sort_key[0], _stamp(e.meta_dir))) for e in tied]
+            tied.sort(key=lambda e: e.sort_key[1], reverse=True)
+        result.extend(tied)
+    return result
+
+
+def _stamp(meta_dir: str) -> int:
+    """The sort key Gage uses: started, else staged, else initialized."""
+    for name in _STAMPS:
+        try:
+            with open(os.path.join(meta_dir, name)) as f:
+                return int(f.read().rstrip())
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
 def list_runs(runs_dir: str, *, deleted: bool = False) -> list[Run]:
-    """Runs in a runs dir, newest first (started, else staged, else initialized).
+    """Runs in a runs dir, newest first (see `scan_runs`).
 
     An entry is a run if its name ends with `.meta` and it has a valid
     opref and a hex id; anything else is skipped, as Gage does.
     """
-    suffix = ".meta.deleted" if deleted else ".meta"
-    try:
-        names = os.listdir(runs_dir)
-    except FileNotFoundError:
-        return []
-    runs = []
-    for name in names:
-        if not name.endswith(suffix):
-            continue
-        try:
-            runs.append(run_for_meta_dir(os.path.join(runs_dir, name)))
-        except RunFormatError:
-            continue
-    runs.sort(key=run_timestamp, reverse=True)
-    return runs
+    return [run for entry in scan_runs(runs_dir, deleted=deleted) if (run := entry.load())]
 
 
 def run_timestamp(run: Run) -> int:
     """The sort key Gage uses: started, else staged, else initialized."""
-    for name in ("started", "staged", "initialized"):
-        ts = meta_timestamp(run, name)
-        if ts is not None:
-            return ts
-    return 0
+    return _stamp(run.meta_dir)
 
 
 def find_run(runs_dir: str, spec: str) -> Run:
     """The one run `spec` names (see `select_runs`)."""
-    runs = list_runs(runs_dir)
-    selected = _select(runs, spec, runs_dir)
+    selected = _select(_Listing(runs_dir), spec)
     if len(selected) > 1:
         raise RunLookupError(f"{spec!r} names {len(selected)} runs; name one run")
     return selected[0]
@@ -71,44 +142,83 @@ def select_runs(runs_dir: str, specs: list[str]) -> list[Run]:
     (`1` is the latest run), a slice `a:b` of it, or a run id, id prefix,
     name or name prefix. An exact id or name wins over prefixes; a prefix
     that matches several runs is an error listing them.
+
+    A full run id is looked up directly, without listing the runs dir;
+    ids and names are matched on entry names, and only the runs selected
+    are read.
     """
-    runs = list_runs(runs_dir)
+    listing = _Listing(runs_dir)
     selected: dict[str, Run] = {}
     for spec in specs:
-        for run in _select(runs, spec, runs_dir):
+        for run in _select(listing, spec):
             selected.setdefault(run.id, run)
     return list(selected.values())
+
+
+class _Listing:
+    """A runs dir's entries, scanned once and only if a spec needs them."""
+
+    def __init__(self, runs_dir: str):
+        self.runs_dir = runs_dir
+        self._entries: list[RunEntry] | None = None
+
+    @property
+    def entries(self) -> list[RunEntry]:
+        if self._entries is None:
+            self._entries = scan_runs(self.runs_dir)
+        return self._entries
+
+    def direct(self, run_id: str) -> Run | None:
+        """The run with this full id, found without listing; None if there is none."""
+        meta_dir = os.path.join(self.runs_dir, run_id + ".meta")
+        if not os.path.isdir(meta_dir):
+            return None
+        return RunEntry(run_id, meta_dir, (0, 0)).load()
 
 
 _SLICE = re.compile(r"(-?\d+)?:(-?\d+)?\Z")
 _MAX_LISTED = 10
 
 
-def _select(runs: list[Run], spec: str, runs_dir: str) -> list[Run]:
+def _select(listing: _Listing, spec: str) -> list[Run]:
     if not spec:
         raise RunLookupError("a run id, name or index is required")
-    if spec.isdigit() and 1 <= int(spec) <= len(runs):
-        return [runs[int(spec) - 1]]
+    if is_run_id(spec):
+        run = listing.direct(spec)
+        if run is not None:
+            return [run]
+    runs_dir = listing.runs_dir
+    entries = listing.entries
+    if spec.isdigit() and 1 <= int(spec) <= len(entries):
+        return [_load(entries[int(spec) - 1], spec)]
     m = _SLICE.match(spec)
     if m:
         start, end = m.group(1), m.group(2)
         first = (int(start) - 1 if int(start) > 0 else int(start)) if start else None
-        selected = runs[first : int(end) if end else None]
+        selected = [run for e in entries[first : int(end) if end else None] if (run := e.load())]
         if not selected:
-            raise RunLookupError(f"no runs in {spec!r} ({len(runs)} runs in {runs_dir})")
+            raise RunLookupError(f"no runs in {spec!r} ({len(entries)} runs in {runs_dir})")
         return selected
-    matches = [run for run in runs if spec in (run.id, run.name)] or [
-        run for run in runs if run.id.startswith(spec) or run.name.startswith(spec)
+    matches = [e for e in entries if spec in (e.id, e.name)] or [
+        e for e in entries if e.id.startswith(spec) or e.name.startswith(spec)
     ]
-    if not matches:
+    runs = [run for e in matches if (run := e.load())]
+    if not runs:
         raise RunLookupError(f"no run matches {spec!r} in {runs_dir}")
-    if len(matches) > 1:
-        listed = ", ".join(f"{run.name} ({run.id[:8]})" for run in matches[:_MAX_LISTED])
-        more = f" and {len(matches) - _MAX_LISTED} more" if len(matches) > _MAX_LISTED else ""
+    if len(runs) > 1:
+        listed = ", ".join(f"{run.name} ({run.id[:8]})" for run in runs[:_MAX_LISTED])
+        more = f" and {len(runs) - _MAX_LISTED} more" if len(runs) > _MAX_LISTED else ""
         raise RunLookupError(
-            f"{spec!r} matches {len(matches)} runs: {listed}{more}; use a longer prefix"
+            f"{spec!r} matches {len(runs)} runs: {listed}{more}; use a longer prefix"
         )
-    return matches
+    return runs
+
+
+def _load(entry: RunEntry, spec: str) -> Run:
+    run = entry.load()
+    if run is None:
+        raise RunLookupError(f"run {spec} ({entry.meta_dir}) is not a readable run")
+    return run
 
 
 def resolve_run_id(runs_dir: str, run_id: object) -> Run:

@@ -21,7 +21,7 @@ from gage_runs.errors import GageRunsError
 from gage_runs.runs_dir import check_runs_dir
 
 from .errors import SettingsError
-from .recovery import reconcile
+from .recovery import reconcile_by_hand
 from .settings import Settings, check_broker_url, parse_gpus
 from .worker import WorkerOptions, run_worker
 
@@ -87,13 +87,13 @@ def worker_cmd(
 @main.command("reconcile")
 @_common
 def reconcile_cmd(runs_dir: str | None, broker: str | None) -> None:
-    """Reconcile the runs dir with the broker once, and say what was done."""
+    """Reconcile the runs dir with the broker once (a full scan), and say what was done."""
     with _errors():
         settings = _settings(runs_dir=runs_dir, broker_url=broker)
         settings = settings.with_overrides(
             runs_dir=check_runs_dir(settings.require_runs_dir(), writable=True)
         )
-        done = reconcile(settings)
+        done = reconcile_by_hand(settings)
     for line in done:
         click.echo(line)
     if not done:

@@ -27,6 +27,7 @@ from kombu.exceptions import OperationalError
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
 
+from . import active
 from .broker import broker_url, prepare_broker
 from .errors import BrokerUnavailable
 from .lock import create_lock_file
@@ -207,7 +208,12 @@ class Submitter:
 def record_submission(
     run: Run, *, queue: str, time_limit: float | None = None, schedule: str | None = None
 ) -> None:
-    """Make a staged run the queue's: `queue/submitted`, its cancel file and its lock file."""
+    """Make a staged run the queue's: its index entry, `queue/submitted`, cancel and lock files.
+
+    The index entry comes first, so no crash part-way leaves an owed run
+    out of the index (`active`).
+    """
+    active.add(run)
     write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule)
     create_cancel_file(run)
     create_lock_file(run)

@@ -19,6 +19,17 @@ waiting first. A healthy backlog is never flooded with duplicates, and a
 broker restarted without persistence (empty queues) gets all of them.
 `finalize-failed` runs are never re-sent.
 
+Reconcile reads the active index (`active`), not the runs dir: its cost
+grows with the active runs only. It drops the entries of runs the queue
+no longer owes anything (ended, deleted, taken by `gage run --start`).
+A full pass (`full=True`) first scans the whole runs dir and adds the
+entries that are missing (`repair_index`); workers do one at start-up
+when they are the first worker, and then at most hourly. One worker at a
+time does the periodic pass (`reconcile_if_due`, the lease in `lease`);
+`gage-worker reconcile` by hand always does a full pass, holding the
+lease if it is free so workers skip theirs meanwhile, never waiting for
+it (a concurrent pass is safe: see below).
+
 Runs without `queue/submitted` (staged by `gage run --stage`, say) are
 left alone, and so are queued runs that `gage run --start` took. Every
 action takes the run lock and re-checks the record through it, and every
@@ -39,23 +50,33 @@ from collections import defaultdict
 from celery import bootsteps
 from celery.worker import WorkController
 
+from gage_runs.errors import GageRunsError, RunLookupError
 from gage_runs.meta import run_meta_path
-from gage_runs.runs_dir import list_runs
+from gage_runs.names import is_run_id
+from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
 
+from . import active
 from .broker import prune_embedded
 from .celery_app import EXEC_TASK, FINALIZE_TASK
 from .enqueue import BrokerSession
 from .errors import BrokerUnavailable
 from .keeper.parts import host_alive_path
 from .keeper.procs import is_alive
+from .lease import hold_worker_presence, try_lease
 from .lock import LockFileMissing, lock_fd, open_lock_file, try_lock
-from .queue_meta import cancel_requested, read_enqueued, read_submitted, write_enqueued
+from .queue_meta import (
+    QUEUE_DIR,
+    cancel_requested,
+    read_enqueued,
+    read_submitted,
+    write_enqueued,
+)
 from .record import RunRecord
 from .runner import finalize_phase
-from .runstate import RunState
+from .runstate import ENDED, RunState
 from .settings import Settings
-from .state import queue_state
+from .state import QueueState, queue_state
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +84,24 @@ log = logging.getLogger(__name__)
 Backlogs = dict[tuple[str, str], list[tuple[int, Run]]]
 
 
-def reconcile(settings: Settings) -> list[str]:
-    """One reconcile pass over the runs dir; what it did, one line each."""
+FULL_SCAN_INTERVAL = 3600.0  # seconds between full scans of the runs dir
+NEW_ENTRY_GRACE = 600.0  # an entry this young without a record may be a submit in progress
+
+
+def reconcile(settings: Settings, *, full: bool = False) -> list[str]:
+    """One reconcile pass over the active runs (all runs if `full`); what it did, a line each.
+
+    An error with one run is logged and the pass goes on.
+    """
     runs_dir = settings.require_runs_dir()
-    done: list[str] = []
+    done: list[str] = repair_index(runs_dir) if full else []
     backlogs: Backlogs = defaultdict(list)
-    for run in list_runs(runs_dir):
-        submitted = read_submitted(run)
-        if submitted is None:
-            continue
+    for run_id in active.active_ids(runs_dir):
         try:
-            _reconcile_run(run, submitted, settings, backlogs, done)
-        except (OSError, ValueError) as e:  # one bad run never stops the pass
-            log.warning("reconcile: run %s: %s", run.id, e)
+            _reconcile_entry(runs_dir, run_id, settings, backlogs, done)
+        except Exception as e:  # one bad run never stops the pass
+            expected = isinstance(e, (OSError, ValueError, GageRunsError))
+            log.warning("reconcile: run %s: %s", run_id, e, exc_info=not expected)
     stale = _stale(backlogs, settings.reconcile_threshold)
     if stale:
         done.extend(_resend(settings, backlogs, stale))
@@ -85,9 +111,104 @@ def reconcile(settings: Settings) -> list[str]:
     return done
 
 
-def _reconcile_run(run: Run, submitted: dict, settings: Settings, backlogs: Backlogs,
-                   done: list[str]) -> None:
+def reconcile_if_due(settings: Settings, *, first: bool = False) -> list[str] | None:
+    """A pass if this worker gets the lease and nobody did one within the interval.
+
+    It is a full pass if `first` (the first worker, at start) or if the
+    last full pass is older than FULL_SCAN_INTERVAL. None if skipped.
+    """
+    lease = try_lease(settings.require_runs_dir())
+    if lease is None:
+        return None
+    with lease:
+        stamp = lease.stamp()
+        now = time.time()
+        full = first or now - stamp.last_full >= FULL_SCAN_INTERVAL
+        if not full and now - stamp.last_pass < settings.reconcile_interval * 0.9:
+            return None
+        done = reconcile(settings, full=full)
+        lease.record(full=full)
+        return done
+
+
+def reconcile_by_hand(settings: Settings) -> list[str]:
+    """`gage-worker reconcile`: a full pass now, holding the lease if it is free."""
+    lease = try_lease(settings.require_runs_dir())
+    try:
+        done = reconcile(settings, full=True)
+        if lease is not None:
+            lease.record(full=True)
+        return done
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def repair_index(runs_dir: str) -> list[str]:
+    """Scan every run of the runs dir and index the active ones the index lacks.
+
+    One `stat` per run (`queue/submitted`); only runs submitted to the
+    queue are read further. Entries of runs that are not active are
+    dropped by the pass that follows.
+    """
+    indexed = set(active.active_ids(runs_dir))
+    done: list[str] = []
+    try:
+        names = os.listdir(runs_dir)
+    except FileNotFoundError:
+        return done
+    for name in names:
+        run_id = name[: -len(".meta")]
+        if not name.endswith(".meta") or run_id in indexed or not is_run_id(run_id):
+            continue
+        if not os.path.exists(os.path.join(runs_dir, name, QUEUE_DIR, "submitted")):
+            continue
+        try:
+            run = resolve_run_id(runs_dir, run_id)
+            state = queue_state(run)
+            if is_owed(state):
+                active.add(run)
+                done.append(f"{_label(run)}: {state.status}, added to the active index")
+        except Exception as e:  # one bad run never stops the scan
+            expected = isinstance(e, (OSError, ValueError, GageRunsError))
+            log.warning("reconcile: run %s: %s", run_id, e, exc_info=not expected)
+    return done
+
+
+def is_owed(state: QueueState) -> bool:
+    """The queue still owes the run something: it belongs in the active index."""
+    record = state.record
+    if record is None:
+        return False  # not the queue's (or no readable record)
+    if record.state is RunState.QUEUED:  # unless `gage run --start` took it
+        return state.state in (RunState.QUEUED, RunState.PENDING)
+    return state.state not in ENDED
+
+
+def _reconcile_entry(runs_dir: str, run_id: str, settings: Settings, backlogs: Backlogs,
+                     done: list[str]) -> None:
+    """Reconcile an indexed run, or drop its entry if the queue owes it nothing."""
+    try:
+        run = resolve_run_id(runs_dir, run_id)
+    except RunLookupError:
+        if os.path.lexists(os.path.join(runs_dir, run_id + ".meta")):
+            raise
+        active.remove(runs_dir, run_id)
+        done.append(f"{run_id[:8]}: deleted, dropped from the active index")
+        return
     state = queue_state(run)
+    if not is_owed(state):
+        young = active.entry_age(runs_dir, run_id, time.time()) < NEW_ENTRY_GRACE
+        if state.record is None and young:
+            return  # being submitted: its record is not written yet
+        active.remove(runs_dir, run_id)
+        done.append(f"{_label(run)}: {state.status}, dropped from the active index")
+        return
+    _reconcile_run(run, read_submitted(run) or {}, state, settings, backlogs, done)
+
+
+def _reconcile_run(run: Run, submitted: dict, state: QueueState, settings: Settings,
+                   backlogs: Backlogs, done: list[str]) -> None:
     record = state.record or RunRecord()
     if state.state is RunState.LOST or (
         state.state is RunState.QUEUED and cancel_requested(run)
@@ -193,10 +314,12 @@ def _label(run: Run) -> str:
 
 
 class ReconcileStep(bootsteps.StartStopStep):
-    """A worker bootstep: reconcile at start, then every interval, in a thread.
+    """A worker bootstep: reconcile when due (`reconcile_if_due`), checked every interval.
 
-    It runs in the worker's main process after the pool has started, so
-    pool children are never forked from a process in the middle of it.
+    The first worker (no other holds the workers lock) does a full pass at
+    start. It runs in a thread of the worker's main process after the pool
+    has started, so pool children are never forked from a process in the
+    middle of it.
     """
 
     requires = ("celery.worker.components:Pool",)
@@ -208,8 +331,9 @@ class ReconcileStep(bootsteps.StartStopStep):
     def start(self, worker: WorkController) -> None:
         settings: Settings = worker.app.settings
         self._hold_host_lock(settings)
+        first = self._hold_presence(settings)
         thread = threading.Thread(
-            target=self._loop, args=(settings,), name="gage-reconcile", daemon=True
+            target=self._loop, args=(settings, first), name="gage-reconcile", daemon=True
         )
         thread.start()
 
@@ -225,11 +349,23 @@ class ReconcileStep(bootsteps.StartStopStep):
         except OSError as e:
             log.warning("cannot hold the host lock %s: %s", path, e)
 
-    def _loop(self, settings: Settings) -> None:
+    def _hold_presence(self, settings: Settings) -> bool:
+        """Share the workers lock; True if this is the first worker (or it cannot tell)."""
+        try:
+            self._presence_fd, first = hold_worker_presence(settings.require_runs_dir())
+        except OSError as e:
+            log.warning("cannot hold the workers lock: %s", e)
+            return True
+        return first
+
+    def _loop(self, settings: Settings, first: bool) -> None:
         while not self._stop.is_set():
             try:
-                for line in reconcile(settings):
-                    log.info("reconcile: %s", line)
+                done = reconcile_if_due(settings, first=first)
+                if done is not None:
+                    first = False
+                    for line in done:
+                        log.info("reconcile: %s", line)
             except Exception:
                 log.exception("reconcile failed")
             self._stop.wait(settings.reconcile_interval)

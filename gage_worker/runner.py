@@ -26,6 +26,7 @@ from gage_runs.lifecycle import finalize_run
 from gage_runs.meta import make_run_timestamp, run_meta_path, runner_log
 from gage_runs.types import Run
 
+from . import active
 from .keeper.parts import host_alive_path
 from .lock import LockFileMissing, RunLock, probe_path, try_lock
 from .queue_meta import read_cancel
@@ -129,7 +130,12 @@ def _finalize(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord
         return _commit(lock, record, Event.FINALIZE_ERROR, RunState.FINALIZING,
                        finalize_error=error)
     log.info("run %s: finalized, %s (%s)", run.id, ended_state(exit_code).value, record.detail)
-    return _commit(lock, record, Event.FINALIZE, ended_state(exit_code), finalize_error=None)
+    record = _commit(lock, record, Event.FINALIZE, ended_state(exit_code), finalize_error=None)
+    try:  # only now: the queue owes it nothing; reconcile drops an entry left behind
+        active.remove(active.runs_dir_of(run), run.id)
+    except OSError as e:
+        log.warning("run %s: cannot remove its active index entry: %s", run.id, e)
+    return record
 
 
 def lock_commit_attempt(lock: RunLock, record: RunRecord, attempts: int) -> RunRecord:

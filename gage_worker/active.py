@@ -1,0 +1,77 @@
+"""The index of active runs: an entry per run the queue still owes something.
+
+`<runs>/.gage-queue/active/<run-id>` is an empty file for every run that
+is queued, running, lost, finalizing or finalize-failed, so reconcile,
+`gage-submit list --status queued` and the beat read as many files as
+there are active runs, not as there are runs.
+
+- The submitter adds the entry first, before `queue/submitted` and before
+  the run is sent (`enqueue.record_submission`): no step of a submit can
+  leave an owed run without one.
+- Finalize removes it after it has committed an ended state (completed,
+  error, terminated); a finalize-failed run keeps it: it still needs a
+  person.
+- Reconcile drops the entries of runs that ended, were deleted, or that
+  `gage run --start` took, and the full scan (`recovery.repair_index`)
+  adds the entries of active runs that have none (a crash, an older
+  version, a run restored from `.deleted`). An entry is only ever a hint
+  to look at a run: the run's own files decide its state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from gage_runs.fsmode import make_dirs, open_regular, writable_file_mode
+from gage_runs.names import is_run_id
+from gage_runs.types import Run
+
+INDEX_DIR = os.path.join(".gage-queue", "active")
+
+
+def index_dir(runs_dir: str) -> str:
+    return os.path.join(runs_dir, INDEX_DIR)
+
+
+def runs_dir_of(run: Run) -> str:
+    return os.path.dirname(os.path.abspath(run.run_dir))
+
+
+def entry_path(runs_dir: str, run_id: str) -> str:
+    return os.path.join(index_dir(runs_dir), run_id)
+
+
+def add(run: Run) -> None:
+    """Make the run's entry (an empty, shared-writable file); idempotent."""
+    path = entry_path(runs_dir_of(run), run.id)
+    make_dirs(os.path.dirname(path))
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, writable_file_mode())
+    finally:
+        os.close(fd)
+
+
+def remove(runs_dir: str, run_id: str) -> None:
+    """Drop a run's entry, if it has one."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(entry_path(runs_dir, run_id))
+
+
+def entry_age(runs_dir: str, run_id: str, now: float) -> float:
+    """Seconds since the entry was made (0 if it is gone)."""
+    try:
+        return now - os.stat(entry_path(runs_dir, run_id)).st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def active_ids(runs_dir: str) -> list[str]:
+    """The ids in the index (one listing, no file opened), sorted."""
+    try:
+        names = os.listdir(index_dir(runs_dir))
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names if is_run_id(name))
