@@ -34,7 +34,6 @@ RabbitMQ set `consumer_timeout` in rabbitmq.conf above the longest run
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from gage_runs.fsmode import make_dirs
@@ -43,8 +42,9 @@ from .settings import Settings
 
 EMBEDDED_URL = "filesystem://localhost/"
 EMBEDDED_DIR = os.path.join(".gage-queue", "broker")
+EMBEDDED_TRANSPORT = "gage_worker.embedded:Transport"
 CONNECT_TIMEOUT = 3.0
-FILESYSTEM_POLL = 0.05
+FILESYSTEM_POLL = 0.5
 
 
 def broker_url(settings: Settings) -> str:
@@ -53,6 +53,11 @@ def broker_url(settings: Settings) -> str:
 
 def is_embedded(settings: Settings) -> bool:
     return broker_url(settings).startswith("filesystem:")
+
+
+def broker_transport(settings: Settings) -> str | None:
+    """The kombu transport class for the broker URL (None: the one its scheme names)."""
+    return EMBEDDED_TRANSPORT if is_embedded(settings) else None
 
 
 def embedded_dir(settings: Settings) -> str:
@@ -67,8 +72,6 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         return {
             "data_folder_in": messages,
             "data_folder_out": messages,
-            "store_processed": True,  # claim by rename within the folder, not via /tmp
-            "processed_folder": os.path.join(root, "processed"),
             "control_folder": os.path.join(root, "control"),
             "polling_interval": FILESYSTEM_POLL,
         }
@@ -85,30 +88,14 @@ def prepare_broker(settings: Settings) -> None:
     """Create the embedded broker's folders (nothing to do for others)."""
     if not is_embedded(settings):
         return
-    for name in ("messages", "processed", "control"):
+    for name in ("messages", "claimed", "control"):
         make_dirs(os.path.join(embedded_dir(settings), name))
 
 
-def prune_embedded(settings: Settings, max_age: float = 600.0) -> int:
-    """Delete claimed embedded messages older than `max_age` seconds."""
+def prune_embedded(settings: Settings) -> int:
+    """Put the embedded messages claimed by workers that died back in the queue; how many."""
     if not is_embedded(settings):
         return 0
-    folder = os.path.join(embedded_dir(settings), "processed")
-    cutoff = time.time() - max_age
-    count = 0
-    for entry in _scandir(folder):
-        try:
-            if entry.stat().st_mtime < cutoff:
-                os.remove(entry.path)
-                count += 1
-        except FileNotFoundError:
-            continue
-    return count
+    from .embedded import restore_orphaned
 
-
-def _scandir(folder: str) -> list[os.DirEntry]:
-    try:
-        with os.scandir(folder) as entries:
-            return list(entries)
-    except FileNotFoundError:
-        return []
+    return restore_orphaned(embedded_dir(settings))
