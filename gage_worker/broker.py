@@ -92,9 +92,14 @@ def prepare_broker(settings: Settings) -> None:
 
 
 def prune_embedded(settings: Settings) -> int:
-    """Put the embedded messages claimed by workers that died back in the queue; how many."""
+    """Tidy the embedded broker; how many messages claimed by dead workers it put back.
+
+    Also deletes broadcast messages older than 10 minutes (those of workers
+    gone for good would pile up).
+    """
     if not is_embedded(settings):
         return 0
-    from .embedded import restore_orphaned
+    from .embedded import prune_broadcasts, restore_orphaned
 
+    prune_broadcasts(embedded_dir(settings))
     return restore_orphaned(embedded_dir(settings))

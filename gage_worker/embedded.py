@@ -9,7 +9,8 @@ claim folder holds a lock file that its consumer keeps locked (flock) while
 it lives; `restore_orphaned` renames the messages of folders whose lock is
 free (a consumer killed with -9) back into `messages/`. A consumer does
 that when it starts, and reconcile on every pass, so no message is lost
-across a worker restart.
+across a worker restart. A file that is not a kombu message is moved to
+`rejected/` with a warning, not delivered.
 
 A consumer waits on an inotify watch of `messages/` (and on a pipe written
 when it acks, which frees a prefetch slot) instead of sleeping between
@@ -25,8 +26,8 @@ and all it does where inotify is missing. inotify is reached with ctypes
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
+import logging
 import os
 import select
 import socket
@@ -39,11 +40,12 @@ from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.json import dumps, loads
 
+log = logging.getLogger(__name__)
+
 CLAIM_LOCK = "lock"
+BROADCAST_SUFFIX = ".celery.pidbox.msg"
 HIDDEN = "."
 IN_MOVED_TO = 0x80  # <sys/inotify.h>
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 _own_locks: set[int] = set()  # lock fds of this process's claims
 
@@ -91,6 +93,24 @@ def restore_orphaned(root: str) -> int:
         finally:
             os.close(lock)
     return restored
+
+
+def prune_broadcasts(root: str, max_age: float = 600.0) -> int:
+    """Delete broadcast (`celery inspect`/`control`) messages older than `max_age` seconds.
+
+    A broadcast is put on the pidbox queue of every worker that ever
+    started on the folder, so those of workers gone for good pile up.
+    """
+    cutoff = time.time() - max_age
+    count = 0
+    for entry in _scandir(messages_folder(root)):
+        if not entry.name.endswith(BROADCAST_SUFFIX):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if entry.stat().st_mtime < cutoff:
+                os.remove(entry.path)
+                count += 1
+    return count
 
 
 def _move_back(folder: str, messages: str) -> int:
@@ -176,14 +196,26 @@ class Channel(filesystem.Channel):
                 os.rename(os.path.join(self.data_folder_in, name), path)
             except FileNotFoundError:
                 continue  # taken by another consumer
-            with open(path, "rb") as f:
-                payload = loads(f.read())
+            try:
+                with open(path, "rb") as f:
+                    payload = loads(f.read())
+                tag = payload["properties"]["delivery_tag"]
+            except (ValueError, TypeError, KeyError):
+                self._reject_unreadable(path)
+                continue
             if queue in self._no_ack_queues:
                 os.remove(path)
             else:
-                self._claimed[payload["properties"]["delivery_tag"]] = path
+                self._claimed[tag] = path
             return payload
         raise Empty()
+
+    def _reject_unreadable(self, path: str) -> None:
+        """Move a message that is not a kombu message aside, to `rejected/`."""
+        rejected = os.path.join(self.root, "rejected")
+        os.makedirs(rejected, exist_ok=True)
+        os.rename(path, os.path.join(rejected, os.path.basename(path)))
+        log.warning("embedded broker: moved unreadable message %s to %s", path, rejected)
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
@@ -237,7 +269,6 @@ class Transport(filesystem.Transport):
     """The filesystem transport, blocking on inotify and on acks between polls."""
 
     Channel = Channel
-    polling_interval = 0.5
 
     def __init__(self, client: Any, **kwargs: Any):
         super().__init__(client, **kwargs)
@@ -276,17 +307,21 @@ class Waker:
     """Blocks until a message may have arrived in `folder`, an ack happened, or a timeout."""
 
     def __init__(self, folder: str):
-        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
         self._inotify = _watch(folder)
         self._fds = [self._read] + ([] if self._inotify is None else [self._inotify])
+        self._poll = select.poll()
+        for fd in self._fds:
+            self._poll.register(fd, select.POLLIN)
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.write(self._write, b"\0")
 
     def wait(self, timeout: float) -> None:
-        ready, _, _ = select.select(self._fds, [], [], timeout)
-        for fd in ready:
+        for fd, _ in self._poll.poll(timeout * 1000):
             with contextlib.suppress(BlockingIOError):
                 os.read(fd, 65536)
 
@@ -299,13 +334,16 @@ class Waker:
 
 def _watch(folder: str) -> int | None:
     """A non-blocking inotify fd watching renames into `folder`, or None without inotify."""
-    init = getattr(_libc, "inotify_init1", None)
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    init = getattr(libc, "inotify_init1", None)
     if init is None:  # not Linux
         return None
     fd = init(os.O_NONBLOCK | os.O_CLOEXEC)
     if fd < 0:  # out of inotify instances
         return None
-    if _libc.inotify_add_watch(fd, os.fsencode(folder), IN_MOVED_TO) < 0:
+    if libc.inotify_add_watch(fd, os.fsencode(folder), IN_MOVED_TO) < 0:
         os.close(fd)
         return None
     return fd

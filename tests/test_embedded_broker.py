@@ -152,6 +152,31 @@ def test_a_half_written_message_is_not_taken(settings):
             consume(conn, 1, ack=True, timeout=0.3)
 
 
+def test_an_unreadable_message_is_moved_aside_and_the_next_one_taken(settings):
+    (folder(settings, "messages") / f"00000000000000000000_bad.{QUEUE}.msg").write_text("{not json")
+    send(settings, "r1")
+    with consumer_connection(settings) as conn:
+        assert run_ids(consume(conn, 1, ack=True)) == ["r1"]
+    rejected = list(folder(settings, "rejected").iterdir())
+    assert [p.name for p in rejected] == [f"00000000000000000000_bad.{QUEUE}.msg"]
+    assert waiting(settings) == [] and claimed(settings) == []
+
+
+def test_reconcile_prunes_old_broadcasts_only(settings):
+    messages = folder(settings, "messages")
+    old = messages / "1_a.gone@host.celery.pidbox.msg"
+    fresh = messages / "2_b.w0@host.celery.pidbox.msg"
+    for path in (old, fresh):
+        path.write_text("{}")
+    send(settings, "r1")
+    task = waiting(settings)[0]
+    hour_ago = time.time() - 3600
+    for path in (old, task):
+        os.utime(path, (hour_ago, hour_ago))
+    assert prune_embedded(settings) == 0
+    assert not old.exists() and fresh.exists() and task.exists()
+
+
 def test_a_waiting_consumer_wakes_on_a_new_message_not_on_its_poll(settings):
     """With a 30 s poll, only the inotify wake-up can deliver within seconds."""
     with consumer_connection(settings, polling_interval=30) as conn:
