@@ -16,8 +16,8 @@ A consumer waits on an inotify watch of `messages/` (and on a pipe written
 when it acks, which frees a prefetch slot) instead of sleeping between
 polls, so a message is taken within a millisecond or two of its rename.
 It still re-lists the folder every `polling_interval` seconds: that is
-how it sees messages written by other hosts (NFS sends no inotify events),
-and all it does where inotify is missing. inotify is reached with ctypes
+how it sees messages written by other hosts (NFS sends no inotify events).
+Where inotify is missing (not Linux) it re-lists every 0.05 s instead. inotify is reached with ctypes
 (two libc calls; the fd is only drained, its events never parsed):
 `inotify_simple` finds libc with `ctypes.util.find_library`, which runs
 `ldconfig` in a subprocess in the worker.
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 CLAIM_LOCK = "lock"
 BROADCAST_SUFFIX = ".celery.pidbox.msg"
 HIDDEN = "."
+BLIND_POLL = 0.05  # seconds between re-scans where inotify is missing
 IN_MOVED_TO = 0x80  # <sys/inotify.h>
 
 _own_locks: set[int] = set()  # lock fds of this process's claims
@@ -288,7 +289,7 @@ class Transport(filesystem.Transport):
                 return self.cycle.get(self._deliver, timeout=timeout)
             except Empty:
                 pass
-            wait = self.polling_interval
+            wait = self.polling_interval if self._waker.watching else BLIND_POLL
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -311,6 +312,7 @@ class Waker:
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
         self._inotify = _watch(folder)
+        self.watching = self._inotify is not None
         self._fds = [self._read] + ([] if self._inotify is None else [self._inotify])
         self._poll = select.poll()
         for fd in self._fds:

@@ -20,6 +20,7 @@ import pytest
 from kombu import Connection, Consumer
 from support.workers import wait_for
 
+from gage_worker import embedded
 from gage_worker.broker import embedded_dir, prepare_broker, prune_embedded, transport_options
 from gage_worker.messages import EXEC_TASK, broker_connection, publish_task, task_queue
 from gage_worker.settings import Settings
@@ -244,3 +245,17 @@ def test_runs_claimed_by_a_killed_worker_run_once_after_a_restart(worker_bed):
     assert [len(worker_bed.executions(run)) for run in runs] == [1, 1, 1]
     assert claimed(settings) == [] and waiting(settings) == []
 
+
+
+def test_without_inotify_a_consumer_polls_often(settings, monkeypatch):
+    """Where inotify is missing, the 0.05 s re-scan delivers despite a 30 s poll setting."""
+    monkeypatch.setattr(embedded, "_watch", lambda folder: None)
+    with consumer_connection(settings, polling_interval=30) as conn:
+        started = time.monotonic()
+        timer = threading.Timer(0.3, send, (settings, "r1"))
+        timer.start()
+        got = consume(conn, 1, ack=True, timeout=20)
+        timer.join()
+        assert not conn.transport._waker.watching
+    assert run_ids(got) == ["r1"]
+    assert time.monotonic() - started < 5
