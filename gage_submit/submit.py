@@ -8,8 +8,6 @@ on a grid while the rest is being staged.
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.util
 import os
 import signal
 from collections.abc import Iterator
@@ -126,6 +124,8 @@ class Submission:
     def __enter__(self) -> Submission:
         os.makedirs(self._plan.runs_dir, exist_ok=True)
         if self._processes > 1:
+            import multiprocessing
+
             context = multiprocessing.get_context("fork")
             self._stop = context.Event()
             self._pool = context.Pool(
@@ -192,6 +192,8 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(plan: Plan, settings: Settings, stop: Any) -> None:
+    import multiprocessing.util
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     submitter = _submitter(plan, settings).__enter__()
     multiprocessing.util.Finalize(
