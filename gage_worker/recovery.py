@@ -81,7 +81,7 @@ def reconcile(settings: Settings) -> list[str]:
         done.extend(_resend(settings, backlogs, stale))
     pruned = prune_embedded(settings)
     if pruned:
-        log.info("pruned %d claimed embedded broker messages", pruned)
+        log.info("put back %d embedded broker messages claimed by dead workers", pruned)
     return done
 
 
