@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,15 @@ SKIPPED = re.compile(
     r"^(make |\. \.venv|pip install|python bench/|gage-worker worker|gage-worker beat"
     r"|celery -A gage_worker flower|export )"
 )
+
+
+def on_path(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this interpreter's scripts (gage-submit, gage-worker) first on PATH.
+
+    As a user who activated the venv has them, whatever PATH pytest got.
+    """
+    scripts = sysconfig.get_path("scripts")
+    return {**env, "PATH": os.pathsep.join([scripts, env.get("PATH") or os.defpath])}
 
 
 def readme_commands() -> list[str]:
@@ -56,13 +66,14 @@ def runnable(line: str, runs: list[str]) -> list[str]:
 @pytest.fixture
 def embedded(worker_bed):
     """The env of a runs dir served by a real worker on the embedded broker."""
-    worker_bed.start_worker("--concurrency", "2", "-Q", "gage,gpu")
-    return worker_bed.worker_env()
+    env = on_path(worker_bed.worker_env())
+    worker_bed.start_worker("--concurrency", "2", "-Q", "gage,gpu", env=env)
+    return env
 
 
 def test_quick_start_demo(tmp_path):
     """examples/demo.sh (what `make demo` runs) submits, follows, waits, lists."""
-    env = {**os.environ, "GAGE_RUNS": str(tmp_path / "runs")}
+    env = on_path({**os.environ, "GAGE_RUNS": str(tmp_path / "runs")})
     env.pop("GAGE_BROKER_URL", None)
     proc = subprocess.run(
         ["bash", str(REPO / "examples" / "demo.sh")],
