@@ -13,6 +13,8 @@ import contextlib
 import os
 import threading
 
+from .errors import GageRunsError
+
 READONLY = 0o444
 
 _MODES = {
@@ -21,12 +23,21 @@ _MODES = {
 }
 
 
+class SharedModeError(GageRunsError, ValueError):
+    """GAGE_SHARED_MODE is neither `world` nor `group`."""
+
+
+def check_shared_mode() -> None:
+    """SharedModeError if GAGE_SHARED_MODE is bad; commands call it before writing anything."""
+    _shared_modes()
+
+
 def _shared_modes() -> tuple[int, int]:
     name = os.environ.get("GAGE_SHARED_MODE", "world") or "world"
     try:
         return _MODES[name]
     except KeyError:
-        raise ValueError(
+        raise SharedModeError(
             f"GAGE_SHARED_MODE must be 'world' or 'group', not {name!r}"
         ) from None
 

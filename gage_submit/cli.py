@@ -90,6 +90,9 @@ def cli() -> None:
     lr=0.01` would, and queues it for a worker. Run `gage-submit submit -h`
     for the submit options.
     """
+    from gage_runs.fsmode import check_shared_mode
+
+    check_shared_mode()
 
 
 # ---------------------------------------------------------------------

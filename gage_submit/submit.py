@@ -20,7 +20,7 @@ from typing import Any
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags
-from gage_runs.staging import stage_op
+from gage_runs.staging import op_cmd, stage_op
 from gage_runs.types import Run
 from gage_worker.enqueue import Submitter
 from gage_worker.errors import BrokerUnavailable
@@ -75,6 +75,7 @@ class Submitted:
 def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
     """Load the op and check the flags; SubmitError (or another GageRunsError) if bad."""
     context = load_op(options.op_name, options.project_dir)
+    op_cmd(context.opdef, context.project_dir)  # an op with nothing to run is bad input
     grid = parse_flags(options.flag_args)
     count = grid_size(grid)
     if count > options.max_runs:
@@ -183,6 +184,12 @@ def _stage_and_queue(
         raise StagingFailed(
             f"staging a run of {context.opdef.name} failed: {e}"
             f" (the run stays pending in {plan.runs_dir}; nothing was queued for it)"
+        ) from None
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        raise StagingFailed(
+            f"staging a run of {context.opdef.name} failed: {e.strerror or e}{where}"
+            f" (the partial run was removed from {plan.runs_dir}; nothing was queued for it)"
         ) from None
     return Submitted(run, run_flags, config, submitter.submit(run))
 

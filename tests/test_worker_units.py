@@ -236,6 +236,7 @@ def test_reconcile(worker_bed, holder):
 
 
 def test_cli_errors_are_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
     runner = CliRunner()
     cases = [
         (["--runs-dir", str(tmp_path / "missing")], "runs dir"),
@@ -243,10 +244,11 @@ def test_cli_errors_are_one_line(tmp_path):
         (["--runs-dir", str(tmp_path), "--gpus", "0,1", "-c", "3"], "conflicts with --gpus"),
         (["--runs-dir", str(tmp_path), "-Q", "bad queue"], "invalid queue name"),
         (["reconcile", "--runs-dir", str(tmp_path / "missing")], "does not exist"),
+        (["reconcile", "--runs-dir", str(tmp_path / "file")], "is not a directory"),
     ]
     for args, message in cases:
         result = runner.invoke(main, args)
-        assert result.exit_code == 1, (args, result.output)
+        assert result.exit_code == 2, (args, result.output)
         assert result.output.startswith("gage-worker: error: "), result.output
         assert message in result.output and result.output.count("\n") == 1
 
@@ -258,8 +260,8 @@ def test_cli_in_a_real_process(tmp_path):
          "--runs-dir", str(tmp_path / "file")],
         capture_output=True, text=True, timeout=60,
     )
-    assert proc.returncode == 1
-    assert proc.stderr == f"gage-worker: error: runs dir {tmp_path / 'file'} does not exist\n"
+    assert proc.returncode == 2
+    assert proc.stderr == f"gage-worker: error: runs dir {tmp_path / 'file'} is not a directory\n"
     assert not (tmp_path / "file.gage-queue").exists()
 
 
@@ -280,5 +282,5 @@ def test_worker_refuses_unwritable_runs_dir(tmp_path):
     runs = tmp_path / "ro"
     runs.mkdir(mode=0o555)
     result = CliRunner().invoke(main, ["--runs-dir", str(runs)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"runs dir {runs} is not writable" in result.output
