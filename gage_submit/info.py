@@ -14,6 +14,8 @@ from gage_runs.types import Run
 from gage_worker.queue_meta import read_heartbeat, read_submitted
 from gage_worker.state import RUNNING, queue_state
 
+from .lineage import read_rerun_of
+
 STOPPED = ("completed", "error", "terminated")
 FAILED = ("error", "terminated", "lost")
 # A lost run's worker died: reconcile finalizes it as terminated, so it is over.
@@ -43,6 +45,7 @@ class RunInfo:
     run_dir: str
     config: dict[str, Any] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    rerun_of: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The fields with timestamps as ISO 8601 local times."""
@@ -82,6 +85,7 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
         run_dir=run.run_dir,
         config=_config(run) if detail else None,
         summary=summary.as_json() if detail else {},
+        rerun_of=read_rerun_of(run),
     )
 
 
