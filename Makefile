@@ -5,6 +5,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The venv's commands (gage-submit, gage-worker) first on PATH, as a user who
+# activated it has them: the demo and the README tests run them by name.
+WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 .PHONY: demo test lint install clean
 
@@ -17,14 +20,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
+	$(WITH_VENV) bash examples/demo.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: $(STAMP) lint
-	$(PY) -m tests.support.real_gage
-	$(PY) -m pytest -q
+	$(WITH_VENV) $(PY) -m tests.support.real_gage
+	$(WITH_VENV) $(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) .demo
+	rm -rf $(VENV) .demo .cache

@@ -37,10 +37,20 @@ _RUN_META_ENTRY = re.compile(
 class UnsafePathError(GageRunsError):
     """A symlink (or another non-regular file) where gage-queue writes."""
 
+
 _MODES = {
     "world": (0o666, 0o777),
     "group": (0o660, 0o2770),
 }
+
+
+class SharedModeError(GageRunsError, ValueError):
+    """GAGE_SHARED_MODE is neither `world` nor `group`."""
+
+
+def check_shared_mode() -> None:
+    """SharedModeError if GAGE_SHARED_MODE is bad; commands call it before writing anything."""
+    _shared_modes()
 
 
 def _shared_modes() -> tuple[int, int]:
@@ -48,7 +58,7 @@ def _shared_modes() -> tuple[int, int]:
     try:
         return _MODES[name]
     except KeyError:
-        raise ValueError(
+        raise SharedModeError(
             f"GAGE_SHARED_MODE must be 'world' or 'group', not {name!r}"
         ) from None
 

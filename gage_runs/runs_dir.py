@@ -16,6 +16,8 @@ from .types import Run
 def check_runs_dir(runs_dir: str, *, writable: bool = True) -> str:
     """The absolute runs dir; RunsDirError if it is missing or unusable."""
     path = os.path.abspath(os.path.expanduser(runs_dir))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RunsDirError(f"runs dir {path} is not a directory")
     if not os.path.isdir(path):
         raise RunsDirError(f"runs dir {path} does not exist")
     mode = os.R_OK | os.X_OK | (os.W_OK if writable else 0)

@@ -7,7 +7,10 @@ the project, record user attributes, and stage it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+import shutil
 from typing import Any
 
 from .errors import OpDefError
@@ -51,14 +54,37 @@ def stage_op(
 ) -> Run:
     """Make, initialize and stage a run of `opdef` from `project_dir`.
 
-    On a staging failure the run is left `pending` (initialized, not
-    staged), as Gage leaves it, and the error propagates.
+    When a stage hook or the config fails (a GageRunsError) the run is left
+    `pending` (initialized, not staged), as Gage leaves it, and the error
+    propagates. When the file system fails (OSError: the disk is full, say)
+    the partial run is removed, so nothing half-written is listed, and the
+    OSError propagates.
     """
     cmd = op_cmd(opdef, project_dir)
     run = make_run(opref, runs_dir)
-    init_run_meta(run, opdef, config, cmd, system_attrs())
-    associate_project(run, project_dir)
-    attrs = {**(user_attrs or {}), **({"label": label} if label else {})}
-    log_user_attrs(run, attrs)
-    stage_run(run, project_dir)
+    try:
+        init_run_meta(run, opdef, config, cmd, system_attrs())
+        associate_project(run, project_dir)
+        attrs = {**(user_attrs or {}), **({"label": label} if label else {})}
+        log_user_attrs(run, attrs)
+        stage_run(run, project_dir)
+    except OSError:
+        discard_run(run)
+        raise
     return run
+
+
+def discard_run(run: Run) -> None:
+    """Remove a run that could not be written: unlisted at once, then deleted.
+
+    The meta dir is first renamed to a name that is not a run's (`list_runs`
+    takes `*.meta` only), so even if deleting fails part way, no partial run
+    is listed.
+    """
+    hidden = f"{run.meta_dir}.discarded.{os.getpid()}"
+    with contextlib.suppress(OSError):
+        os.rename(run.meta_dir, hidden)
+    for path in (hidden, run.meta_dir, run.run_dir, run.run_dir + ".user"):
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.remove(run.run_dir + ".project")

@@ -6,17 +6,22 @@
     gage-submit show RUN [--json]               one run in full (also `status`)
     gage-submit logs RUN [-f]                   a run's output, optionally followed
     gage-submit wait RUN... [--timeout T]       wait for runs to end
-    gage-submit cancel RUN...                   stop runs, queued or running
+    gage-submit cancel RUN... | --label L ...   stop runs, queued or running
+    gage-submit rerun RUN [NAME=VALUE ...]      run a run again from its source code
+    gage-submit queue RUN...                    queue runs staged by `gage run --stage`
+    gage-submit compare [RUN...] [--sort -M]    flags and metrics of runs side by side
 
 A RUN is a run id, id prefix, name or name prefix, or an index (`1` is the
 latest run) or a slice (`1:5`) of the newest-first listing, as in Gage.
-All but submit and cancel only read the runs dir: no broker needed.
+All but submit, rerun, queue and cancel only read the runs dir: no broker
+needed.
 
 Exit codes: 0 success; 1 a run did not complete (error, terminated, lost),
 could not be staged, or something unexpected failed; 2 bad input; 3 the broker is unreachable
 (the runs stay queued and reconcile sends them); 4 `wait --timeout`
 expired; 130 interrupted. Errors are one line on stderr,
-`gage-submit: error: ...`. gage-submit never prompts.
+`gage-submit: error: ...`. Only `cancel` with a filter asks, and only on
+a terminal (`--yes` skips the question).
 """
 
 from __future__ import annotations
@@ -90,6 +95,9 @@ def cli() -> None:
     lr=0.01` would, and queues it for a worker. Run `gage-submit submit -h`
     for the submit options.
     """
+    from gage_runs.fsmode import check_shared_mode
+
+    check_shared_mode()
 
 
 # ---------------------------------------------------------------------
@@ -137,6 +145,11 @@ def submit_cmd(
         ),
         settings,
     )
+    return _submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json)
+
+
+def _submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool, as_json: bool) -> int:
+    """Stage and queue a plan's runs, then wait or follow as asked; the exit code."""
     count = len(plan.configs)
     if follow and count > 1:
         raise SubmitError(f"--follow takes a single run and the flags make {count}: use --wait")
@@ -395,28 +408,72 @@ def _wait(runs: list[Run], timeout: float | None, *, quiet: bool = False) -> int
 # cancel
 
 
+CANCELLABLE = ("queued", "running")
+
+
 @cli.command("cancel", short_help="Cancel queued or running runs.")
-@click.argument("specs", nargs=-1, required=True, metavar="RUN...")
+@click.argument("specs", nargs=-1, metavar="[RUN]...")
 @_project_options
+@click.option("-o", "--op", "ops", multiple=True, metavar="OP",
+              help="Cancel the queued and running runs of this op (repeatable).")
+@click.option("-l", "--label", metavar="TEXT",
+              help="Cancel the queued and running runs whose label contains TEXT.")
+@click.option(
+    "-s", "--status", "statuses", multiple=True, type=click.Choice(CANCELLABLE),
+    help="Cancel the runs with this status (repeatable).",
+)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask on a terminal.")
 @_broker_option
 def cancel_cmd(
-    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, broker: str | None
+    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
+    ops: tuple[str, ...], label: str | None, statuses: tuple[str, ...], yes: bool,
+    broker: str | None,
 ) -> int:
-    """Cancel runs: a queued run ends at once, a running one is stopped by its worker."""
-    from gage_runs.runs_dir import select_runs
+    """Cancel runs: a queued run ends at once, a running one is stopped by its worker.
+
+    Name the runs, or select them with --op, --label and --status (all
+    must match; with RUNs, among those). Selected runs are the queued and
+    running ones. A selection prints its count; on a terminal it asks first
+    unless --yes.
+    """
+    from gage_runs.runs_dir import list_runs, select_runs
     from gage_worker.state import queue_status, request_cancel
 
+    from .filters import RunFilter
     from .progress import run_line
     from .project import runs_dir_for_reading
 
+    selection = RunFilter(ops, label, statuses)
+    if not specs and not selection:
+        raise click.UsageError("name the runs to cancel, or select them with --op, --label or --status")
     resolved = runs_dir_for_reading(project_dir, runs_dir)
-    runs = select_runs(resolved, list(specs))
+    runs = select_runs(resolved, list(specs)) if specs else list_runs(resolved)
     settings = _settings(resolved, broker)
+    if selection:
+        active = RunFilter(ops, label, statuses or CANCELLABLE)
+        runs = [run for run in runs if active.keeps(run)]
+        if not _confirm_cancel(len(runs), active.describe(), yes):
+            return 0
     for run in runs:
         before = queue_status(run)
         after = request_cancel(run, settings)
         print(run_line(after, run, _cancel_outcome(before, after)), flush=True)
     return 0
+
+
+def _confirm_cancel(count: int, selection: str, yes: bool) -> bool:
+    """Say how many runs the selection cancels; on a terminal, ask unless `yes`."""
+    what = f"{count} run{'s' if count != 1 else ''} ({selection})"
+    if count == 0:
+        print(f"no runs to cancel ({selection})", file=sys.stderr)
+        return False
+    if sys.stdin.isatty() and not yes:
+        if not click.confirm(f"Cancel {what}?", default=False, err=True):
+            print("nothing cancelled", file=sys.stderr)
+            return False
+        return True
+    print(f"cancelling {what}", file=sys.stderr)
+    return True
 
 
 def _cancel_outcome(before: str, after: str) -> str:
@@ -431,6 +488,150 @@ def _cancel_outcome(before: str, after: str) -> str:
     if before == "finalizing":
         return "already ran: being finalized"
     return f"cancel recorded: it is {before}, not queued, and will not run if queued"
+
+
+# ---------------------------------------------------------------------
+# rerun
+
+
+@cli.command("rerun", short_help="Run a run again from its staged source code, flags changed.")
+@click.argument("spec", metavar="RUN")
+@click.argument("flag_args", nargs=-1, metavar="[NAME=VALUE]...")
+@_project_options
+@click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: the run's).")
+@click.option("-l", "--label", help="Label for the new runs (default: the run's).")
+@click.option("--time-limit", metavar="DURATION", help="Stop a run after this long (default: the run's).")
+@click.option(
+    "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS, show_default=True,
+    help="Refuse a grid of more runs than this.",
+)
+@click.option("--wait", is_flag=True, help="Wait for the runs; exit 1 if any does not complete.")
+@click.option("--follow", is_flag=True, help="Stream the run's output until it ends (implies --wait).")
+@_json_option
+@_broker_option
+def rerun_cmd(
+    spec: str, flag_args: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
+    queue: str | None, label: str | None, time_limit: str | None, max_runs: int, wait: bool,
+    follow: bool, as_json: bool, broker: str | None,
+) -> int:
+    """Queue new runs of RUN's op from RUN's source code, with its config overlaid by flags.
+
+    The code is what RUN staged, not the project's current code. A list
+    value, lr=[0.1,0.01], makes one run per combination. Each new run
+    records RUN as the run it reruns (`show` prints it).
+    """
+    from .flags import parse_duration
+    from .rerun import rerun_source
+    from .submit import SubmitOptions, plan_rerun
+
+    if follow and as_json:
+        raise click.UsageError("--follow streams output; it cannot be used with --json")
+    source = rerun_source(_select_run(spec, project_dir, runs_dir))
+    settings = _settings(None, broker)
+    plan = plan_rerun(
+        source,
+        SubmitOptions(
+            op_name=None, flag_args=list(flag_args), queue=queue, label=label, max_runs=max_runs,
+            time_limit=parse_duration(time_limit) if time_limit else None,
+        ),
+        settings,
+    )
+    return _submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json)
+
+
+# ---------------------------------------------------------------------
+# queue
+
+
+@cli.command("queue", short_help="Queue runs staged by `gage run --stage`.")
+@click.argument("specs", nargs=-1, required=True, metavar="RUN...")
+@_project_options
+@click.option("-q", "--queue", "queue_name", metavar="NAME",
+              help="Queue to send to (default: GAGE_QUEUE or gage).")
+@click.option("--time-limit", metavar="DURATION", help="Stop a run after this long: 90, 30m, 2h.")
+@_broker_option
+def queue_cmd(
+    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
+    queue_name: str | None, time_limit: str | None, broker: str | None,
+) -> int:
+    """Queue staged runs for the workers: from now on they are the queue's.
+
+    Each RUN must be staged and not yet queued or started (as `gage run
+    --stage` leaves it). All are checked before any is queued.
+    """
+    from gage_runs.runs_dir import select_runs
+    from gage_worker.enqueue import Submitter
+    from gage_worker.errors import BrokerUnavailable
+
+    from .flags import parse_duration
+    from .progress import run_line
+    from .project import runs_dir_for_reading
+    from .queue_staged import check_queueable
+
+    resolved = runs_dir_for_reading(project_dir, runs_dir)
+    runs = select_runs(resolved, list(specs))
+    check_queueable(runs)
+    settings = _settings(resolved, broker)
+    limit = parse_duration(time_limit) if time_limit else None
+    unsent = 0
+    with Submitter(queue=queue_name, time_limit=limit, settings=settings) as submitter:
+        for run in runs:
+            sent = submitter.submit(run)
+            unsent += not sent
+            print(run_line("queued", run, "" if sent else "not sent: waits for reconcile"),
+                  flush=True)
+    if submitter.error is not None:
+        raise BrokerUnavailable(
+            f"{submitter.error}; {unsent} of {len(runs)} runs stay queued in {resolved}"
+            " and reconcile sends them when the broker is back"
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------
+# compare
+
+
+@cli.command("compare", short_help="Compare runs' flags and metrics side by side.")
+@click.argument("specs", nargs=-1, metavar="[RUN]...")
+@_project_options
+@click.option("-o", "--op", "ops", multiple=True, metavar="OP", help="Only runs of this op (repeatable).")
+@click.option("-l", "--label", metavar="TEXT", help="Only runs whose label contains TEXT.")
+@click.option(
+    "-s", "--status", "statuses", multiple=True, type=click.Choice(STATUSES),
+    help="Only runs with this status (repeatable).",
+)
+@click.option("--sort", "sort_key", metavar="[-]COLUMN",
+              help="Sort by a flag or metric; -COLUMN sorts descending.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@_json_option
+def compare_cmd(
+    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, ops: tuple[str, ...],
+    label: str | None, statuses: tuple[str, ...], sort_key: str | None, as_csv: bool,
+    as_json: bool,
+) -> int:
+    """Runs (default: all, newest first) with their flags and summary metrics side by side.
+
+    Metrics are the run's summary.json `metrics`, as Gage records them.
+    """
+    from gage_runs.runs_dir import list_runs, select_runs
+
+    from .compare import compared, make_table, sort_table, write_csv, write_json, write_plain
+    from .filters import RunFilter
+    from .project import current_namespace, runs_dir_for_reading
+
+    if as_csv and as_json:
+        raise click.UsageError("choose one of --csv and --json")
+    resolved = runs_dir_for_reading(project_dir, runs_dir)
+    runs = select_runs(resolved, list(specs)) if specs else list_runs(resolved)
+    keep = RunFilter(ops, label, statuses)
+    namespace = current_namespace(project_dir)
+    table = make_table([compared(run, namespace) for run in runs if keep.keeps(run)])
+    if sort_key:
+        table = sort_table(table, sort_key)
+    write = write_json if as_json else write_csv if as_csv else write_plain
+    write(table, sys.stdout)
+    return 0
 
 
 # ---------------------------------------------------------------------

@@ -16,6 +16,8 @@ from gage_worker.runstate import ENDED, RunState
 from gage_worker.runstate import FINISHED as QUEUE_FINISHED
 from gage_worker.state import queue_state
 
+from .lineage import read_rerun_of
+
 STOPPED = tuple(sorted(state.value for state in ENDED))
 FAILED = ("error", "terminated", "lost", "finalize-failed")
 # Nothing of a lost run is alive: reconcile finalizes it as terminated, so it is over.
@@ -47,6 +49,7 @@ class RunInfo:
     run_dir: str
     config: dict[str, Any] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    rerun_of: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The fields with timestamps as ISO 8601 local times."""
@@ -87,6 +90,7 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
         run_dir=run.run_dir,
         config=_config(run) if detail else None,
         summary=summary.as_json() if detail else {},
+        rerun_of=read_rerun_of(run),
     )
 
 

@@ -37,6 +37,8 @@ def project_dir_for(start: str | None) -> str:
 
 def _start_dir(start: str | None) -> str:
     path = os.path.abspath(start or os.curdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise GageFileError(f"project dir {path} is not a directory")
     if not os.path.isdir(path):
         raise GageFileError(f"project dir {path} does not exist")
     return path
@@ -81,7 +83,10 @@ def runs_dir_for_reading(start: str | None, override: str | None) -> str:
             gagefile = load_gagefile(path)
         except GageFileError:
             gagefile = None
-    return resolve_runs_dir(project_dir, gagefile, override)
+    runs_dir = resolve_runs_dir(project_dir, gagefile, override)
+    if os.path.exists(runs_dir) and not os.path.isdir(runs_dir):
+        raise RunsDirError(f"runs dir {runs_dir} is not a directory")
+    return runs_dir
 
 
 def current_namespace(start: str | None) -> str | None:

@@ -76,6 +76,7 @@ def detail_fields(info: RunInfo) -> list[tuple[str, str]]:
         ("label", info.label or ""),
         ("queue", info.queue or ""),
         ("schedule", info.schedule or ""),
+        ("rerun of", info.rerun_of or ""),
         ("time limit", format_seconds(info.time_limit)),
         ("submitted", short_time(info.submitted)),
         ("started", short_time(info.started)),

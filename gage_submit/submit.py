@@ -8,8 +8,6 @@ on a grid while the rest is being staged.
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.util
 import os
 import signal
 from collections.abc import Iterator
@@ -20,15 +18,16 @@ from typing import Any
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags
-from gage_runs.staging import stage_op
+from gage_runs.staging import op_cmd, stage_op
 from gage_runs.types import Run
 from gage_worker.enqueue import Submitter
 from gage_worker.errors import BrokerUnavailable
 from gage_worker.settings import Settings, check_queue_name
 
 from .errors import StagingFailed, SubmitError
-from .flags import expand_grid, grid_size, parse_flags
+from .flags import Grid, expand_grid, grid_size, parse_flags
 from .project import OpContext, load_op, runs_dir_for_submit
+from .rerun import RerunSource, stage_rerun
 
 # A grid of at least this many runs per CPU is staged by a pool of processes.
 PARALLEL_MIN_RUNS = 20
@@ -51,15 +50,30 @@ class SubmitOptions:
 
 @dataclass(frozen=True)
 class Plan:
-    """The runs to submit: one config per run, all checked."""
+    """The runs to submit: one config per run, all checked.
 
-    context: OpContext
+    Runs are staged from the project (`context`), or, for a rerun, from
+    an old run's source code (`rerun`).
+    """
+
+    context: OpContext | None
     runs_dir: str
     queue: str
     label: str | None
     time_limit: float | None
     flags: list[dict[str, FlagValue]]
     configs: list[dict[str, Any]]
+    rerun: RerunSource | None = None
+
+    @property
+    def op_name(self) -> str:
+        opdef = self.rerun.opdef if self.rerun is not None else _context(self).opdef
+        return opdef.name
+
+
+def _context(plan: Plan) -> OpContext:
+    assert plan.context is not None
+    return plan.context
 
 
 @dataclass(frozen=True)
@@ -75,13 +89,8 @@ class Submitted:
 def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
     """Load the op and check the flags; SubmitError (or another GageRunsError) if bad."""
     context = load_op(options.op_name, options.project_dir)
-    grid = parse_flags(options.flag_args)
-    count = grid_size(grid)
-    if count > options.max_runs:
-        raise SubmitError(
-            f"the flags make {count} runs, more than the limit of {options.max_runs}:"
-            f" pass --max-runs {count} to submit them"
-        )
+    op_cmd(context.opdef, context.project_dir)  # an op with nothing to run is bad input
+    grid = _checked_grid(options)
     project_config = read_project_config(context.project_dir, context.opdef)
     check_flags(grid, project_config, context.opdef.name)
     runs_dir = runs_dir_for_submit(context, options.runs_dir)
@@ -95,6 +104,42 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
         flags=flags,
         configs=[{**project_config, **run_flags} for run_flags in flags],
     )
+
+
+def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) -> Plan:
+    """Runs of an old run's op: its config overlaid by the flags, in its runs dir.
+
+    The queue and time limit default to the old run's; the label too.
+    """
+    from gage_runs.sidecars import run_label
+    from gage_worker.queue_meta import read_submitted
+
+    grid = _checked_grid(options)
+    check_flags(grid, source.config, source.opdef.name)
+    flags = expand_grid(grid)
+    submitted = read_submitted(source.run) or {}
+    time_limit = options.time_limit or submitted.get("time_limit")
+    return Plan(
+        context=None,
+        runs_dir=os.path.dirname(os.path.abspath(source.run.run_dir)),
+        queue=check_queue_name(options.queue or submitted.get("queue") or settings.queue),
+        label=options.label if options.label is not None else run_label(source.run),
+        time_limit=time_limit if isinstance(time_limit, (int, float)) else None,
+        flags=flags,
+        configs=[{**source.config, **run_flags} for run_flags in flags],
+        rerun=source,
+    )
+
+
+def _checked_grid(options: SubmitOptions) -> Grid:
+    grid = parse_flags(options.flag_args)
+    count = grid_size(grid)
+    if count > options.max_runs:
+        raise SubmitError(
+            f"the flags make {count} runs, more than the limit of {options.max_runs}:"
+            f" pass --max-runs {count} to submit them"
+        )
+    return grid
 
 
 class Submission:
@@ -126,6 +171,8 @@ class Submission:
     def __enter__(self) -> Submission:
         os.makedirs(self._plan.runs_dir, exist_ok=True)
         if self._processes > 1:
+            import multiprocessing
+
             context = multiprocessing.get_context("fork")
             self._stop = context.Event()
             self._pool = context.Pool(
@@ -173,16 +220,25 @@ def _submitter(plan: Plan, settings: Settings) -> Submitter:
 def _stage_and_queue(
     plan: Plan, submitter: Submitter, run_flags: dict[str, FlagValue], config: dict[str, Any]
 ) -> Submitted:
-    context = plan.context
     try:
-        run = stage_op(
-            context.project_dir, context.opdef, context.opref, config, plan.runs_dir,
-            label=plan.label,
-        )
+        if plan.rerun is not None:
+            run = stage_rerun(plan.rerun, config, plan.runs_dir, label=plan.label)
+        else:
+            context = _context(plan)
+            run = stage_op(
+                context.project_dir, context.opdef, context.opref, config, plan.runs_dir,
+                label=plan.label,
+            )
     except GageRunsError as e:
         raise StagingFailed(
-            f"staging a run of {context.opdef.name} failed: {e}"
+            f"staging a run of {plan.op_name} failed: {e}"
             f" (the run stays pending in {plan.runs_dir}; nothing was queued for it)"
+        ) from None
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        raise StagingFailed(
+            f"staging a run of {plan.op_name} failed: {e.strerror or e}{where}"
+            f" (the partial run was removed from {plan.runs_dir}; nothing was queued for it)"
         ) from None
     return Submitted(run, run_flags, config, submitter.submit(run))
 
@@ -192,6 +248,8 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(plan: Plan, settings: Settings, stop: Any) -> None:
+    import multiprocessing.util
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     submitter = _submitter(plan, settings).__enter__()
     multiprocessing.util.Finalize(

@@ -1,27 +1,26 @@
 """The broker URL and transport options, and the embedded default broker.
 
-Embedded default (no `GAGE_BROKER_URL`): kombu's `filesystem://` transport
-with its folders in the runs dir, under `.gage-queue/broker/` (Gage lists
-only `*.meta` entries, so the folder is invisible to it). Nothing to
-install or start, and a submitter and a worker on one machine share it
-through the runs dir they already share. A managed redis-server was the
-other option; it needs a binary that may be absent, and a process to own.
+Embedded default (no `GAGE_BROKER_URL`): kombu's filesystem transport as
+`embedded.Transport` makes it (inotify wake-up, claims acked on disk), with
+its folders in the runs dir under `.gage-queue/broker/` (Gage lists only
+`*.meta` entries, so the folder is invisible to it). Nothing to install or
+start: a submitter and a worker on one machine share it through the runs
+dir they already share, and a submit with no worker running leaves its
+message there. On one machine it runs about as fast as Redis.
 
-What the filesystem transport does, and its limits:
+Its limits: use it on one machine. Over NFS renames and flock still hold,
+but other hosts' messages wake no one (no inotify events cross NFS), so a
+worker sees them on its re-scan every `FILESYSTEM_POLL` seconds, and
+broadcast (`celery inspect`/`control`) reaches only processes on hosts
+that see the same folder. Use Redis for several hosts.
 
-- A message is a file in `messages/`; a consumer claims it by moving it to
-  `processed/` (an atomic rename on one file system), so two workers never
-  both take one message. Claimed files are pruned by reconcile.
-- Acks are in memory: a message is gone from the folder once claimed. A
-  worker that stops cleanly puts its unacked messages back; one that is
-  killed loses them. Nothing is lost for good, because the runs dir is the
-  truth: reconcile re-sends queued runs whose message is gone and
-  finalizes runs whose worker died. There is no visibility timeout.
-- Consumers poll the folder every 0.05 s (about 0.5% of a core while
-  idle), so dispatch takes up to that long (Redis: a few ms), and broadcast (`celery inspect`/`control`) works only among
-  processes on hosts that see the same folder.
-- Use it on one machine. Over NFS the rename is still atomic, but polling
-  a shared folder from many hosts is slow; use Redis for several hosts.
+Measured against it (bench/throughput.py, 200 trivial runs, 2 slots): a
+Valkey server from a PyPI wheel on a unix socket with AOF, as fast but a
+process that someone (which worker? a submitter when none runs?) must
+start, adopt and stop, a socket path that must stay under 108 bytes, and
+a binary for four platforms only; and kombu's SQLAlchemy transport on
+SQLite, which polls (2.5x slower, 48 ms dispatch) and costs every submit
+an SQLAlchemy import.
 
 Redis and RabbitMQ: the URL is passed to kombu unchanged. For Redis the
 visibility timeout (how long an unacked message stays invisible before
@@ -34,7 +33,6 @@ RabbitMQ set `consumer_timeout` in rabbitmq.conf above the longest run
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from gage_runs.fsmode import make_dirs
@@ -43,8 +41,9 @@ from .settings import Settings
 
 EMBEDDED_URL = "filesystem://localhost/"
 EMBEDDED_DIR = os.path.join(".gage-queue", "broker")
+EMBEDDED_TRANSPORT = "gage_worker.embedded:Transport"
 CONNECT_TIMEOUT = 3.0
-FILESYSTEM_POLL = 0.05
+FILESYSTEM_POLL = 0.5
 
 
 def broker_url(settings: Settings) -> str:
@@ -53,6 +52,11 @@ def broker_url(settings: Settings) -> str:
 
 def is_embedded(settings: Settings) -> bool:
     return broker_url(settings).startswith("filesystem:")
+
+
+def broker_transport(settings: Settings) -> str | None:
+    """The kombu transport class for the broker URL (None: the one its scheme names)."""
+    return EMBEDDED_TRANSPORT if is_embedded(settings) else None
 
 
 def embedded_dir(settings: Settings) -> str:
@@ -67,8 +71,6 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         return {
             "data_folder_in": messages,
             "data_folder_out": messages,
-            "store_processed": True,  # claim by rename within the folder, not via /tmp
-            "processed_folder": os.path.join(root, "processed"),
             "control_folder": os.path.join(root, "control"),
             "polling_interval": FILESYSTEM_POLL,
         }
@@ -85,30 +87,19 @@ def prepare_broker(settings: Settings) -> None:
     """Create the embedded broker's folders (nothing to do for others)."""
     if not is_embedded(settings):
         return
-    for name in ("messages", "processed", "control"):
+    for name in ("messages", "claimed", "control"):
         make_dirs(os.path.join(embedded_dir(settings), name))
 
 
-def prune_embedded(settings: Settings, max_age: float = 600.0) -> int:
-    """Delete claimed embedded messages older than `max_age` seconds."""
+def prune_embedded(settings: Settings) -> int:
+    """Tidy the embedded broker; how many messages claimed by dead workers it put back.
+
+    Also deletes broadcast messages older than 10 minutes (those of workers
+    gone for good would pile up).
+    """
     if not is_embedded(settings):
         return 0
-    folder = os.path.join(embedded_dir(settings), "processed")
-    cutoff = time.time() - max_age
-    count = 0
-    for entry in _scandir(folder):
-        try:
-            if entry.stat().st_mtime < cutoff:
-                os.remove(entry.path)
-                count += 1
-        except FileNotFoundError:
-            continue
-    return count
+    from .embedded import prune_broadcasts, restore_orphaned
 
-
-def _scandir(folder: str) -> list[os.DirEntry]:
-    try:
-        with os.scandir(folder) as entries:
-            return list(entries)
-    except FileNotFoundError:
-        return []
+    prune_broadcasts(embedded_dir(settings))
+    return restore_orphaned(embedded_dir(settings))

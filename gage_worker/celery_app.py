@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 
-from .broker import CONNECT_TIMEOUT, broker_url, transport_options
+from .broker import CONNECT_TIMEOUT, broker_transport, broker_url, transport_options
 from .messages import EXEC_TASK, FINALIZE_TASK, SERIALIZER, task_queue
 from .settings import Settings
 
@@ -32,6 +32,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for gage-queue (design §4)."""
     return {
         "broker_url": broker_url(settings),
+        "broker_transport": broker_transport(settings),
         "broker_transport_options": transport_options(settings),
         # Messages are JSON only: a task carries a run id, nothing to pickle.
         "task_serializer": SERIALIZER,

@@ -4,41 +4,113 @@
     gage-worker reconcile --runs-dir DIR
     gage-worker beat --schedule FILE [--once] [--no-wait]
 
-Options override the environment (`gage_worker.settings`). Bad input is a
-one-line error and a non-zero exit, never a traceback.
+Options override the environment (`gage_worker.settings`). Errors are one
+line on stderr, `gage-worker: error: ...`, never a traceback. Exit codes:
+0 success; 1 the beat's schedule is taken by another beat, or something
+unexpected failed; 2 bad input (options, settings, runs dir, schedule);
+3 the broker is unreachable; 130 interrupted.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from gage_runs.errors import GageRunsError
+from gage_runs.fsmode import check_shared_mode
 from gage_runs.runs_dir import check_runs_dir
 
-from .errors import SettingsError
-from .recovery import reconcile_by_hand
-from .settings import Settings, check_broker_url, parse_gpus
-from .worker import WorkerOptions, run_worker
+from .errors import BrokerUnavailable
+from .settings import Settings, check_broker_url, check_queue_name, parse_gpus
 
+PROG = "gage-worker"
 LOGLEVELS = ("debug", "info", "warning", "error", "critical")
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BROKER = 3
+EXIT_INTERRUPTED = 130
+DEFAULT_BROKER_WAIT = 60.0
+_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # then every 10 s
+_MAX_RETRY_DELAY = 10.0
+
+# Celery's consumer logs "Cannot connect ...\nTrying again in 2.00 seconds..."
+CONSUMER_LOGGER = "celery.worker.consumer.consumer"
+
+
+class OneLineLogs(logging.Filter):
+    """Joins a record's lines into one, so each broker retry is one log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\n" in message:
+            record.msg, record.args = " ".join(message.split()), None
+        return True
 
 
 class _DefaultWorkerGroup(click.Group):
-    """A group whose default command is `worker`."""
+    """A group whose default command is `worker`, and whose errors are one line."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            commands = ", ".join(sorted(self.commands))
+            raise click.UsageError(f"no such command {args[0]!r} (commands: {commands})")
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["worker", *args]
         return super().parse_args(ctx, args)
 
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        """Run the command line and exit with its code; errors as one line."""
+        extra.pop("standalone_mode", None)
+        sys.exit(_run(lambda: super(_DefaultWorkerGroup, self).main(
+            args, prog_name or PROG, standalone_mode=False, **extra
+        )))
 
-def _settings(**overrides: Any) -> Settings:
-    return Settings.from_env().with_overrides(**overrides)
+
+def _run(invoke: Callable[[], Any]) -> int:
+    """The exit code of `invoke()`, printing any error as one line."""
+    from .beat import BeatLockError
+
+    try:
+        result = invoke()
+    except click.UsageError as e:
+        return _error(e.format_message(), EXIT_USAGE)
+    except click.ClickException as e:
+        return _error(e.format_message(), e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        return _error("interrupted", EXIT_INTERRUPTED)
+    except BrokerUnavailable as e:
+        return _error(str(e), EXIT_BROKER)
+    except BeatLockError as e:
+        return _error(str(e), EXIT_FAILED)
+    except GageRunsError as e:
+        return _error(str(e), EXIT_USAGE)
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        return _error(f"{e.strerror or e}{where}", EXIT_FAILED)
+    except Exception as e:
+        return _error(f"unexpected {type(e).__name__}: {e}", EXIT_FAILED)
+    return result if isinstance(result, int) else 0
+
+
+def _error(message: str, code: int) -> int:
+    one_line = " ".join(str(message).split())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    return code
+
+
+def _settings(runs_dir: str | None, broker: str | None, **overrides: Any) -> Settings:
+    """The environment's settings with the options over them; the runs dir checked."""
+    settings = Settings.from_env().with_overrides(
+        runs_dir=runs_dir, broker_url=check_broker_url(broker) if broker else None, **overrides
+    )
+    return settings.with_overrides(
+        runs_dir=check_runs_dir(settings.require_runs_dir(), writable=True)
+    )
 
 
 def _common(fn: Callable) -> Callable:
@@ -49,9 +121,17 @@ def _common(fn: Callable) -> Callable:
     return fn
 
 
+def _loglevel_option(fn: Callable) -> Callable:
+    return click.option(
+        "-l", "--loglevel", type=click.Choice(LOGLEVELS, case_sensitive=False), default="info",
+        show_default=True,
+    )(fn)
+
+
 @click.group(cls=_DefaultWorkerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Run staged Gage runs from a queue."""
+    check_shared_mode()
 
 
 @main.command("worker")
@@ -61,80 +141,110 @@ def main() -> None:
 @click.option("--gpus", metavar="0,1", help="GPU slots: one run per GPU (env GAGE_GPUS).")
 @click.option("-n", "--hostname", default="gage@%h", show_default=True, help="Worker node name.")
 @click.option(
-    "-l", "--loglevel", type=click.Choice(LOGLEVELS, case_sensitive=False), default="info",
-    show_default=True,
+    "--broker-wait", type=click.FloatRange(min=0), default=DEFAULT_BROKER_WAIT,
+    show_default=True, metavar="SECONDS",
+    help="At start, retry an unreachable broker this long, then exit 3.",
 )
+@_loglevel_option
 def worker_cmd(
     runs_dir: str | None, broker: str | None, queues: str | None, concurrency: int | None,
-    gpus: str | None, hostname: str, loglevel: str,
+    gpus: str | None, hostname: str, broker_wait: float, loglevel: str,
 ) -> None:
     """Start a worker (the default command)."""
-    with _errors():
-        settings = _settings(
-            runs_dir=runs_dir,
-            broker_url=check_broker_url(broker) if broker else None,
-            gpus=parse_gpus(gpus) if gpus is not None else None,
-        )
-        options = WorkerOptions(
-            queues=tuple(q.strip() for q in queues.split(",")) if queues else (),
-            concurrency=concurrency,
-            loglevel=loglevel.lower(),
-            hostname=hostname,
-        )
-        run_worker(settings, options)
+    from .worker import WorkerOptions, run_worker
+
+    settings = _settings(runs_dir, broker, gpus=parse_gpus(gpus) if gpus is not None else None)
+    options = WorkerOptions(
+        queues=_queue_names(queues) if queues is not None else (),
+        concurrency=concurrency,
+        loglevel=loglevel.lower(),
+        hostname=hostname,
+    )
+    wait_for_broker(settings, broker_wait)
+    logging.getLogger(CONSUMER_LOGGER).addFilter(OneLineLogs())
+    run_worker(settings, options)
+
+
+def _queue_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not any(names):
+        raise click.UsageError("-Q/--queues needs queue names, e.g. -Q gage,gpu")
+    return tuple(check_queue_name(name) for name in names)
+
+
+def wait_for_broker(settings: Settings, wait: float) -> None:
+    """Return once the broker accepts a connection; BrokerUnavailable after `wait` s.
+
+    One log line per failed try, backing off from 1 to 10 s. A worker that
+    cannot reach its broker exits (3) rather than hang: under systemd
+    (Restart=always) or compose (restart: unless-stopped) it is restarted,
+    and a wrong URL or password shows up as a failed unit with its reason.
+    """
+    from .broker import is_embedded
+    from .enqueue import BrokerSession
+
+    if is_embedded(settings):
+        return
+    deadline = time.monotonic() + wait
+    tries = 0
+    while True:
+        try:
+            with BrokerSession(settings):
+                return
+        except BrokerUnavailable as e:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BrokerUnavailable(
+                    f"{str(e).rstrip('.')}; gave up after {wait:g} s (--broker-wait)"
+                ) from None
+            delay = min(_RETRY_DELAYS[tries] if tries < len(_RETRY_DELAYS) else _MAX_RETRY_DELAY,
+                        left)
+            tries += 1
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            reason = str(e).rstrip(".")
+            click.echo(f"[{stamp}: WARNING] {PROG}: {reason}; retrying in {delay:.0f} s", err=True)
+            time.sleep(delay)
 
 
 @main.command("reconcile")
 @_common
-def reconcile_cmd(runs_dir: str | None, broker: str | None) -> None:
-    """Reconcile the runs dir with the broker once (a full scan), and say what was done."""
-    with _errors():
-        settings = _settings(runs_dir=runs_dir, broker_url=broker)
-        settings = settings.with_overrides(
-            runs_dir=check_runs_dir(settings.require_runs_dir(), writable=True)
-        )
-        done = reconcile_by_hand(settings)
+def reconcile_cmd(runs_dir: str | None, broker: str | None) -> int:
+    """Reconcile the runs dir with the broker once (a full scan), and say what was done.
+
+    Exits 3 if the broker is unreachable: runs that need a message were not
+    sent (lost runs are finalized all the same).
+    """
+    from .enqueue import BrokerSession
+    from .recovery import reconcile_by_hand
+
+    settings = _settings(runs_dir, broker)
+    done = reconcile_by_hand(settings)
     for line in done:
         click.echo(line)
     if not done:
         click.echo("nothing to do")
+    with BrokerSession(settings):
+        pass  # BrokerUnavailable: exit 3
+    return 0
 
 
 @main.command("beat")
 @_common
-@click.option("--schedule", "schedule_path", required=True, metavar="FILE",
-              help="The schedule: a TOML file of [[job]] tables.")
+@click.option("--schedule", "schedule_path", metavar="FILE",
+              help="The schedule: a TOML file of [[job]] tables (required).")
 @click.option("--no-wait", is_flag=True,
               help="Exit with an error if another beat runs this schedule (default: wait).")
 @click.option("--once", is_flag=True, help="Submit the jobs that are due now, then exit.")
-@click.option(
-    "-l", "--loglevel", type=click.Choice(LOGLEVELS, case_sensitive=False), default="info",
-    show_default=True,
-)
+@_loglevel_option
 def beat_cmd(
-    runs_dir: str | None, broker: str | None, schedule_path: str, no_wait: bool, once: bool,
-    loglevel: str,
-) -> None:
+    runs_dir: str | None, broker: str | None, schedule_path: str | None, no_wait: bool,
+    once: bool, loglevel: str,
+) -> int:
     """Submit ops on cron or interval schedules (one beat per schedule)."""
     from .beat import configure_logging, run_beat
 
-    with _errors():
-        configure_logging(loglevel)
-        status = run_beat(
-            schedule_path, _settings(runs_dir=runs_dir, broker_url=broker),
-            wait=not no_wait, once=once,
-        )
-    sys.exit(status)
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Turn gage errors into `gage-worker: error: ...`: exit 2 for bad settings, else 1."""
-    try:
-        yield
-    except SettingsError as e:
-        click.echo(f"gage-worker: error: {e}", err=True)
-        sys.exit(2)
-    except GageRunsError as e:
-        click.echo(f"gage-worker: error: {e}", err=True)
-        sys.exit(1)
+    if not schedule_path:
+        raise click.UsageError("beat needs --schedule FILE (a TOML file of [[job]] tables)")
+    settings = _settings(runs_dir, broker)
+    configure_logging(loglevel)
+    return run_beat(schedule_path, settings, wait=not no_wait, once=once)

@@ -31,7 +31,7 @@ from typing import Any
 
 from kombu import Connection, Exchange, Producer, Queue
 
-from .broker import CONNECT_TIMEOUT, broker_url, transport_options
+from .broker import CONNECT_TIMEOUT, broker_transport, broker_url, transport_options
 from .settings import Settings
 
 EXEC_TASK = "gage.exec"
@@ -55,6 +55,7 @@ def broker_connection(settings: Settings) -> Connection:
     """A (lazy) connection for sending, as Celery's `connection_for_write` makes it."""
     return Connection(
         broker_url(settings),
+        transport=broker_transport(settings),
         transport_options=transport_options(settings),
         connect_timeout=CONNECT_TIMEOUT,
     )

@@ -107,7 +107,7 @@ def reconcile(settings: Settings, *, full: bool = False) -> list[str]:
         done.extend(_resend(settings, backlogs, stale))
     pruned = prune_embedded(settings)
     if pruned:
-        log.info("pruned %d claimed embedded broker messages", pruned)
+        log.info("put back %d embedded broker messages claimed by dead workers", pruned)
     return done
 
 

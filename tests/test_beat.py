@@ -349,14 +349,14 @@ def bad_job(keys: str, *, project: str = "nap", op: str = "nap") -> str:
     ],
 )
 def test_malformed_schedule_is_a_one_line_error(worker_bed, text, where, message):
-    """Every job is checked before anything is written: one line naming file and job, exit 1."""
+    """Every job is checked before anything is written: one line naming file and job, exit 2."""
     nap_project(worker_bed)
     schedule = write_schedule(worker_bed, text)
     result = subprocess.run(
         [*worker_command(), "beat", "--schedule", str(schedule), "--once"],
         capture_output=True, text=True, env=worker_bed.worker_env(), timeout=30,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     prefix = f"gage-worker: error: {schedule}: " + (f"{where}: " if where else "")
     assert result.stderr.startswith(prefix)
     assert message in result.stderr

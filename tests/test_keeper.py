@@ -168,7 +168,8 @@ def test_supervision_fails_closed(redis_bed):
     assert _gone(command)
     record = read_record(run)
     assert record.reason is EndReason.SUPERVISION_FAILED
-    assert "IsADirectoryError" in record.detail
+    assert record.detail.startswith("supervision failed: ")
+    assert "queue/cancel" in record.detail
     after = redis_bed.stage_and_submit(1)
     assert redis_bed.wait_status(after) == {after[0].id: "completed"}
     assert worker.proc.poll() is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import struct
 import sys
@@ -14,6 +13,8 @@ import psutil
 import pytest
 from support.multihost import MultihostBed
 from support.workers import wait_for
+
+from gage_worker.lock import read_record
 
 F_OFD_GETLK, F_OFD_SETLK = 36, 37
 LOCK_KINDS = {"posix": (fcntl.F_GETLK, fcntl.F_SETLK), "ofd": (F_OFD_GETLK, F_OFD_SETLK)}
@@ -130,8 +131,7 @@ def test_workers_on_two_hosts_run_each_run_once(multihost_bed: MultihostBed):
         assert len(executions) == 1, (run.id, executions)
         host = executions[0]["host"]
         assert host in ("host-a", "host-b")
-        heartbeat = json.loads(Path(run.meta_dir, "queue", "heartbeat").read_text())
-        assert heartbeat["host"] == host
+        assert read_record(run).host == host
 
 
 def test_a_dead_client_drops_its_locks_while_the_holder_lives(multihost_bed: MultihostBed):

@@ -72,17 +72,19 @@ def test_run_env_drops_worker_settings_and_secrets():
 
 
 def test_cli_errors_are_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
     runner = CliRunner()
     cases = [
-        (["--runs-dir", str(tmp_path / "missing")], "runs dir", 1),
-        (["worker", "--runs-dir", str(tmp_path), "--broker", "nope"], "invalid broker URL", 2),
-        (["--runs-dir", str(tmp_path), "--gpus", "0,1", "-c", "3"], "conflicts with --gpus", 2),
-        (["--runs-dir", str(tmp_path), "-Q", "bad queue"], "invalid queue name", 2),
-        (["reconcile", "--runs-dir", str(tmp_path / "missing")], "does not exist", 1),
+        (["--runs-dir", str(tmp_path / "missing")], "runs dir"),
+        (["worker", "--runs-dir", str(tmp_path), "--broker", "nope"], "invalid broker URL"),
+        (["--runs-dir", str(tmp_path), "--gpus", "0,1", "-c", "3"], "conflicts with --gpus"),
+        (["--runs-dir", str(tmp_path), "-Q", "bad queue"], "invalid queue name"),
+        (["reconcile", "--runs-dir", str(tmp_path / "missing")], "does not exist"),
+        (["reconcile", "--runs-dir", str(tmp_path / "file")], "is not a directory"),
     ]
-    for args, message, code in cases:
+    for args, message in cases:
         result = runner.invoke(main, args)
-        assert result.exit_code == code, (args, result.output)
+        assert result.exit_code == 2, (args, result.output)
         assert result.output.startswith("gage-worker: error: "), result.output
         assert message in result.output and result.output.count("\n") == 1
 
@@ -94,8 +96,8 @@ def test_cli_in_a_real_process(tmp_path):
          "--runs-dir", str(tmp_path / "file")],
         capture_output=True, text=True, timeout=60,
     )
-    assert proc.returncode == 1
-    assert proc.stderr == f"gage-worker: error: runs dir {tmp_path / 'file'} does not exist\n"
+    assert proc.returncode == 2
+    assert proc.stderr == f"gage-worker: error: runs dir {tmp_path / 'file'} is not a directory\n"
     assert not (tmp_path / "file.gage-queue").exists()
 
 
@@ -118,5 +120,5 @@ def test_worker_refuses_unwritable_runs_dir(tmp_path):
     runs = tmp_path / "ro"
     runs.mkdir(mode=0o555)
     result = CliRunner().invoke(main, ["--runs-dir", str(runs)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"runs dir {runs} is not writable" in result.output

@@ -4,8 +4,9 @@
 one) and prints its path; `.ci/run` calls it before the tests so the tests
 themselves don't pay for the install.
 
-The venv lives at `$GAGE_QUEUE_REAL_GAGE_VENV`, else
-`~/.cache/gage-queue/gage-0.1.2-venv`. Typer, click and rich are pinned:
+The venv lives at `$GAGE_QUEUE_REAL_GAGE_VENV`, else in the repo's
+git-ignored `.cache/gage-0.1.2-venv` (nothing is written to the user's
+home; `make clean` removes it). Typer, click and rich are pinned:
 newer typer releases break `gage runs`.
 """
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import pytest
 
 VENV_ENV_VAR = "GAGE_QUEUE_REAL_GAGE_VENV"
-DEFAULT_VENV = Path("~/.cache/gage-queue/gage-0.1.2-venv")
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_VENV = REPO / ".cache" / "gage-0.1.2-venv"
 GAGE_VERSION = "0.1.2"
 REQUIREMENTS = [f"gage=={GAGE_VERSION}", "typer==0.12.3", "click==8.1.7", "rich==13.7.1"]
 
