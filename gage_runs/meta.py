@@ -155,19 +155,36 @@ def meta_opcmd(run: Run) -> OpCmd:
     return OpCmd(args, {str(k): str(v) for k, v in env.items()})
 
 
+def read_small(path: str) -> str:
+    """A meta file's text, read with plain system calls.
+
+    Listings read several small files per run; this is several times
+    faster than `open()` with its text wrapper. Raises as `open()` does.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, _CHUNK)]
+        while len(chunks[-1]) == _CHUNK:
+            chunks.append(os.read(fd, _CHUNK))
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
+
+
+_CHUNK = 65536
+
+
 def meta_timestamp(run: Run, name: str) -> int | None:
     """A timestamp meta file (`staged`, `started`, ...) or None if missing."""
     try:
-        with open(run_meta_path(run, name)) as f:
-            return int(f.read().rstrip())
+        return int(read_small(run_meta_path(run, name)).rstrip())
     except (FileNotFoundError, ValueError):
         return None
 
 
 def meta_exit_code(run: Run) -> int | None:
     try:
-        with open(run_meta_path(run, "proc", "exit")) as f:
-            return int(f.read().rstrip())
+        return int(read_small(run_meta_path(run, "proc", "exit")).rstrip())
     except (FileNotFoundError, ValueError):
         return None
 
@@ -175,8 +192,7 @@ def meta_exit_code(run: Run) -> int | None:
 def run_summary(run: Run) -> RunSummary:
     """The run's summary.json (written at finalize); empty if missing or bad."""
     try:
-        with open(run_meta_path(run, "summary.json")) as f:
-            data = json.load(f)
+        data = json.loads(read_small(run_meta_path(run, "summary.json")))
     except (OSError, ValueError):
         return RunSummary({})
     return RunSummary(data if isinstance(data, dict) else {})
@@ -185,14 +201,12 @@ def run_summary(run: Run) -> RunSummary:
 def run_for_meta_dir(meta_dir: str) -> Run:
     """The run of a meta dir; raises RunFormatError if it isn't one."""
     try:
-        with open(os.path.join(meta_dir, "opref")) as f:
-            opref = decode_opref(f.read())
+        opref = decode_opref(read_small(os.path.join(meta_dir, "opref")))
     except (OSError, ValueError) as e:
         raise RunFormatError(f"{meta_dir} is not a run meta dir: {e}") from None
     run_dir = meta_dir[: -len(".meta")] if meta_dir.endswith(".meta") else meta_dir
     try:
-        with open(os.path.join(meta_dir, "id")) as f:
-            run_id = f.read().rstrip()
+        run_id = read_small(os.path.join(meta_dir, "id")).rstrip()
     except FileNotFoundError:
         run_id = os.path.basename(run_dir)
     try:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, replace
 
 from .errors import RunFormatError, RunLookupError, RunsDirError
-from .meta import run_for_meta_dir
+from .meta import read_small, run_for_meta_dir
 from .names import is_run_id, run_name_for_id
 from .types import Run
 
@@ -108,8 +108,7 @@ def _stamp(meta_dir: str) -> int:
     """The sort key Gage uses: started, else staged, else initialized."""
     for name in _STAMPS:
         try:
-            with open(os.path.join(meta_dir, name)) as f:
-                return int(f.read().rstrip())
+            return int(read_small(os.path.join(meta_dir, name)).rstrip())
         except (OSError, ValueError):
             continue
     return 0

@@ -243,31 +243,24 @@ def list_cmd(
     show_all: bool, as_json: bool,
 ) -> int:
     """List runs, newest first, with their status (queued, running on HOST, lost, ...)."""
-    from gage_runs.runs_dir import list_runs
-
-    from .info import run_info
+    from .listing import ListFilter, list_rows
     from .project import current_namespace, runs_dir_for_reading
     from .render import print_json, print_runs_table
     from .term import console, is_terminal
 
-    namespace = current_namespace(project_dir)
-    rows = []
-    for index, run in enumerate(list_runs(runs_dir_for_reading(project_dir, runs_dir)), 1):
-        info = run_info(run, namespace=namespace, detail=as_json)
-        if (
-            (not statuses or info.status in statuses)
-            and (not ops or {info.op, run.opref.op_name, run.opref.get_full_name()} & set(ops))
-            and (label is None or label in (info.label or ""))
-            and (schedule is None or info.schedule == schedule)
-        ):
-            rows.append((index, info))
-    shown = rows if show_all else rows[:limit]
+    shown, matched = list_rows(
+        runs_dir_for_reading(project_dir, runs_dir),
+        ListFilter(statuses, ops, label, schedule),
+        limit=None if show_all else limit,
+        namespace=current_namespace(project_dir),
+        detail=as_json,
+    )
     if as_json:
         print_json([info.as_json() for _, info in shown], sys.stdout)
         return 0
     print_runs_table(shown, sys.stdout)
-    if len(shown) < len(rows):
-        note = f"Showing {len(shown)} of {len(rows)} runs (use -n N or -a to show more)"
+    if len(shown) < matched:
+        note = f"Showing {len(shown)} of {matched} runs (use -n N or -a to show more)"
         if is_terminal(sys.stdout):
             console().print(f"[dim i]{note}[/]")
         else:

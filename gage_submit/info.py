@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from gage_runs.errors import RunFormatError
-from gage_runs.meta import meta_config, meta_exit_code, meta_timestamp, run_summary
+from gage_runs.meta import meta_config, read_small, run_summary
 from gage_runs.sidecars import run_label
-from gage_runs.types import Run
+from gage_runs.types import Run, RunSummary
+from gage_worker.lock import is_locked, read_record
 from gage_worker.queue_meta import read_submitted
-from gage_worker.runstate import ENDED, RunState
+from gage_worker.runstate import ENDED, GageFacts, RunSnapshot, RunState, derive_state
 from gage_worker.runstate import FINISHED as QUEUE_FINISHED
-from gage_worker.state import queue_state
+from gage_worker.state import QueueState
 
 from .lineage import read_rerun_of
 
@@ -63,11 +64,14 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
     """Collect a run's fields; `detail` adds config and summary.
 
     The op is shown without its namespace when that is `namespace` (the
-    current project's), as Gage shows it.
+    current project's), as Gage shows it. The meta dir is listed once and
+    only files that exist are read (`_MetaFiles`): a few opens per run.
     """
-    state = queue_state(run)
-    submitted = read_submitted(run) or {}
-    summary = run_summary(run)
+    files = _MetaFiles(run)
+    exit_code = files.exit_code()
+    state = _queue_state(run, files, exit_code)
+    submitted = (read_submitted(run) or {}) if "submitted" in files.queue else {}
+    summary = run_summary(run) if "summary.json" in files.names else RunSummary({})
     opref = run.opref
     return RunInfo(
         id=run.id,
@@ -82,16 +86,67 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
         schedule=submitted.get("schedule"),
         time_limit=submitted.get("time_limit"),
         submitted=submitted.get("time"),
-        initialized=meta_timestamp(run, "initialized"),
-        staged=meta_timestamp(run, "staged"),
-        started=meta_timestamp(run, "started"),
-        stopped=meta_timestamp(run, "stopped"),
-        exit_code=meta_exit_code(run),
+        initialized=files.timestamp("initialized"),
+        staged=files.timestamp("staged"),
+        started=files.timestamp("started"),
+        stopped=files.timestamp("stopped"),
+        exit_code=exit_code,
         run_dir=run.run_dir,
         config=_config(run) if detail else None,
         summary=summary.as_json() if detail else {},
-        rerun_of=read_rerun_of(run),
+        rerun_of=read_rerun_of(run) if "rerun-of" in files.queue else None,
     )
+
+
+class _MetaFiles:
+    """A meta dir read for display: its names (and `queue/`'s) listed once, then only
+    the files that exist are opened, with plain system calls (`read_small`)."""
+
+    def __init__(self, run: Run):
+        self.meta_dir = run.meta_dir
+        self.names = _names(self.meta_dir)
+        self.queue = _names(os.path.join(self.meta_dir, "queue")) if "queue" in self.names \
+            else frozenset()
+
+    def timestamp(self, name: str) -> int | None:
+        return self._int(name) if name in self.names else None
+
+    def exit_code(self) -> int | None:
+        return self._int("proc", "exit") if "proc" in self.names else None
+
+    def _int(self, *parts: str) -> int | None:
+        try:
+            return int(read_small(os.path.join(self.meta_dir, *parts)).rstrip())
+        except (OSError, ValueError):
+            return None
+
+
+def _names(path: str) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(path))
+    except OSError:
+        return frozenset()
+
+
+def _queue_state(run: Run, files: _MetaFiles, exit_code: int | None) -> QueueState:
+    """`state.queue_state` from the listing: the same facts, the one `derive_state`.
+
+    The lock is probed only when the record says running, the only state
+    `derive_state` asks the lock about; `proc/lock` only without an exit code.
+    """
+    proc_lock = (
+        exit_code is None and "proc" in files.names
+        and os.path.exists(os.path.join(files.meta_dir, "proc", "lock"))
+    )
+    facts = GageFacts(
+        exit_code=exit_code, proc_lock=proc_lock, staged="staged" in files.names,
+        started="started" in files.names, initialized="initialized" in files.names,
+    )
+    submitted = "submitted" in files.queue
+    record = read_record(run) if submitted else None
+    locked = record is not None and record.state is RunState.RUNNING and is_locked(run)
+    committed = record.state if record else None
+    return QueueState(derive_state(RunSnapshot(facts, submitted, committed, locked)), record)
 
 
 def _config(run: Run) -> dict[str, Any] | None:
