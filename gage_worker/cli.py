@@ -139,6 +139,10 @@ def main() -> None:
 @click.option("-Q", "--queues", metavar="Q1,Q2", help="Queues to consume (default: gage).")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), help="Runs at a time (default 1).")
 @click.option("--gpus", metavar="0,1", help="GPU slots: one run per GPU (env GAGE_GPUS).")
+@click.option(
+    "--finalize/--no-finalize", default=None,
+    help="Consume the finalize queue (default: yes, unless the worker has GPUs).",
+)
 @click.option("-n", "--hostname", default="gage@%h", show_default=True, help="Worker node name.")
 @click.option(
     "--broker-wait", type=click.FloatRange(min=0), default=DEFAULT_BROKER_WAIT,
@@ -148,7 +152,7 @@ def main() -> None:
 @_loglevel_option
 def worker_cmd(
     runs_dir: str | None, broker: str | None, queues: str | None, concurrency: int | None,
-    gpus: str | None, hostname: str, broker_wait: float, loglevel: str,
+    gpus: str | None, finalize: bool | None, hostname: str, broker_wait: float, loglevel: str,
 ) -> None:
     """Start a worker (the default command)."""
     from .worker import WorkerOptions, run_worker
@@ -159,6 +163,7 @@ def worker_cmd(
         concurrency=concurrency,
         loglevel=loglevel.lower(),
         hostname=hostname,
+        finalize=finalize,
     )
     wait_for_broker(settings, broker_wait)
     logging.getLogger(CONSUMER_LOGGER).addFilter(OneLineLogs())

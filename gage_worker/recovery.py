@@ -94,7 +94,11 @@ def reconcile(settings: Settings, *, full: bool = False) -> list[str]:
     An error with one run is logged and the pass goes on.
     """
     runs_dir = settings.require_runs_dir()
-    done: list[str] = repair_index(runs_dir) if full else []
+    done: list[str] = []
+    if full:
+        added = repair_index(runs_dir)
+        if added:
+            done.append(f"{added} active run(s) missing from the index: added")
     backlogs: Backlogs = defaultdict(list)
     for run_id in active.active_ids(runs_dir):
         try:
@@ -144,19 +148,19 @@ def reconcile_by_hand(settings: Settings) -> list[str]:
             lease.release()
 
 
-def repair_index(runs_dir: str) -> list[str]:
-    """Scan every run of the runs dir and index the active ones the index lacks.
+def repair_index(runs_dir: str) -> int:
+    """Scan every run of the runs dir and index the active ones the index lacks; how many.
 
     One `stat` per run (`queue/submitted`); only runs submitted to the
     queue are read further. Entries of runs that are not active are
     dropped by the pass that follows.
     """
     indexed = set(active.active_ids(runs_dir))
-    done: list[str] = []
+    added = 0
     try:
         names = os.listdir(runs_dir)
     except FileNotFoundError:
-        return done
+        return added
     for name in names:
         run_id = name[: -len(".meta")]
         if not name.endswith(".meta") or run_id in indexed or not is_run_id(run_id):
@@ -168,11 +172,13 @@ def repair_index(runs_dir: str) -> list[str]:
             state = queue_state(run)
             if is_owed(state):
                 active.add(run)
-                done.append(f"{_label(run)}: {state.status}, added to the active index")
+                log.warning("reconcile: run %s: %s but not in the active index; added",
+                            run_id, state.status)
+                added += 1
         except Exception as e:  # one bad run never stops the scan
             expected = isinstance(e, (OSError, ValueError, GageRunsError))
             log.warning("reconcile: run %s: %s", run_id, e, exc_info=not expected)
-    return done
+    return added
 
 
 def is_owed(state: QueueState) -> bool:
@@ -194,7 +200,7 @@ def _reconcile_entry(runs_dir: str, run_id: str, settings: Settings, backlogs: B
         if os.path.lexists(os.path.join(runs_dir, run_id + ".meta")):
             raise
         active.remove(runs_dir, run_id)
-        done.append(f"{run_id[:8]}: deleted, dropped from the active index")
+        log.info("reconcile: run %s: deleted, dropped from the active index", run_id)
         return
     state = queue_state(run)
     if not is_owed(state):
@@ -202,7 +208,7 @@ def _reconcile_entry(runs_dir: str, run_id: str, settings: Settings, backlogs: B
         if state.record is None and young:
             return  # being submitted: its record is not written yet
         active.remove(runs_dir, run_id)
-        done.append(f"{_label(run)}: {state.status}, dropped from the active index")
+        log.info("reconcile: run %s: %s, dropped from the active index", run_id, state.status)
         return
     _reconcile_run(run, read_submitted(run) or {}, state, settings, backlogs, done)
 

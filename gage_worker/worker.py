@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -25,18 +27,23 @@ class WorkerOptions:
     concurrency: int | None = None
     loglevel: str = "info"
     hostname: str = "gage@%h"
+    finalize: bool | None = None  # consume the finalize queue; None: unless it has GPUs
 
 
 def worker_argv(settings: Settings, options: WorkerOptions) -> list[str]:
     """Celery worker arguments; SettingsError for inconsistent options.
 
-    The worker always consumes the finalize queue too, so a run executed
-    on a dedicated queue (`-Q gpu`) is finalized without another worker.
+    A worker without GPUs consumes the finalize queue too, so a run is
+    finalized without another worker; a worker with GPUs does not, unless
+    told to (`--finalize`), so its GPUs do not wait while checkpoints are
+    hashed: run a CPU worker on the finalize queue (`gage-worker -Q
+    gage-finalize`) next to GPU workers. Naming the finalize queue in the
+    queues also consumes it.
     Concurrency defaults to one run at a time (ML runs tend to use the
     whole machine); with GPU slots it is one per GPU.
     """
     queues = [check_queue_name(q) for q in options.queues] or [settings.queue]
-    if settings.finalize_queue not in queues:
+    if consumes_finalize(settings, options) and settings.finalize_queue not in queues:
         queues.append(settings.finalize_queue)
     concurrency = options.concurrency
     if settings.gpus:
@@ -59,11 +66,34 @@ def worker_argv(settings: Settings, options: WorkerOptions) -> list[str]:
     ]
 
 
+def consumes_finalize(settings: Settings, options: WorkerOptions) -> bool:
+    """Whether the worker takes finalize tasks: see `worker_argv`."""
+    if settings.finalize_queue in options.queues:
+        return True
+    return options.finalize if options.finalize is not None else not settings.gpus
+
+
+def finalize_warning(settings: Settings, options: WorkerOptions) -> str | None:
+    """The line a worker that takes no finalize tasks says at start, else None."""
+    if consumes_finalize(settings, options):
+        return None
+    why = " (it has GPUs)" if settings.gpus and options.finalize is None else ""
+    return (
+        f"this worker does not consume the finalize queue {settings.finalize_queue}{why}:"
+        f" the runs it executes are finalized by a worker that does"
+        f" (`gage-worker -Q {settings.finalize_queue}` on a CPU host, or --finalize)"
+    )
+
+
 def run_worker(settings: Settings, options: WorkerOptions) -> None:
     """Check the runs dir and run a worker until it is stopped."""
     runs_dir = check_runs_dir(settings.require_runs_dir(), writable=True)
     settings = settings.with_overrides(runs_dir=runs_dir)
     argv = worker_argv(settings, options)
+    warning = finalize_warning(settings, options)
+    if warning:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"[{stamp}: WARNING] gage-worker: {warning}", file=sys.stderr, flush=True)
     # Celery warns on every reconnect unless the setting is True; it is set
     # (to False, on purpose) in celery_app.celery_config.
     warnings.filterwarnings(

@@ -242,11 +242,11 @@ def test_a_restarted_worker_does_not_oversubscribe_its_slots(redis_bed):
 
 
 def test_gpu_slot_is_never_shared_after_a_worker_crash(redis_bed):
-    a = redis_bed.start_worker("-Q", "gpu", "--gpus", "0")
+    a = redis_bed.start_worker("-Q", "gpu", "--gpus", "0", "--finalize")
     first = redis_bed.submit(redis_bed.stage(sleep=3), queue="gpu")
     assert _running_record(first).slot == "gpu 0"
     a.kill()
-    redis_bed.start_worker("-Q", "gpu", "--gpus", "0", "--hostname", "other@%h")
+    redis_bed.start_worker("-Q", "gpu", "--gpus", "0", "--finalize", "--hostname", "other@%h")
     second = redis_bed.submit(redis_bed.stage(), queue="gpu")
 
     assert redis_bed.wait_status([first, second], timeout=30) == {

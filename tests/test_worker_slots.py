@@ -15,7 +15,7 @@ def _overlap(a: dict, b: dict, duration: float) -> bool:
 
 def test_gpu_slots_one_run_per_gpu(redis_bed):
     redis_bed.start_worker(
-        "-Q", "gpu", "--gpus", "0,1",
+        "-Q", "gpu", "--gpus", "0,1", "--finalize",
         env=redis_bed.worker_env(CELERY_X="1"),
     )
     runs = redis_bed.stage_and_submit(6, sleep=0.6, queue="gpu")
