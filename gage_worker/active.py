@@ -75,3 +75,14 @@ def active_ids(runs_dir: str) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(name for name in names if is_run_id(name))
+
+
+def newest_first(runs_dir: str) -> list[str]:
+    """The ids in the index, the latest submitted first (one stat per entry)."""
+    def made(run_id: str) -> int:
+        try:
+            return os.stat(entry_path(runs_dir, run_id)).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    return sorted(active_ids(runs_dir), key=made, reverse=True)

@@ -8,8 +8,9 @@ says what it did: submitted, skipped (and why), or the error.
 - Overlap: unless the job sets `overlap = true`, a tick is skipped while
   the job's last run is queued, running or finalizing. The last run of
   each job is kept in memory and recovered from the runs dir at start-up
-  (the newest run whose `queue/submitted` names the job), so the next tick
-  after a restart is also timed from it.
+  (the newest run whose `queue/submitted` names the job, read newest
+  first until found), so the next tick after a restart is also timed
+  from it. The check itself reads that one run's state.
 - One beat per schedule: a beat holds a POSIX record lock on
   `<runs dir>/.gage-queue/beat-<sha1 of the schedule's real path>.lock`,
   which works across hosts on NFS (give every host the schedule at the
@@ -39,7 +40,7 @@ from datetime import datetime
 
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import make_dirs, writable_file_mode
-from gage_runs.runs_dir import check_runs_dir, list_runs
+from gage_runs.runs_dir import check_runs_dir, scan_runs
 from gage_runs.staging import stage_op
 from gage_runs.types import Run
 
@@ -191,11 +192,19 @@ class Beat:
         return 0
 
     def _recover(self, now: float) -> dict[str, JobState]:
-        """Each job's last run and tick from the runs dir (`queue/submitted`)."""
+        """Each job's last run and tick from the runs dir (`queue/submitted`).
+
+        Runs are read newest first (`scan_runs`: no file opened to sort)
+        until every job's last run is found, so a beat whose jobs ran
+        recently reads a few runs, not the runs dir.
+        """
         last: dict[str, tuple[float, Run]] = {}
         names = {job.name for job in self.jobs}
-        for run in list_runs(self.runs_dir):
-            submitted = read_submitted(run) or {}
+        for entry in scan_runs(self.runs_dir):
+            if len(last) == len(names):
+                break
+            run = entry.load()
+            submitted = (read_submitted(run) or {}) if run else {}
             name, submit_time = submitted.get("schedule"), submitted.get("time")
             if name not in names or not isinstance(submit_time, int):
                 continue

@@ -100,7 +100,7 @@ def reconcile(settings: Settings, *, full: bool = False) -> list[str]:
         if added:
             done.append(f"{added} active run(s) missing from the index: added")
     backlogs: Backlogs = defaultdict(list)
-    for run_id in active.active_ids(runs_dir):
+    for run_id in active.newest_first(runs_dir):  # as the runs dir lists them
         try:
             _reconcile_entry(runs_dir, run_id, settings, backlogs, done)
         except Exception as e:  # one bad run never stops the pass
