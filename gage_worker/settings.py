@@ -6,9 +6,9 @@
 | `GAGE_BROKER_URL_FILE` | a file holding the broker URL, so its password is in no environment; not with `GAGE_BROKER_URL` | none |
 | `GAGE_RUNS` (else `RUNS_DIR`) | the runs dir, as Gage resolves it | none |
 | `GAGE_QUEUE` | the default exec queue | `gage` |
-| `GAGE_FINALIZE_QUEUE` | the queue of finalize tasks; every worker consumes it | `gage-finalize` |
+| `GAGE_FINALIZE_QUEUE` | the queue of finalize tasks; workers without GPUs consume it (`worker.worker_argv`) | `gage-finalize` |
 | `GAGE_VISIBILITY_TIMEOUT` | seconds before Redis redelivers an unacked message | `86400` |
-| `GAGE_RECONCILE_INTERVAL` | seconds between a worker's reconcile passes | `60` |
+| `GAGE_RECONCILE_INTERVAL` | seconds between reconcile passes (one worker per interval does one) | `60` |
 | `GAGE_RECONCILE_THRESHOLD` | seconds a queued run waits before reconcile re-sends it | `300` |
 | `GAGE_CANCEL_GRACE` | seconds between SIGTERM and SIGKILL on cancel or time limit | `10` |
 | `GAGE_GPUS` | GPU slots of a worker, e.g. `0,1`: one run per GPU | none |
