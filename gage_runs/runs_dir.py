@@ -64,22 +64,32 @@ def scan_runs(runs_dir: str, *, deleted: bool = False) -> list[RunEntry]:
     name is not `<hex id>.meta` are skipped, as Gage skips them; an entry
     whose `opref` cannot be read is skipped only when it is loaded.
     """
+    return newest_first(_unsorted(runs_dir, deleted))
+
+
+def _unsorted(runs_dir: str, deleted: bool = False) -> list[tuple[str, str]]:
+    """(id, meta dir) of the run entries: one directory listing."""
     suffix = ".meta.deleted" if deleted else ".meta"
     try:
         with os.scandir(runs_dir) as it:
             found = [(e.name[: -len(suffix)], e.path) for e in it if e.name.endswith(suffix)]
     except FileNotFoundError:
         return []
-    entries = [
-        RunEntry(run_id, path, (_stamp_mtime(path), 0))
-        for run_id, path in found
-        if _HEX_PREFIX.match(run_id)
-    ]
+    return [(run_id, path) for run_id, path in found if _HEX_PREFIX.match(run_id)]
+
+
+def newest_first(found: list[tuple[str, str]]) -> list[RunEntry]:
+    """Entries for (id, meta dir) pairs, sorted as `scan_runs` says."""
+    entries = [RunEntry(run_id, path, (_stamp_mtime(path), 0)) for run_id, path in found]
     entries.sort(key=lambda e: e.sort_key[0], reverse=True)
     return _break_ties(entries)
 
 
 _HEX_PREFIX = re.compile(r"[0-9a-fA-F]{8}")
+
+
+def _name(run_id: str) -> str:
+    return run_name_for_id(run_id)
 _STAMPS = ("started", "staged", "initialized")
 
 
@@ -169,6 +179,20 @@ class _Listing:
             self._entries = scan_runs(self.runs_dir)
         return self._entries
 
+    def matching(self, spec: str) -> list[RunEntry]:
+        """Entries whose id or name is `spec`, else starts with it; newest first.
+
+        Matched on entry names, so only the matches are stat'ed to sort them.
+        """
+        if self._entries is not None:
+            found = [(e.id, e.meta_dir) for e in self._entries]
+        else:
+            found = _unsorted(self.runs_dir)
+        exact = [(i, p) for i, p in found if spec in (i, _name(i))]
+        return newest_first(exact or [
+            (i, p) for i, p in found if i.startswith(spec) or _name(i).startswith(spec)
+        ])
+
     def direct(self, run_id: str) -> Run | None:
         """The run with this full id, found without listing; None if there is none."""
         meta_dir = os.path.join(self.runs_dir, run_id + ".meta")
@@ -189,21 +213,18 @@ def _select(listing: _Listing, spec: str) -> list[Run]:
         if run is not None:
             return [run]
     runs_dir = listing.runs_dir
-    entries = listing.entries
-    if spec.isdigit() and 1 <= int(spec) <= len(entries):
-        return [_load(entries[int(spec) - 1], spec)]
     m = _SLICE.match(spec)
+    if spec.isdigit() and 1 <= int(spec) <= len(listing.entries):
+        return [_load(listing.entries[int(spec) - 1], spec)]
     if m:
+        entries = listing.entries
         start, end = m.group(1), m.group(2)
         first = (int(start) - 1 if int(start) > 0 else int(start)) if start else None
         selected = [run for e in entries[first : int(end) if end else None] if (run := e.load())]
         if not selected:
             raise RunLookupError(f"no runs in {spec!r} ({len(entries)} runs in {runs_dir})")
         return selected
-    matches = [e for e in entries if spec in (e.id, e.name)] or [
-        e for e in entries if e.id.startswith(spec) or e.name.startswith(spec)
-    ]
-    runs = [run for e in matches if (run := e.load())]
+    runs = [run for e in listing.matching(spec) if (run := e.load())]
     if not runs:
         raise RunLookupError(f"no run matches {spec!r} in {runs_dir}")
     if len(runs) > 1:

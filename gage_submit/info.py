@@ -60,17 +60,22 @@ class RunInfo:
         return data
 
 
-def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) -> RunInfo:
+def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
+             brief: bool = False) -> RunInfo:
     """Collect a run's fields; `detail` adds config and summary.
 
     The op is shown without its namespace when that is `namespace` (the
     current project's), as Gage shows it. The meta dir is listed once and
     only files that exist are read (`_MetaFiles`): a few opens per run.
+    `brief` reads only what the runs table shows (status, host, reason,
+    label, started): queue, schedule, time limit, the other times and
+    rerun_of are left None.
     """
     files = _MetaFiles(run)
     exit_code = files.exit_code()
     state = _queue_state(run, files, exit_code)
-    submitted = (read_submitted(run) or {}) if "submitted" in files.queue else {}
+    submitted = (read_submitted(run) or {}) if "submitted" in files.queue and not brief else {}
+    times = () if brief else TIMESTAMPS
     summary = run_summary(run) if "summary.json" in files.names else RunSummary({})
     opref = run.opref
     return RunInfo(
@@ -86,15 +91,15 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False) ->
         schedule=submitted.get("schedule"),
         time_limit=submitted.get("time_limit"),
         submitted=submitted.get("time"),
-        initialized=files.timestamp("initialized"),
-        staged=files.timestamp("staged"),
+        initialized=files.timestamp("initialized") if "initialized" in times else None,
+        staged=files.timestamp("staged") if "staged" in times else None,
         started=files.timestamp("started"),
-        stopped=files.timestamp("stopped"),
+        stopped=files.timestamp("stopped") if "stopped" in times else None,
         exit_code=exit_code,
         run_dir=run.run_dir,
         config=_config(run) if detail else None,
         summary=summary.as_json() if detail else {},
-        rerun_of=read_rerun_of(run) if "rerun-of" in files.queue else None,
+        rerun_of=read_rerun_of(run) if "rerun-of" in files.queue and not brief else None,
     )
 
 

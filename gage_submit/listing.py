@@ -46,8 +46,9 @@ def list_rows(runs_dir: str, where: ListFilter, *, limit: int | None, namespace:
               detail: bool) -> tuple[list[tuple[int, RunInfo]], int]:
     """The rows to show (index in the newest-first listing, info) and how many match."""
     entries = scan_runs(runs_dir)
+    brief = not detail and where.schedule is None  # the table: read what it shows
     if not where:
-        return _first(entries, limit, namespace, detail)
+        return _first(entries, limit, namespace, detail, brief)
     candidates = _candidates(runs_dir, entries, where.statuses)
     rows = []
     for index, entry in enumerate(entries, 1):
@@ -59,14 +60,14 @@ def list_rows(runs_dir: str, where: ListFilter, *, limit: int | None, namespace:
         op_names = {run.opref.op_name, run.opref.get_full_name()}
         if where.ops and not op_names & set(where.ops):
             continue
-        info = run_info(run, namespace=namespace, detail=detail)
+        info = run_info(run, namespace=namespace, detail=detail, brief=brief)
         if where.keeps(info, op_names | {info.op}):
             rows.append((index, info))
     return (rows if limit is None else rows[:limit]), len(rows)
 
 
 def _first(entries: list[RunEntry], limit: int | None, namespace: str | None,
-           detail: bool) -> tuple[list[tuple[int, RunInfo]], int]:
+           detail: bool, brief: bool) -> tuple[list[tuple[int, RunInfo]], int]:
     rows = []
     unreadable = 0
     for index, entry in enumerate(entries, 1):
@@ -76,7 +77,7 @@ def _first(entries: list[RunEntry], limit: int | None, namespace: str | None,
         if run is None:
             unreadable += 1
             continue
-        rows.append((index, run_info(run, namespace=namespace, detail=detail)))
+        rows.append((index, run_info(run, namespace=namespace, detail=detail, brief=brief)))
     return rows, len(entries) - unreadable
 
 

@@ -237,7 +237,8 @@ def test_a_full_id_is_found_without_listing_the_runs_dir(tmp_path, monkeypatch):
     def no_scan(*args, **kwargs):
         raise AssertionError("listed the runs dir")
 
-    monkeypatch.setattr("gage_runs.runs_dir.scan_runs", no_scan)
+    monkeypatch.setattr(os, "scandir", no_scan)
+    monkeypatch.setattr(os, "listdir", no_scan)
     assert [r.id for r in select_runs(str(tmp_path), [run.id])] == [run.id]
     with pytest.raises(AssertionError, match="listed"):
         select_runs(str(tmp_path), [run.id[:8]])
