@@ -111,6 +111,11 @@ HOSTS = ("host-a", "host-b")
 # The glusterfs defaults, spelled out: kernel attribute/entry cache 1 s, no negative cache.
 MOUNT_OPTIONS = ("--attribute-timeout=1", "--entry-timeout=1", "--negative-timeout=0")
 VOLUME_PREFIX = "gq-"
+# What deploy/NFS.md asks of a GlusterFS volume for a runs dir: quick-read
+# serves a small file's content from what a lookup cached, even to a reader
+# that holds a lock and reads with O_DIRECT, so decisions would see stale
+# run records. Every other client cache stays at its default.
+VOLUME_OPTIONS = (("performance.quick-read", "off"),)
 # Shared by every session on this machine: a glusterd the bed starts outlives the
 # session that started it while another session still uses it.
 GLUSTERD_DIR = Path("/tmp/gage-queue-glusterd")
@@ -335,6 +340,8 @@ class GlusterVolume:
         # `force`: the brick is on the root file system and its host is loopback.
         gluster("volume", "create", self.name, f"{LOOPBACK}:{self.brick}", "force")
         self.created = True
+        for option, value in VOLUME_OPTIONS:
+            gluster("volume", "set", self.name, option, value)
         gluster("volume", "start", self.name)
 
     def client_command(self) -> list[str]:
