@@ -27,8 +27,9 @@ from support.submit_cli import (
 )
 
 from gage_runs.errors import RunExecError
+from gage_runs.execute import exec_run
 from gage_runs.gagefile import get_opdef, load_gagefile
-from gage_runs.lifecycle import exec_run, finalize_run
+from gage_runs.lifecycle import finalize_run
 from gage_runs.meta import init_run_meta, make_run, meta_exit_code, write_timestamp
 from gage_runs.staging import stage_op
 from gage_runs.types import OpCmd, OpRef, Run
