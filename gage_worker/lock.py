@@ -108,8 +108,13 @@ class RunLock:
         """The committed record, read through the locked descriptor."""
         return decode_record(self._read()) or RunRecord()
 
-    def commit(self, record: RunRecord) -> None:
-        """Write `record` through the lock and flush it to the file system."""
+    def commit(self, record: RunRecord, *, durable: bool = True) -> None:
+        """Write `record` through the lock; `durable`: and flush it to stable storage.
+
+        Other hosts see the write either way (direct I/O, or the lock's
+        release); `durable` is for a state change that must survive a
+        crash of the file server, not for an informational update.
+        """
         data = record.encode()
         if len(data) > RECORD_SIZE_LIMIT:
             raise ValueError(f"run record of {len(data)} bytes is too large")
@@ -122,7 +127,8 @@ class RunLock:
         else:
             os.pwrite(self.fd, data, 0)
             os.ftruncate(self.fd, len(data))
-        os.fsync(self.fd)
+        if durable:
+            os.fsync(self.fd)
 
     def _read(self) -> bytes:
         if not self._direct:
