@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -345,3 +346,18 @@ def test_a_run_finds_no_broker_password_in_its_ancestors(tmp_path):
     finally:
         bed.close()
         server.stop()
+
+
+def test_sigterm_to_the_keeper_ends_its_run_as_shutdown(redis_bed):
+    """systemd stopping a host's keepers: the run gets its grace, ends terminated, shutdown."""
+    redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage(sleep=60))
+    record = _running_record(run)
+    wait_for(lambda: redis_bed.executions(run), 10, "the command to start")
+
+    os.kill(record.keeper_pid, signal.SIGTERM)
+
+    assert redis_bed.wait_status([run], timeout=15) == {run.id: "terminated"}
+    record = read_record(run)
+    assert (record.exit_code, record.reason) == (-15, EndReason.SHUTDOWN)
+    assert _gone(record.pid)
