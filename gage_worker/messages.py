@@ -11,6 +11,10 @@ persistent. A Celery worker consumes it as one of its own;
 tests/test_worker_messages.py compares the two on a real Redis and has a
 real `celery worker` execute one.
 
+To the embedded broker (a folder) a message is written without kombu
+(`put_embedded_task`), as the file kombu's publish through
+`embedded.Transport` writes, so a submitter imports no kombu at all.
+
 Two values differ, neither read by a worker: `reply_to` is empty (Celery
 puts the sending thread's id there, for result backends; gage-queue stores
 no results), and a task sent from inside a task does not name that task
@@ -23,16 +27,21 @@ and the check cannot drift apart.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
-
-from kombu import Connection, Exchange, Producer, Queue
+from typing import TYPE_CHECKING, Any
 
 from .broker import CONNECT_TIMEOUT, broker_transport, broker_url, transport_options
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from kombu import Connection, Queue
 
 EXEC_TASK = "gage.exec"
 FINALIZE_TASK = "gage.finalize"
@@ -41,6 +50,7 @@ SERIALIZER = "json"
 CONTENT_TYPE = "application/json"  # what kombu's json serializer declares
 CONTENT_ENCODING = "utf-8"
 DELIVERY_MODE = "persistent"  # Celery's task_default_delivery_mode
+PERSISTENT = 2  # DELIVERY_MODE as kombu stores it
 # Headers a broker adds to a message it delivers again (kombu's Redis
 # transport, restoring an unacked message), with the only value it sets.
 REDELIVERY_HEADERS = {"redelivered": True}
@@ -48,11 +58,15 @@ REDELIVERY_HEADERS = {"redelivered": True}
 
 def task_queue(name: str) -> Queue:
     """A queue on its own direct exchange, as Celery creates missing queues."""
+    from kombu import Exchange, Queue
+
     return Queue(name, Exchange(name), routing_key=name)
 
 
 def broker_connection(settings: Settings) -> Connection:
     """A (lazy) connection for sending, as Celery's `connection_for_write` makes it."""
+    from kombu import Connection
+
     return Connection(
         broker_url(settings),
         transport=broker_transport(settings),
@@ -99,6 +113,8 @@ def origin() -> str:
 
 def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: str) -> str:
     """Send task `name` with `args` to `queue` once, no retry; the task id."""
+    from kombu import Producer
+
     task_id = str(uuid.uuid4())
     body, headers, properties = task_message(name, args, task_id)
     Producer(connection, auto_declare=False).publish(
@@ -113,3 +129,47 @@ def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: 
         **properties,
     )
     return task_id
+
+
+def put_embedded_task(folder: str, name: str, args: Sequence[Any], queue: str) -> str:
+    """Send task `name` with `args` to `queue` of the embedded broker; the task id.
+
+    `folder` is the broker's messages folder. The file is the one
+    `publish_task` makes there through `embedded.Transport` (a JSON
+    envelope with the body in base64), written under a hidden name and
+    renamed into place. The queue's binding (`control/<queue>.exchange`)
+    is left to the worker's own declare: nothing publishes to a queue's
+    exchange, only to the queue. Raises OSError.
+    """
+    task_id = str(uuid.uuid4())
+    body, headers, properties = task_message(name, args, task_id)
+    envelope = {
+        "body": base64.b64encode(json.dumps(body).encode(CONTENT_ENCODING)).decode(),
+        "content-encoding": CONTENT_ENCODING,
+        "content-type": CONTENT_TYPE,
+        "headers": headers,
+        "properties": {
+            **properties,
+            "delivery_mode": PERSISTENT,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    put_embedded_message(folder, queue, json.dumps(envelope).encode())
+    return task_id
+
+
+def put_embedded_message(folder: str, queue: str, data: bytes) -> None:
+    """Add a message file to `folder` atomically, named as `embedded.Channel` names it."""
+    name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
+    hidden = os.path.join(folder, f".{name}.tmp")
+    try:
+        with open(hidden, "wb") as f:
+            f.write(data)
+        os.rename(hidden, os.path.join(folder, name))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(hidden)
+        raise
