@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
+from gage_runs.errors import GageRunsError
+from gage_runs.meta import meta_config
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
 
@@ -29,8 +31,10 @@ from .broker import broker_url, is_embedded, prepare_broker, transport_options
 from .errors import BrokerUnavailable
 from .lock import create_lock_file
 from .messages import (
+    DISPLAY_LIMIT,
     EXEC_TASK,
     FINALIZE_TASK,
+    TaskDisplay,
     broker_connection,
     publish_task,
     put_embedded_task,
@@ -82,11 +86,13 @@ class BrokerSession:
         self._conn = None
 
     def send(self, task_name: str, run_id: str, queue: str) -> None:
-        """Send a task whose only argument is a run id."""
+        """Send a task whose only argument is a run id (named for monitors: `task_display`)."""
+        display = task_display(task_name, run_id, self.settings.runs_dir)
         if self._folder is not None:
-            self._in_folder(lambda folder: put_embedded_task(folder, task_name, [run_id], queue))
+            self._in_folder(
+                lambda folder: put_embedded_task(folder, task_name, [run_id], queue, display))
             return
-        self._call(lambda conn: publish_task(conn, task_name, [run_id], queue))
+        self._call(lambda conn: publish_task(conn, task_name, [run_id], queue, display))
 
     def queue_size(self, queue: str) -> int:
         """Messages waiting in `queue` (not counting ones being worked on)."""
@@ -162,6 +168,30 @@ class BrokerSession:
         url = redact_url(broker_url(self.settings))
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         return BrokerUnavailable(f"cannot reach the broker at {url}: {detail}")
+
+
+def task_display(task_name: str, run_id: str, runs_dir: str | None) -> TaskDisplay:
+    """How Flower and Celery's logs show the task: op, run name, and its config.
+
+    `gage.exec train (gidik-livih)` and `['<id>'] batch=32 lr=0.01`; a run
+    that cannot be read is shown by its id alone.
+    """
+    try:
+        run = resolve_run_id(runs_dir or "", run_id)
+        config = meta_config(run)
+    except (GageRunsError, OSError):
+        return TaskDisplay()
+    flags = " ".join(f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
+                     for name, value in sorted(config.items()))
+    return TaskDisplay(
+        shadow=_printable(f"{task_name} {run.opref.op_name} ({run.name})"),
+        argsrepr=_printable(f"{[run_id]!r} {flags}".rstrip()),
+    )
+
+
+def _printable(text: str) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= DISPLAY_LIMIT else text[: DISPLAY_LIMIT - 3] + "..."
 
 
 class Submitter:

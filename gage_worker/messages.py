@@ -35,6 +35,7 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .broker import CONNECT_TIMEOUT, broker_transport, broker_url, transport_options
@@ -54,6 +55,18 @@ PERSISTENT = 2  # DELIVERY_MODE as kombu stores it
 # Headers a broker adds to a message it delivers again (kombu's Redis
 # transport, restoring an unacked message), with the only value it sets.
 REDELIVERY_HEADERS = {"redelivered": True}
+# Headers only monitors read (Flower's task list, Celery's logs): the
+# submitter names the run there (`TaskDisplay`), the worker checks their form.
+DISPLAY_HEADERS = ("shadow", "argsrepr")
+DISPLAY_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class TaskDisplay:
+    """How monitors show a task: `gage.exec train (gidik-livih)`, `['<id>'] lr=0.01`."""
+
+    shadow: str | None = None
+    argsrepr: str | None = None
 
 
 def task_queue(name: str) -> Queue:
@@ -76,15 +89,16 @@ def broker_connection(settings: Settings) -> Connection:
 
 
 def task_message(
-    name: str, args: Sequence[Any], task_id: str
+    name: str, args: Sequence[Any], task_id: str, display: TaskDisplay | None = None
 ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
     """The body, headers and properties of a task message (Celery protocol 2)."""
     args = list(args)
+    display = display or TaskDisplay()
     headers = {
         "lang": "py",
         "task": name,
         "id": task_id,
-        "shadow": None,
+        "shadow": display.shadow,
         "eta": None,
         "expires": None,
         "group": None,
@@ -93,7 +107,7 @@ def task_message(
         "timelimit": [None, None],
         "root_id": task_id,
         "parent_id": None,
-        "argsrepr": repr(args),
+        "argsrepr": display.argsrepr or repr(args),
         "kwargsrepr": "{}",
         "origin": origin(),
         "ignore_result": True,
@@ -111,12 +125,13 @@ def origin() -> str:
     return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
-def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: str) -> str:
+def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: str,
+                 display: TaskDisplay | None = None) -> str:
     """Send task `name` with `args` to `queue` once, no retry; the task id."""
     from kombu import Producer
 
     task_id = str(uuid.uuid4())
-    body, headers, properties = task_message(name, args, task_id)
+    body, headers, properties = task_message(name, args, task_id, display)
     Producer(connection, auto_declare=False).publish(
         body,
         exchange="",
@@ -131,7 +146,8 @@ def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: 
     return task_id
 
 
-def put_embedded_task(folder: str, name: str, args: Sequence[Any], queue: str) -> str:
+def put_embedded_task(folder: str, name: str, args: Sequence[Any], queue: str,
+                      display: TaskDisplay | None = None) -> str:
     """Send task `name` with `args` to `queue` of the embedded broker; the task id.
 
     `folder` is the broker's messages folder. The file is the one
@@ -142,7 +158,7 @@ def put_embedded_task(folder: str, name: str, args: Sequence[Any], queue: str) -
     exchange, only to the queue. Raises OSError.
     """
     task_id = str(uuid.uuid4())
-    body, headers, properties = task_message(name, args, task_id)
+    body, headers, properties = task_message(name, args, task_id, display)
     envelope = {
         "body": base64.b64encode(json.dumps(body).encode(CONTENT_ENCODING)).decode(),
         "content-encoding": CONTENT_ENCODING,
