@@ -14,9 +14,10 @@ An op's `config` entries select files and keys with specs of the form
 
 File globs follow Gage's rules (`**` spans directories, `*` and `?` stay
 within one), key globs the same over dotted keys. Files are read by
-extension: `.py` (libcst), `.json`, `.yaml`/`.yml`, `.toml`. A file of
-another type is skipped when a wildcard selects it (Gage warns and skips
-it) and is an error when a spec names it exactly.
+extension: `.py` (libcst's results, mostly by `ast`: `config_py`), `.json`,
+`.yaml`/`.yml`, `.toml`. A file of another type is skipped when a wildcard
+selects it (Gage warns and skips it) and is an error when a spec names it
+exactly.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from .types import OpDef
 
 __all__ = ["apply_config", "read_project_config"]
 
-# Parsers by extension, as "module:class", imported on first use: libcst,
-# ruamel.yaml and tomlkit cost more to import than a small submit takes.
+# Parsers by extension, as "module:class", imported on first use: ruamel.yaml
+# and tomlkit (and libcst, which `config_py` needs rarely) cost more to import
+# than a small submit takes.
 _FORMATS = {
     ".py": "config_py:PythonConfig",
     ".json": "config_files:JsonConfig",

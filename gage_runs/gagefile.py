@@ -15,13 +15,16 @@ from collections.abc import Iterable, Mapping
 from difflib import get_close_matches
 from functools import cache
 from importlib import resources
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from .datafile import DataFileError, one_line, parse_data
 from .errors import GageFileError, OpNotFound
+from .schema_check import SchemaCheck
 from .types import Data, OpDef, OpRef
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema import ValidationError as _Error
 
 __all__ = [
     "load_project_op",
@@ -276,15 +279,29 @@ def _validate(data: Any, where: str, table: str) -> None:
             f" got {_describe(data, table)}"
         )
     _check_keys(data, [], where)
+    if _schema_check().is_valid(data):
+        return  # jsonschema (slow to import) is only asked to explain a failure
     error = _most_relevant(_validator().iter_errors(data))
     if error is not None:
         raise GageFileError(f"{where}: {_schema_error_message(error, table)}")
 
 
 @cache
-def _validator() -> jsonschema.Draft202012Validator:
+def _schema() -> Data:
     text = resources.files(__package__).joinpath("gagefile.schema.json").read_text()
-    return jsonschema.Draft202012Validator(json.loads(text))
+    return json.loads(text)
+
+
+@cache
+def _schema_check() -> SchemaCheck:
+    return SchemaCheck(_schema())
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(_schema())
 
 
 def _check_keys(value: Any, path: list[str | int], where: str) -> None:
@@ -309,16 +326,17 @@ def _check_keys(value: Any, path: list[str | int], where: str) -> None:
 # often gets wrong (it favours the string branch for a mistyped table).
 
 _WEAK = ("anyOf", "oneOf")
-_Error = jsonschema.ValidationError
 
 
 def _most_relevant(errors: Iterable[_Error]) -> _Error | None:
-    error = max(errors, key=jsonschema.exceptions.relevance, default=None)
+    from jsonschema.exceptions import relevance
+
+    error = max(errors, key=relevance, default=None)
     while error is not None and error.validator in _WEAK:
         branch = _likely_branch(error)
         if branch is None:
             break
-        error = max(branch, key=jsonschema.exceptions.relevance)
+        error = max(branch, key=relevance)
     return error
 
 

@@ -9,7 +9,8 @@ records the intent first (`queue/submitted`), so a run whose send failed
 stays queued and reconcile sends it later.
 
 Sending imports no Celery: messages are Celery's, published with kombu
-(`messages`), so a submitter starts fast.
+(`messages`), so a submitter starts fast. To the embedded broker (the
+default) a session writes message files itself and imports no kombu.
 """
 
 from __future__ import annotations
@@ -19,23 +20,32 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from kombu import Connection
-from kombu.exceptions import OperationalError
-
+from gage_runs.errors import GageRunsError
+from gage_runs.meta import meta_config
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
 
 from . import active
-from .broker import broker_url, prepare_broker
+from .broker import broker_url, is_embedded, prepare_broker, transport_options
 from .errors import BrokerUnavailable
 from .lock import create_lock_file
-from .messages import EXEC_TASK, FINALIZE_TASK, broker_connection, publish_task
+from .messages import (
+    DISPLAY_LIMIT,
+    EXEC_TASK,
+    FINALIZE_TASK,
+    TaskDisplay,
+    broker_connection,
+    publish_task,
+    put_embedded_task,
+)
 from .queue_meta import create_cancel_file, read_submitted, write_enqueued, write_submitted
 from .settings import Settings, check_queue_name, redact_url
 
-SEND_ERRORS = (OSError, ConnectionError, TimeoutError, OperationalError)
+if TYPE_CHECKING:
+    from kombu import Connection
+
 T = TypeVar("T")
 
 _local = threading.local()
@@ -50,15 +60,24 @@ def _connections() -> dict[Settings, Connection]:
 
 
 class BrokerSession:
-    """The broker connection of this process and thread, for sends and queue sizes."""
+    """The broker connection of this process and thread, for sends and queue sizes.
+
+    The embedded broker needs no connection: its messages folder is
+    written and listed directly (`messages.put_embedded_task`), as its
+    kombu transport would.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._conn: Connection | None = None
+        self._folder = (
+            transport_options(settings)["data_folder_out"] if is_embedded(settings) else None
+        )
 
     def __enter__(self) -> BrokerSession:
         prepare_broker(self.settings)
-        self._conn = self._connect(fresh=False)
+        if self._folder is None:
+            self._conn = self._connect(fresh=False)
         return self
 
     def __exit__(
@@ -68,11 +87,21 @@ class BrokerSession:
         self._conn = None
 
     def send(self, task_name: str, run_id: str, queue: str) -> None:
-        """Send a task whose only argument is a run id."""
-        self._call(lambda conn: publish_task(conn, task_name, [run_id], queue))
+        """Send a task whose only argument is a run id (named for monitors: `task_display`)."""
+        display = task_display(task_name, run_id, self.settings.runs_dir)
+        if self._folder is not None:
+            self._in_folder(
+                lambda folder: put_embedded_task(folder, task_name, [run_id], queue, display))
+            return
+        self._call(lambda conn: publish_task(conn, task_name, [run_id], queue, display))
 
     def queue_size(self, queue: str) -> int:
         """Messages waiting in `queue` (not counting ones being worked on)."""
+        if self._folder is not None:
+            suffix = f"{queue}.msg"  # counted as kombu's filesystem transport counts
+            return self._in_folder(
+                lambda folder: sum(name.partition(".")[2] == suffix for name in os.listdir(folder))
+            )
 
         def size(conn: Connection) -> int:
             channel = conn.channel()
@@ -85,19 +114,30 @@ class BrokerSession:
 
         return self._call(size)
 
+    def _in_folder(self, fn: Callable[[str], T]) -> T:
+        """`fn(messages folder)`, an OSError reported as the folder unreachable."""
+        assert self._folder is not None
+        try:
+            return fn(self._folder)
+        except OSError as e:
+            raise self._unavailable(OSError(e.errno, e.strerror, self._folder)) from None
+
     def _call(self, fn: Callable[[Connection], T]) -> T:
         """`fn(connection)`; on a connection error, once more on a fresh one."""
+        from kombu.exceptions import OperationalError
+
         assert self._conn is not None, "use BrokerSession as a context manager"
+        send_errors = (OSError, ConnectionError, TimeoutError, OperationalError)
         try:
             return fn(self._conn)
         except Exception as e:
-            if not isinstance(e, (*SEND_ERRORS, *self._conn.connection_errors)):
+            if not isinstance(e, (*send_errors, *self._conn.connection_errors)):
                 raise
         self._conn = self._connect(fresh=True)
         try:
             return fn(self._conn)
         except Exception as e:
-            if not isinstance(e, (*SEND_ERRORS, *self._conn.connection_errors)):
+            if not isinstance(e, (*send_errors, *self._conn.connection_errors)):
                 raise
             self._drop()
             raise self._unavailable(e) from None
@@ -129,6 +169,30 @@ class BrokerSession:
         url = redact_url(broker_url(self.settings))
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         return BrokerUnavailable(f"cannot reach the broker at {url}: {detail}")
+
+
+def task_display(task_name: str, run_id: str, runs_dir: str | None) -> TaskDisplay:
+    """How Flower and Celery's logs show the task: op, run name, and its config.
+
+    `gage.exec train (gidik-livih)` and `['<id>'] batch=32 lr=0.01`; a run
+    that cannot be read is shown by its id alone.
+    """
+    try:
+        run = resolve_run_id(runs_dir or "", run_id)
+        config = meta_config(run)
+    except (GageRunsError, OSError):
+        return TaskDisplay()
+    flags = " ".join(f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
+                     for name, value in sorted(config.items()))
+    return TaskDisplay(
+        shadow=_printable(f"{task_name} {run.opref.op_name} ({run.name})"),
+        argsrepr=_printable(f"{[run_id]!r} {flags}".rstrip()),
+    )
+
+
+def _printable(text: str) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= DISPLAY_LIMIT else text[: DISPLAY_LIMIT - 3] + "..."
 
 
 class Submitter:

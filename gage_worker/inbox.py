@@ -29,6 +29,8 @@ from gage_runs.names import is_run_id
 from .messages import (
     CONTENT_ENCODING,
     CONTENT_TYPE,
+    DISPLAY_HEADERS,
+    DISPLAY_LIMIT,
     REDELIVERY_HEADERS,
     SERVED_TASKS,
     task_message,
@@ -111,11 +113,21 @@ def _check_headers(headers: dict[str, Any], expected: dict[str, Any]) -> None:
     origin = headers["origin"]
     if not isinstance(origin, str) or not _ORIGIN.match(origin):
         raise MessageRejected(f"header 'origin' {shown(origin)} is not gen<pid>@<host>")
+    for name in DISPLAY_HEADERS:
+        _check_display(name, headers[name], expected[name])
     for name, value in expected.items():
-        if name != "origin" and not _same_json(headers[name], value):
+        if name not in ("origin", *DISPLAY_HEADERS) and not _same_json(headers[name], value):
             raise MessageRejected(
                 f"header {name!r} is {shown(headers[name])}, not {shown(value)}"
             )
+
+
+def _check_display(name: str, value: object, default: object) -> None:
+    """A display header: the default, or printable text of at most DISPLAY_LIMIT characters."""
+    if value == default:
+        return
+    if not isinstance(value, str) or len(value) > DISPLAY_LIMIT or not value.isprintable():
+        raise MessageRejected(f"header {name!r} is {shown(value)}: not short printable text")
 
 
 def _check_properties(properties: object, task_id: str) -> None:

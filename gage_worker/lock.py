@@ -16,9 +16,14 @@ That gives what a run lock needs:
 - a probe (`F_OFD_GETLK`) tests without taking the lock.
 
 The run lock's content is the run record (`record`), written and, for
-decisions, read through the locked descriptor. Only the submitter creates
-the lock file; nobody else ever does, so a run that deletes its own lock
-file cannot make another worker take the run for free.
+decisions, read through the locked descriptor, with `O_DIRECT` where the
+file system has it: taking a lock makes an NFS client revalidate its
+cache, but a FUSE client (GlusterFS) keeps serving its page cache, and
+only direct I/O reaches the brick (tests/test_multihost_bed.py shows
+plain reads losing updates there, and direct ones losing none). Only the
+submitter creates the lock file; nobody else ever does, so a run that
+deletes its own lock file cannot make another worker take the run for
+free.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import mmap
 import os
 import struct
 
@@ -38,6 +44,7 @@ from .record import RECORD_SIZE_LIMIT, RunRecord, decode_record
 F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
 F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
 _FLOCK = "hhqqi"  # struct flock on Linux: type, whence, start, len, pid
+_BLOCK = 4096  # direct I/O moves whole, aligned blocks
 
 
 class LockFileMissing(Exception):
@@ -95,17 +102,40 @@ class RunLock:
         self.run = run
         self.path = lock_path(run)
         self.fd = fd
+        self._direct = _try_direct_io(fd)
 
     def record(self) -> RunRecord:
         """The committed record, read through the locked descriptor."""
-        return decode_record(os.pread(self.fd, RECORD_SIZE_LIMIT, 0)) or RunRecord()
+        return decode_record(self._read()) or RunRecord()
 
-    def commit(self, record: RunRecord) -> None:
-        """Write `record` through the lock and flush it to the file system."""
+    def commit(self, record: RunRecord, *, durable: bool = True) -> None:
+        """Write `record` through the lock; `durable`: and flush it to stable storage.
+
+        Other hosts see the write either way (direct I/O, or the lock's
+        release); `durable` is for a state change that must survive a
+        crash of the file server, not for an informational update.
+        """
         data = record.encode()
-        os.pwrite(self.fd, data, 0)
-        os.ftruncate(self.fd, len(data))
-        os.fsync(self.fd)
+        if len(data) > RECORD_SIZE_LIMIT:
+            raise ValueError(f"run record of {len(data)} bytes is too large")
+        if self._direct:
+            size = -(-len(data) // _BLOCK) * _BLOCK
+            buf = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT needs
+            buf[:] = data.ljust(size)  # padded with blanks, which decoding skips
+            os.pwritev(self.fd, [buf], 0)
+            os.ftruncate(self.fd, size)
+        else:
+            os.pwrite(self.fd, data, 0)
+            os.ftruncate(self.fd, len(data))
+        if durable:
+            os.fsync(self.fd)
+
+    def _read(self) -> bytes:
+        if not self._direct:
+            return os.pread(self.fd, RECORD_SIZE_LIMIT, 0)
+        buf = mmap.mmap(-1, RECORD_SIZE_LIMIT)
+        count = os.preadv(self.fd, [buf], 0)
+        return bytes(buf[:count])
 
     def linked(self) -> bool:
         """True while the lock file at the run's path is the file we hold."""
@@ -129,15 +159,15 @@ class RunLock:
         try:
             if not lock_fd(fd):
                 raise OSError(errno.EAGAIN, "cannot lock the new lock file", tmp)
-            os.pwrite(fd, os.pread(self.fd, RECORD_SIZE_LIMIT, 0), 0)
-            os.fsync(fd)
+            record = self.record()
+            self.fd, self._direct = fd, _try_direct_io(fd)
+            self.commit(record)
             os.replace(tmp, self.path)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.remove(tmp)
             raise
-        self.fd = fd
         return fd
 
     def release(self) -> None:
@@ -150,6 +180,16 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _try_direct_io(fd: int) -> bool:
+    """Switch `fd` to O_DIRECT; False where the file system has no direct I/O (tmpfs)."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+    except OSError:
+        return False
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
 
 
 def lock_path(run: Run) -> str:

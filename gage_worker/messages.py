@@ -11,6 +11,10 @@ persistent. A Celery worker consumes it as one of its own;
 tests/test_worker_messages.py compares the two on a real Redis and has a
 real `celery worker` execute one.
 
+To the embedded broker (a folder) a message is written without kombu
+(`put_embedded_task`), as the file kombu's publish through
+`embedded.Transport` writes, so a submitter imports no kombu at all.
+
 Two values differ, neither read by a worker: `reply_to` is empty (Celery
 puts the sending thread's id there, for result backends; gage-queue stores
 no results), and a task sent from inside a task does not name that task
@@ -23,16 +27,22 @@ and the check cannot drift apart.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
-
-from kombu import Connection, Exchange, Producer, Queue
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .broker import CONNECT_TIMEOUT, broker_transport, broker_url, transport_options
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from kombu import Connection, Queue
 
 EXEC_TASK = "gage.exec"
 FINALIZE_TASK = "gage.finalize"
@@ -41,18 +51,35 @@ SERIALIZER = "json"
 CONTENT_TYPE = "application/json"  # what kombu's json serializer declares
 CONTENT_ENCODING = "utf-8"
 DELIVERY_MODE = "persistent"  # Celery's task_default_delivery_mode
+PERSISTENT = 2  # DELIVERY_MODE as kombu stores it
 # Headers a broker adds to a message it delivers again (kombu's Redis
 # transport, restoring an unacked message), with the only value it sets.
 REDELIVERY_HEADERS = {"redelivered": True}
+# Headers only monitors read (Flower's task list, Celery's logs): the
+# submitter names the run there (`TaskDisplay`), the worker checks their form.
+DISPLAY_HEADERS = ("shadow", "argsrepr")
+DISPLAY_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class TaskDisplay:
+    """How monitors show a task: `gage.exec train (gidik-livih)`, `['<id>'] lr=0.01`."""
+
+    shadow: str | None = None
+    argsrepr: str | None = None
 
 
 def task_queue(name: str) -> Queue:
     """A queue on its own direct exchange, as Celery creates missing queues."""
+    from kombu import Exchange, Queue
+
     return Queue(name, Exchange(name), routing_key=name)
 
 
 def broker_connection(settings: Settings) -> Connection:
     """A (lazy) connection for sending, as Celery's `connection_for_write` makes it."""
+    from kombu import Connection
+
     return Connection(
         broker_url(settings),
         transport=broker_transport(settings),
@@ -62,15 +89,16 @@ def broker_connection(settings: Settings) -> Connection:
 
 
 def task_message(
-    name: str, args: Sequence[Any], task_id: str
+    name: str, args: Sequence[Any], task_id: str, display: TaskDisplay | None = None
 ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
     """The body, headers and properties of a task message (Celery protocol 2)."""
     args = list(args)
+    display = display or TaskDisplay()
     headers = {
         "lang": "py",
         "task": name,
         "id": task_id,
-        "shadow": None,
+        "shadow": display.shadow,
         "eta": None,
         "expires": None,
         "group": None,
@@ -79,7 +107,7 @@ def task_message(
         "timelimit": [None, None],
         "root_id": task_id,
         "parent_id": None,
-        "argsrepr": repr(args),
+        "argsrepr": display.argsrepr or repr(args),
         "kwargsrepr": "{}",
         "origin": origin(),
         "ignore_result": True,
@@ -97,10 +125,13 @@ def origin() -> str:
     return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
-def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: str) -> str:
+def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: str,
+                 display: TaskDisplay | None = None) -> str:
     """Send task `name` with `args` to `queue` once, no retry; the task id."""
+    from kombu import Producer
+
     task_id = str(uuid.uuid4())
-    body, headers, properties = task_message(name, args, task_id)
+    body, headers, properties = task_message(name, args, task_id, display)
     Producer(connection, auto_declare=False).publish(
         body,
         exchange="",
@@ -113,3 +144,48 @@ def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: 
         **properties,
     )
     return task_id
+
+
+def put_embedded_task(folder: str, name: str, args: Sequence[Any], queue: str,
+                      display: TaskDisplay | None = None) -> str:
+    """Send task `name` with `args` to `queue` of the embedded broker; the task id.
+
+    `folder` is the broker's messages folder. The file is the one
+    `publish_task` makes there through `embedded.Transport` (a JSON
+    envelope with the body in base64), written under a hidden name and
+    renamed into place. The queue's binding (`control/<queue>.exchange`)
+    is left to the worker's own declare: nothing publishes to a queue's
+    exchange, only to the queue. Raises OSError.
+    """
+    task_id = str(uuid.uuid4())
+    body, headers, properties = task_message(name, args, task_id, display)
+    envelope = {
+        "body": base64.b64encode(json.dumps(body).encode(CONTENT_ENCODING)).decode(),
+        "content-encoding": CONTENT_ENCODING,
+        "content-type": CONTENT_TYPE,
+        "headers": headers,
+        "properties": {
+            **properties,
+            "delivery_mode": PERSISTENT,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    put_embedded_message(folder, queue, json.dumps(envelope).encode())
+    return task_id
+
+
+def put_embedded_message(folder: str, queue: str, data: bytes) -> None:
+    """Add a message file to `folder` atomically, named as `embedded.Channel` names it."""
+    name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
+    hidden = os.path.join(folder, f".{name}.tmp")
+    try:
+        with open(hidden, "wb") as f:
+            f.write(data)
+        os.rename(hidden, os.path.join(folder, name))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(hidden)
+        raise

@@ -31,9 +31,13 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
+class RunFailed(Exception):
+    """The run did not complete: the exec task ends in FAILURE (Flower, events), no traceback."""
+
+
 def register_tasks(app: GageApp) -> None:
     """Register both tasks on `app`."""
-    app.task(name=EXEC_TASK, bind=True)(exec_task)
+    app.task(name=EXEC_TASK, bind=True, throws=(RunFailed,))(exec_task)
     app.task(name=FINALIZE_TASK, bind=True)(finalize_task)
 
 
@@ -56,6 +60,9 @@ def exec_task(task: Task, run_id: str) -> None:
             send_finalize(run.id, settings)
         except BrokerUnavailable as e:
             log.error("run %s: %s; reconcile will finalize it", run.id, e)
+        if outcome.exit_code not in (0, None):
+            status = "terminated" if outcome.exit_code < 0 else "error"
+            raise RunFailed(f"run {run.id} {status} (exit {outcome.exit_code}): {outcome.message}")
 
 
 def finalize_task(task: Task, run_id: str) -> None:

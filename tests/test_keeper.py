@@ -7,7 +7,9 @@ run's own meta files, the keeper's own code, finalize, the worker's slots.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import time
 
@@ -299,3 +301,63 @@ def test_a_run_started_by_gage_itself_is_left_to_gage(redis_bed, real_gage):
     assert queue_status(run) == "completed"
     assert "lost" not in worker.log()
     assert _output(run) == "by gage\n"
+
+
+ANCESTORS = """\
+import json, os
+secret = os.environ.pop("SECRET_TO_FIND")  # the test tells the run what to look for
+seen, hits, pid = [], [], os.getppid()
+while pid > 1:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmdline = f.read()
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        environ = f.read()
+    seen.append([pid, cmdline.replace(b"\\0", b" ").decode()])
+    if secret.encode() in cmdline or secret.encode() in environ:
+        hits.append(pid)
+    with open(f"/proc/{pid}/stat") as f:
+        pid = int(f.read().rpartition(")")[2].split()[1])
+with open(os.path.join(os.environ["COUNT_DIR"], os.environ["RUN_ID"]), "w") as f:
+    json.dump({"seen": seen, "hits": hits}, f)
+"""
+
+
+def test_a_run_finds_no_broker_password_in_its_ancestors(tmp_path):
+    """Walking /proc from the run up, as an attacker would: no ancestor holds the password."""
+    from support.redis_server import RedisServer
+    from support.workers import Bed
+
+    password = "s3cret-" + os.urandom(6).hex()
+    server = RedisServer(tmp_path / "redis", password=password)
+    server.start()
+    bed = Bed(tmp_path / "bed", broker_url=server.url, redis=server)
+    try:
+        worker = bed.start_worker("-c", "1")
+        run = bed.submit(bed.stage_script(ANCESTORS, cmd=["python", "script.py"],
+                                          env={"SECRET_TO_FIND": password}))
+        assert bed.wait_status([run]) == {run.id: "completed"}
+        found = json.loads((bed.counts_dir / run.id).read_text())
+        assert found["hits"] == [], found
+        assert "gage_worker.keeper" in found["seen"][0][1]  # its parent is its keeper
+        workers = {worker.pid, *(p.pid for p in worker.pool())}
+        assert not workers & {pid for pid, _ in found["seen"]}, "no worker process is an ancestor"
+        with open(f"/proc/{worker.pid}/environ") as f:
+            assert password in f.read()  # where the probe would have found it
+    finally:
+        bed.close()
+        server.stop()
+
+
+def test_sigterm_to_the_keeper_ends_its_run_as_shutdown(redis_bed):
+    """systemd stopping a host's keepers: the run gets its grace, ends terminated, shutdown."""
+    redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage(sleep=60))
+    record = _running_record(run)
+    wait_for(lambda: redis_bed.executions(run), 10, "the command to start")
+
+    os.kill(record.keeper_pid, signal.SIGTERM)
+
+    assert redis_bed.wait_status([run], timeout=15) == {run.id: "terminated"}
+    record = read_record(run)
+    assert (record.exit_code, record.reason) == (-15, EndReason.SHUTDOWN)
+    assert _gone(record.pid)

@@ -8,13 +8,14 @@ those client mounts, with their caches.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 
 from support.workers import wait_for
 
 from gage_worker.enqueue import enqueue_run
-from gage_worker.lock import is_locked, read_record
+from gage_worker.lock import is_locked, read_record, try_lock
 from gage_worker.runstate import EndReason, RunState
 from gage_worker.state import queue_state, request_cancel
 
@@ -143,3 +144,43 @@ def test_one_run_delivered_ten_times_at_once_across_both_hosts(multihost_bed):
     assert len(bed.executions(run)) == 1
     time.sleep(1)  # the last duplicates are acked as no-ops
     assert len(bed.executions(run)) == 1
+
+
+INCREMENT = """\
+import sys, time
+from gage_runs.meta import run_for_meta_dir
+from gage_worker.lock import try_lock
+run = run_for_meta_dir(sys.argv[1])
+done = 0
+while done < int(sys.argv[2]):
+    lock = try_lock(run)
+    if lock is None:
+        time.sleep(0.001)
+        continue
+    with lock:
+        record = lock.record()
+        lock.commit(record.but(finalize_attempts=record.finalize_attempts + 1))
+    done += 1
+"""
+
+
+def test_decisions_under_the_lock_see_every_commit_of_other_hosts(multihost_bed):
+    """Two hosts take turns at one run's lock: no commit of one is missed by the other.
+
+    Their clients cache file data; the record is read and written with
+    direct I/O through the locked descriptor, so each host reads what the
+    other last committed (plain reads through FUSE lose most updates here).
+    """
+    bed = multihost_bed
+    run = bed.submit(bed.stage())  # no worker: nothing else touches the lock
+    procs = [
+        bed.hosts[name].spawn(
+            [sys.executable, "-c", INCREMENT,
+             str(bed.runs_dir_for(name) / f"{run.id}.meta"), "150"],
+            log_path=bed.logs_dir / f"increment-{name}.log")
+        for name in ("host-a", "host-b")
+    ]
+    for proc in procs:
+        assert proc.wait(60) == 0, (bed.logs_dir / "increment-host-a.log").read_text()
+    with try_lock(run) as lock:
+        assert lock.record().finalize_attempts == 300

@@ -214,7 +214,7 @@ class Keeper:
     def started(self, proc: subprocess.Popen) -> None:
         self._proc = proc
         self._running = self._running.but(pid=proc.pid)
-        self.lock.commit(self._running)
+        self.lock.commit(self._running, durable=False)
         self.tick(proc)
 
     def tick(self, proc: subprocess.Popen) -> None:

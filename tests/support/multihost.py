@@ -101,16 +101,20 @@ import pytest
 from gage_runs import OpCmd, OpDef, OpRef, Run, init_run_meta, make_run, stage_run
 from gage_worker.enqueue import submit_run
 from gage_worker.settings import Settings
-from gage_worker.state import queue_status
 
 from .redis_server import REDIS_SERVER, RedisServer
-from .workers import FINAL, TEST_ENV, Worker, wait_for, worker_command
+from .workers import TEST_ENV, Watching, Worker, worker_command
 
 LOOPBACK = "127.0.0.2"
 HOSTS = ("host-a", "host-b")
 # The glusterfs defaults, spelled out: kernel attribute/entry cache 1 s, no negative cache.
 MOUNT_OPTIONS = ("--attribute-timeout=1", "--entry-timeout=1", "--negative-timeout=0")
 VOLUME_PREFIX = "gq-"
+# What deploy/NFS.md asks of a GlusterFS volume for a runs dir: quick-read
+# serves a small file's content from what a lookup cached, even to a reader
+# that holds a lock and reads with O_DIRECT, so decisions would see stale
+# run records. Every other client cache stays at its default.
+VOLUME_OPTIONS = (("performance.quick-read", "off"),)
 # Shared by every session on this machine: a glusterd the bed starts outlives the
 # session that started it while another session still uses it.
 GLUSTERD_DIR = Path("/tmp/gage-queue-glusterd")
@@ -335,6 +339,8 @@ class GlusterVolume:
         # `force`: the brick is on the root file system and its host is loopback.
         gluster("volume", "create", self.name, f"{LOOPBACK}:{self.brick}", "force")
         self.created = True
+        for option, value in VOLUME_OPTIONS:
+            gluster("volume", "set", self.name, option, value)
         gluster("volume", "start", self.name)
 
     def client_command(self) -> list[str]:
@@ -602,7 +608,7 @@ class Host:
 # --- the bed ----------------------------------------------------------------
 
 
-class MultihostBed:
+class MultihostBed(Watching):
     """A laptop mount, hosts with their own mounts, a unix-socket Redis (see module doc)."""
 
     def __init__(
@@ -696,22 +702,6 @@ class MultihostBed:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines()]
-
-    def wait_status(self, runs: list[Run], statuses: tuple[str, ...] = FINAL,
-                    timeout: float = 30) -> dict[str, str]:
-        """Wait until every run (read through the laptop's mount) has one of `statuses`."""
-        def all_done() -> dict[str, str] | None:
-            found = {run.id: queue_status(run) for run in runs}
-            return found if all(s in statuses for s in found.values()) else None
-
-        try:
-            return wait_for(all_done, timeout, f"runs to be {'/'.join(statuses)}", 0.1)
-        except AssertionError:
-            states = {run.id[:8]: queue_status(run) for run in runs}
-            raise AssertionError(f"timed out; states: {states}\n{self.logs()}") from None
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {w.log_path.name}\n{w.log()[-4000:]}" for w in self.workers)
 
     def close(self) -> None:
         """Kill every host: its workers, runs and glusterfs client die with it."""

@@ -36,8 +36,10 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process, restartable on the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None, unix_socket: Path | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, unix_socket: Path | None = None,
+                 password: str | None = None):
         self.workdir = workdir
+        self.password = password
         self.unix_socket = unix_socket
         self.port = 0 if unix_socket else (port or free_port())
         self.proc: subprocess.Popen | None = None
@@ -48,12 +50,14 @@ class RedisServer:
     def url(self) -> str:
         if self.unix_socket:
             return f"redis+socket://{self.unix_socket}"
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
         if self.unix_socket:
             return redis.Redis(unix_socket_path=str(self.unix_socket), socket_timeout=5)
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
+                           password=self.password)
 
     def _listen_args(self) -> list[str]:
         if self.unix_socket:
@@ -67,6 +71,7 @@ class RedisServer:
                 REDIS_SERVER, *self._listen_args(),
                 "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
                 "--logfile", str(self.workdir / "redis.log"), "--daemonize", "no",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )

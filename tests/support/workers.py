@@ -140,8 +140,31 @@ def _kill_all(procs: list[psutil.Process]) -> None:
             continue
 
 
+class Watching:
+    """Waiting for runs' states, and the logs of `self.workers` when it times out."""
+
+    workers: list[Worker]
+
+    def wait_status(self, runs: list[Run], statuses: tuple[str, ...] = FINAL,
+                    timeout: float = 30) -> dict[str, str]:
+        """Wait until every run has one of `statuses`; id -> status."""
+
+        def all_done() -> dict[str, str] | None:
+            found = {run.id: queue_status(run) for run in runs}
+            return found if all(s in statuses for s in found.values()) else None
+
+        try:
+            return wait_for(all_done, timeout, f"runs to be {'/'.join(statuses)}", 0.1)
+        except AssertionError:
+            states = {run.id[:8]: queue_status(run) for run in runs}
+            raise AssertionError(f"timed out; states: {states}\n{self.logs()}") from None
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.log_path.name}\n{w.log()[-4000:]}" for w in self.workers)
+
+
 @dataclass
-class Bed:
+class Bed(Watching):
     """A runs dir, a project, a broker, and the workers of one test."""
 
     root: Path
@@ -236,23 +259,6 @@ class Bed:
         if wait:
             worker.wait_ready()
         return worker
-
-    def wait_status(self, runs: list[Run], statuses: tuple[str, ...] = FINAL,
-                    timeout: float = 30) -> dict[str, str]:
-        """Wait until every run has one of `statuses`; id -> status."""
-
-        def all_done() -> dict[str, str] | None:
-            found = {run.id: queue_status(run) for run in runs}
-            return found if all(s in statuses for s in found.values()) else None
-
-        try:
-            return wait_for(all_done, timeout, f"runs to be {'/'.join(statuses)}", 0.1)
-        except AssertionError:
-            states = {run.id[:8]: queue_status(run) for run in runs}
-            raise AssertionError(f"timed out; states: {states}\n{self.logs()}") from None
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {w.log_path.name}\n{w.log()[-4000:]}" for w in self.workers)
 
     def close(self) -> None:
         """Stop every worker (in parallel) and what their runs left behind."""
