@@ -145,6 +145,10 @@ def main() -> None:
 )
 @click.option("-n", "--hostname", default="gage@%h", show_default=True, help="Worker node name.")
 @click.option(
+    "-E", "--events", is_flag=True, envvar="GAGE_TASK_EVENTS",
+    help="Send task events, for Flower and `celery events` (env GAGE_TASK_EVENTS=1).",
+)
+@click.option(
     "--broker-wait", type=click.FloatRange(min=0), default=DEFAULT_BROKER_WAIT,
     show_default=True, metavar="SECONDS",
     help="At start, retry an unreachable broker this long, then exit 3.",
@@ -152,7 +156,8 @@ def main() -> None:
 @_loglevel_option
 def worker_cmd(
     runs_dir: str | None, broker: str | None, queues: str | None, concurrency: int | None,
-    gpus: str | None, finalize: bool | None, hostname: str, broker_wait: float, loglevel: str,
+    gpus: str | None, finalize: bool | None, hostname: str, events: bool, broker_wait: float,
+    loglevel: str,
 ) -> None:
     """Start a worker (the default command)."""
     from .worker import WorkerOptions, run_worker
@@ -164,6 +169,7 @@ def worker_cmd(
         loglevel=loglevel.lower(),
         hostname=hostname,
         finalize=finalize,
+        events=events,
     )
     wait_for_broker(settings, broker_wait)
     logging.getLogger(CONSUMER_LOGGER).addFilter(OneLineLogs())

@@ -28,6 +28,7 @@ class WorkerOptions:
     loglevel: str = "info"
     hostname: str = "gage@%h"
     finalize: bool | None = None  # consume the finalize queue; None: unless it has GPUs
+    events: bool = False  # send task events (Flower, `celery events`)
 
 
 def worker_argv(settings: Settings, options: WorkerOptions) -> list[str]:
@@ -63,6 +64,7 @@ def worker_argv(settings: Settings, options: WorkerOptions) -> list[str]:
         f"--concurrency={concurrency}",
         f"--loglevel={options.loglevel}",
         f"--hostname={options.hostname}",
+        *(["--task-events"] if options.events else []),
     ]
 
 

@@ -17,7 +17,7 @@ from gage_worker.messages import TaskDisplay
 
 def test_events_show_failed_runs_as_failures(redis_bed):
     celery = [sys.executable, "-m", "celery", "-A", "gage_worker"]
-    worker = redis_bed.start_worker("-l", "info", "-E", command=[*celery, "worker"])
+    worker = redis_bed.start_worker("--events")  # gage-worker's own option for task events
     env = redis_bed.worker_env()
     dump = subprocess.Popen([*celery, "events", "--dump"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
