@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # imported where used: a submit must not pay for what list ne
     from gage_worker.settings import Settings
 
     from .submit import Plan, Submitted
+    from .watch import NoWorkerNotice
 
 PROG = "gage-submit"
 DEFAULT_MAX_RUNS = 100
@@ -160,8 +161,7 @@ def _submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool, as
             _print_runs_json(runs)
         raise failure
     if follow:
-        status = _follow(runs[0])
-        return EXIT_FAILED if status != "completed" else 0
+        return status_exit_code(_follow(runs[0]))
     code = _wait(runs, None, quiet=as_json) if wait else 0
     if as_json:
         _print_runs_json(runs)
@@ -309,9 +309,8 @@ def logs_cmd(spec: str, project_dir: str | None, runs_dir: str | None, follow: b
 
     run = _select_run(spec, project_dir, runs_dir)
     if follow:
-        _follow(run)
-    else:
-        copy_output(run_output_path(run), 0, _write_stdout)
+        return status_exit_code(_follow(run))
+    copy_output(run_output_path(run), 0, _write_stdout)
     return 0
 
 
@@ -320,11 +319,26 @@ def _write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+def status_exit_code(status: str) -> int:
+    """The exit code of `--follow`, `logs -f` and `wait` for a run that ended so: 0 or 1."""
+    return 0 if status == "completed" else EXIT_FAILED
+
+
 def _follow(run: Run) -> str:
+    """Print the run's output until it ends, then how it ended (stderr); its status."""
+    from .render import end_line
     from .watch import follow_output
 
     sys.stdout.flush()
-    return follow_output(run, _write_stdout)
+    status = follow_output(run, _write_stdout, notice=_no_worker_notice())
+    print(f"{run.name} ({run.id[:8]}): {end_line(run)}", file=sys.stderr)
+    return status
+
+
+def _no_worker_notice() -> NoWorkerNotice:
+    from .watch import NoWorkerNotice
+
+    return NoWorkerNotice(lambda message: print(f"gage-submit: {message}", file=sys.stderr))
 
 
 # ---------------------------------------------------------------------
@@ -365,11 +379,8 @@ def _check_waitable(runs: list[Run]) -> None:
 
 def _wait(runs: list[Run], timeout: float | None, *, quiet: bool = False) -> int:
     """Wait with run lines and a bar; the exit code for the runs' statuses."""
-    from gage_runs.meta import meta_exit_code
-
-    from .info import FAILED
     from .progress import RunLines, status_counts
-    from .render import format_seconds
+    from .render import end_detail, format_seconds
     from .watch import wait_for_runs
 
     finished: list[Run] = []
@@ -377,13 +388,13 @@ def _wait(runs: list[Run], timeout: float | None, *, quiet: bool = False) -> int
 
         def on_finished(run: Run, status: str) -> None:
             finished.append(run)
-            code = meta_exit_code(run)
-            lines.line(status, run, "worker died" if code is None else f"exit {code}")
+            lines.line(status, run, end_detail(run)[1])
 
         statuses = wait_for_runs(
             runs,
             timeout=timeout,
             on_finished=on_finished,
+            notice=_no_worker_notice(),
             on_status=lambda statuses: lines.update(len(finished), status_counts(statuses)),
         )
     if len(finished) < len(runs):
@@ -394,7 +405,7 @@ def _wait(runs: list[Run], timeout: float | None, *, quiet: bool = False) -> int
         )
     if not quiet and len(runs) > 1:
         print(f"{len(runs)} runs: {status_counts(statuses)}", file=sys.stderr)
-    return EXIT_FAILED if any(status in FAILED for status in statuses.values()) else 0
+    return max(status_exit_code(status) for status in statuses.values())
 
 
 # ---------------------------------------------------------------------

@@ -11,6 +11,10 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any
 
+from gage_runs.meta import meta_exit_code, meta_timestamp
+from gage_runs.types import Run
+from gage_worker.state import queue_state
+
 from .info import RunInfo, short_time
 from .term import console, is_terminal, styled_status
 
@@ -134,6 +138,31 @@ def _rich_detail(
 def format_value(value: Any) -> str:
     """A config or summary value: strings as they are, everything else as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def end_line(run: Run) -> str:
+    """How a run ended, in one line: `completed in 3m12s`, `error (exit 3)`, ..."""
+    status, detail = end_detail(run)
+    if status == "completed":
+        started, stopped = meta_timestamp(run, "started"), meta_timestamp(run, "stopped")
+        if started and stopped:
+            return f"completed in {format_duration((stopped - started) / 1e6)}"
+        return status
+    return f"{status} ({detail})" if detail else status
+
+
+def end_detail(run: Run) -> tuple[str, str]:
+    """A run's status, and its exit code with why it ended when that says more."""
+    state = queue_state(run)
+    code = state.record.exit_code if state.record else meta_exit_code(run)
+    exit_text = "" if code is None else f"exit {code}"
+    reason = state.reason if state.reason not in (None, "completed", exit_text) else ""
+    return state.status, ": ".join(part for part in (exit_text, reason) if part)
+
+
+def format_duration(seconds: float) -> str:
+    """`0.42` -> `0.4s`, `192` -> `3m12s`."""
+    return f"{seconds:.1f}s" if seconds < 10 else format_seconds(seconds)
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -7,10 +7,13 @@ no broker.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
 from gage_runs.types import Run
+from gage_worker.presence import queue_has_consumer
+from gage_worker.queue_meta import read_submitted
 from gage_worker.state import queue_status
 
 from .info import FINISHED, run_output_path
@@ -20,8 +23,43 @@ POLL_SECONDS = 0.25
 ACTIVE = ("pending", "queued", "running", "finalizing")
 
 
+NOTICE_AFTER_SECONDS = 5.0  # GAGE_NO_WORKER_NOTICE overrides it
+
+
+class NoWorkerNotice:
+    """Says once per queue that runs wait on it and no worker consumes it.
+
+    A run must have been seen queued for `after` seconds first; whether a
+    worker consumes its queue is read from the runs dir (`presence`).
+    """
+
+    def __init__(self, say: Callable[[str], None], after: float | None = None):
+        if after is None:
+            after = float(os.environ.get("GAGE_NO_WORKER_NOTICE") or NOTICE_AFTER_SECONDS)
+        self.say = say
+        self.after = after
+        self._queued_since: dict[str, float] = {}
+        self._told: set[str] = set()
+
+    def check(self, run: Run, status: str) -> None:
+        if status != "queued":
+            self._queued_since.pop(run.id, None)
+            return
+        waited = time.monotonic() - self._queued_since.setdefault(run.id, time.monotonic())
+        queue = str((read_submitted(run) or {}).get("queue") or "gage")
+        if waited < self.after or queue in self._told:
+            return
+        if not queue_has_consumer(os.path.dirname(run.run_dir), queue):
+            self._told.add(queue)
+            self.say(
+                f"run {run.name} ({run.id[:8]}) has waited {waited:.0f} s on queue {queue!r},"
+                f" which no worker consumes (start one: gage-worker -Q {queue}); still waiting"
+            )
+
+
 def follow_output(
-    run: Run, write: Callable[[bytes], None], *, poll: float = POLL_SECONDS
+    run: Run, write: Callable[[bytes], None], *, poll: float = POLL_SECONDS,
+    notice: NoWorkerNotice | None = None,
 ) -> str:
     """Copy the run's output to `write` as it grows, until the run ends; its last status.
 
@@ -32,6 +70,8 @@ def follow_output(
     offset = 0
     while True:
         status = queue_status(run)
+        if notice:
+            notice.check(run, status)
         offset = copy_output(path, offset, write)
         if status not in ACTIVE:
             return status
@@ -58,6 +98,7 @@ def wait_for_runs(
     poll: float = POLL_SECONDS,
     on_status: Callable[[dict[str, str]], None] = lambda statuses: None,
     on_finished: Callable[[Run, str], None] = lambda run, status: None,
+    notice: NoWorkerNotice | None = None,
 ) -> dict[str, str]:
     """Poll until every run has finished (or `timeout` seconds pass); statuses by run id.
 
@@ -72,6 +113,8 @@ def wait_for_runs(
         still_waiting = []
         for run in waiting:
             status = statuses[run.id] = queue_status(run)
+            if notice:
+                notice.check(run, status)
             if status in FINISHED:
                 on_finished(run, status)
             else:

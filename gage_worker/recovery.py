@@ -65,6 +65,7 @@ from .keeper.parts import host_alive_path
 from .keeper.procs import is_alive
 from .lease import hold_worker_presence, try_lease
 from .lock import LockFileMissing, lock_fd, open_lock_file, try_lock
+from .presence import announce_queues
 from .queue_meta import (
     QUEUE_DIR,
     cancel_requested,
@@ -337,6 +338,7 @@ class ReconcileStep(bootsteps.StartStopStep):
     def start(self, worker: WorkController) -> None:
         settings: Settings = worker.app.settings
         self._hold_host_lock(settings)
+        self._announce_queues(worker, settings)
         first = self._hold_presence(settings)
         thread = threading.Thread(
             target=self._loop, args=(settings, first), name="gage-reconcile", daemon=True
@@ -345,6 +347,15 @@ class ReconcileStep(bootsteps.StartStopStep):
 
     def stop(self, worker: WorkController) -> None:
         self._stop.set()
+
+    def _announce_queues(self, worker: WorkController, settings: Settings) -> None:
+        """Tell the runs dir which queues this worker consumes (`presence`)."""
+        queues = worker.app.amqp.queues
+        names = sorted(queues.consume_from or queues)
+        try:
+            self._queue_fds = announce_queues(settings.require_runs_dir(), names)
+        except OSError as e:
+            log.warning("cannot announce the queues this worker consumes: %s", e)
 
     def _hold_host_lock(self, settings: Settings) -> None:
         """Share this host's alive lock while the worker lives (see runner.lost_reason)."""

@@ -268,7 +268,7 @@ def test_wait_exit_code_says_whether_any_run_failed(runs, gage_submit):
     assert lines == sorted([
         ("completed", done.name, done.id, "exit 0"),
         ("error", failed.name, failed.id, "exit 4"),
-        ("lost", lost.name, lost.id, "worker died"),
+        ("lost", lost.name, lost.id, "keeper gone"),
     ])
     assert bad.err == "3 runs: 1 completed, 1 error, 1 lost\n"
 

@@ -196,3 +196,37 @@ def test_broker_down_at_submit_then_reconcile_sends_the_run(pool):
     assert json.loads(pool.gage_submit("logs", name, check=True).out.split("loss=")[1]) == round(
         1 / (0.7 * 32), 4
     )
+
+
+def test_follow_says_when_no_worker_consumes_the_queue_and_how_the_run_ended(pool):
+    """A run on a queue nobody consumes: one notice on stderr, then the end line once a
+    worker comes; `logs -f`, `--follow` and `wait` exit alike for the same outcome."""
+    env = {**os.environ, **pool.gage_submit.env, "GAGE_NO_WORKER_NOTICE": "1"}
+    proc = subprocess.Popen(
+        [*gage_submit_command(), "train", "--queue", "nobody", "--follow"],
+        cwd=pool.project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        _, name, run_id, _ = run_line_fields(proc.stdout.readline())
+        notice = proc.stderr.readline()
+        assert notice.startswith(f"gage-submit: run {name} ({run_id[:8]}) has waited ")
+        assert "on queue 'nobody', which no worker consumes" in notice
+        assert notice.endswith("(start one: gage-worker -Q nobody); still waiting\n")
+        pool.bed.start_worker("-Q", "nobody", "-c", "1")
+        assert proc.wait(60) == 0
+        end = proc.stderr.read().splitlines()
+    finally:
+        proc.kill()
+    assert len(end) == 1 and end[0].startswith(f"{name} ({run_id[:8]}): completed in ")
+
+    failed = run_line_fields(pool.gage_submit("fail", "code=3", check=True).out)
+    codes = {
+        "submit --follow": pool.gage_submit("fail", "code=3", "--follow", timeout=60),
+        "wait": pool.gage_submit("wait", failed[2], timeout=60),
+        "logs -f": pool.gage_submit("logs", "-f", failed[2], timeout=60),
+    }
+    assert {name: result.code for name, result in codes.items()} == {
+        "submit --follow": 1, "wait": 1, "logs -f": 1}
+    assert codes["submit --follow"].err.strip().endswith("error (exit 3)")
+    assert codes["logs -f"].err.strip() == f"{failed[1]} ({failed[2][:8]}): error (exit 3)"

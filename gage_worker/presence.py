@@ -1,0 +1,34 @@
+"""Which queues have a consumer, told through the runs dir (Celery-free).
+
+Every worker holds a shared lock on `.gage-queue/queues/<queue>.lock` for
+each queue it consumes, for as long as its main process lives. Whoever
+shares the runs dir can then ask, without the broker and without Celery,
+whether anything consumes a queue: `gage-submit --follow` and `wait` say
+so when a run waits on a queue nobody consumes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from .lock import lock_fd, open_lock_file, probe_path
+
+
+def queue_presence_path(runs_dir: str, queue: str) -> str:
+    return os.path.join(runs_dir, ".gage-queue", "queues", f"{queue}.lock")
+
+
+def announce_queues(runs_dir: str, queues: Iterable[str]) -> list[int]:
+    """Hold a shared lock per queue; the descriptors (closing them withdraws)."""
+    fds = []
+    for queue in queues:
+        fd = open_lock_file(queue_presence_path(runs_dir, queue), create=True)
+        lock_fd(fd, shared=True)
+        fds.append(fd)
+    return fds
+
+
+def queue_has_consumer(runs_dir: str, queue: str) -> bool:
+    """True if some worker sharing this runs dir consumes `queue`."""
+    return probe_path(queue_presence_path(runs_dir, queue))
