@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from gage_runs.sidecars import run_label
 from gage_runs.types import Run, RunSummary
 from gage_worker.lock import is_locked, read_record
 from gage_worker.queue_meta import read_submitted
+from gage_worker.record import RunRecord
 from gage_worker.runstate import ENDED, GageFacts, RunSnapshot, RunState, derive_state
 from gage_worker.runstate import FINISHED as QUEUE_FINISHED
 from gage_worker.state import QueueState
@@ -46,6 +48,7 @@ class RunInfo:
     staged: int | None
     started: int | None
     stopped: int | None
+    duration: float | None  # seconds from started to stopped, or so far while running
     exit_code: int | None
     run_dir: str
     config: dict[str, Any] | None = None
@@ -95,12 +98,22 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
         staged=files.timestamp("staged") if "staged" in times else None,
         started=files.timestamp("started"),
         stopped=files.timestamp("stopped") if "stopped" in times else None,
+        duration=_duration(state.record, files),
         exit_code=exit_code,
         run_dir=run.run_dir,
         config=_config(run) if detail else None,
         summary=summary.as_json() if detail else {},
         rerun_of=read_rerun_of(run) if "rerun-of" in files.queue and not brief else None,
     )
+
+
+def _duration(record: RunRecord | None, files: _MetaFiles) -> float | None:
+    """From the record for the queue's runs (live while running), else Gage's timestamps."""
+    if record is not None and record.started:
+        end = record.ended or (time.time_ns() // 1000 if record.state is RunState.RUNNING else None)
+        return None if end is None else max(0.0, (end - record.started) / 1e6)
+    started, stopped = files.timestamp("started"), files.timestamp("stopped")
+    return None if started is None or stopped is None else max(0.0, (stopped - started) / 1e6)
 
 
 class _MetaFiles:

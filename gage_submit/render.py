@@ -18,15 +18,37 @@ from gage_worker.state import queue_state
 from .info import RunInfo, short_time
 from .term import console, is_terminal, styled_status
 
-TABLE_COLUMNS = ("#", "name", "op", "started", "status", "host", "reason", "label")
+TABLE_COLUMNS = (
+    "#", "name", "op", "started", "time", "status", "host", "worker", "reason", "label",
+)
+# On a terminal too narrow for every column, these go first, in this order.
+DROPPED_FIRST = ("worker", "started", "host", "op", "time", "reason")
 
 
 def table_row(index: int, info: RunInfo) -> tuple[str, ...]:
-    """A run's cells in TABLE_COLUMNS order: the host that runs or ran it, why it ended."""
+    """A run's cells in TABLE_COLUMNS order: how long it took, where it ran, why it ended."""
+    took = "" if info.duration is None else format_duration(info.duration)
     return (
-        str(index), info.name, info.op, short_time(info.started), info.status,
-        info.host or "", info.reason or "", info.label or "",
+        str(index), info.name, info.op, short_time(info.started), took, info.status,
+        info.host or "", info.node or "", info.reason or "", info.label or "",
     )
+
+
+def fit_columns(columns: tuple[str, ...], cells: list[tuple[str, ...]], width: int
+                ) -> list[int]:
+    """Indexes of the columns that fit in `width`, dropping DROPPED_FIRST in order."""
+    widths = [max([len(column), *(len(row[i]) for row in cells)])
+              for i, column in enumerate(columns)]
+    kept = list(range(len(columns)))
+
+    def needed() -> int:
+        return sum(widths[i] for i in kept) + 2 * (len(kept) - 1)
+
+    for name in DROPPED_FIRST:
+        if needed() <= width:
+            break
+        kept.remove(columns.index(name))
+    return kept
 
 
 def print_runs_table(rows: list[tuple[int, RunInfo]], out: IO[str]) -> None:
@@ -55,15 +77,16 @@ def _rich_table(cells: list[tuple[str, ...]], out: IO[str]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    screen = console(out)
+    kept = fit_columns(TABLE_COLUMNS, cells, screen.width)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in TABLE_COLUMNS:
+    for i in kept:
+        column = TABLE_COLUMNS[i]
         table.add_column(column, no_wrap=column != "label", style="dim" if column == "#" else "")
     status_col = TABLE_COLUMNS.index("status")
     for row in cells:
-        table.add_row(
-            *(styled_status(c) if i == status_col else escape(c) for i, c in enumerate(row))
-        )
-    console(out).print(table)
+        table.add_row(*(styled_status(row[i]) if i == status_col else escape(row[i]) for i in kept))
+    screen.print(table)
 
 
 def detail_fields(info: RunInfo) -> list[tuple[str, str]]:

@@ -131,7 +131,7 @@ def test_list_shows_every_state_in_stable_columns(runs, gage_submit):
     result = gage_submit("list", check=True)
 
     assert result.lines()[0].split() == [
-        "#", "name", "op", "started", "status", "host", "reason", "label"]
+        "#", "name", "op", "started", "time", "status", "host", "worker", "reason", "label"]
     rows = table(result.out)
     assert [(r["#"], r["name"], r["op"], r["status"]) for r in rows] == [
         ("1", lost.name, "train", "lost"),
@@ -143,6 +143,7 @@ def test_list_shows_every_state_in_stable_columns(runs, gage_submit):
     host = socket.gethostname()
     assert [r["host"] for r in rows] == [host, host, "-", "-", "-"]
     assert [r["reason"] for r in rows] == ["keeper gone", "-", "-", "-", "-"]
+    assert rows[2]["time"] == "-" and rows[4]["time"].endswith("s")  # queued; took a while
     assert [r["label"] for r in rows] == ["-", "-", "my label", "-", "-"]
     assert rows[2]["started"] == "-"
     assert rows[4]["started"][:2] == "20" and len(rows[4]["started"]) == 19
@@ -319,3 +320,20 @@ def test_a_terminal_gets_colour_and_a_pipe_gets_plain_text(runs, project):
     text = out.decode()
     assert "\x1b[" in text  # colour codes
     assert "completed" in text and "name" in text
+    assert "worker" in text and "reason" in text  # 120 columns: every column fits
+
+
+def test_a_narrow_terminal_drops_the_least_useful_columns_first():
+    from gage_submit.render import TABLE_COLUMNS, fit_columns
+
+    row = ("1", "gidik-livih", "train", "2026-12-01 21:13:25", "3m12s", "completed",
+           "gpu-host-7", "w0@gpu-host-7", "completed", "baseline")
+    names = lambda kept: [TABLE_COLUMNS[i] for i in kept]  # noqa: E731
+    assert names(fit_columns(TABLE_COLUMNS, [row], 200)) == list(TABLE_COLUMNS)
+    assert names(fit_columns(TABLE_COLUMNS, [row], 100)) == [
+        "#", "name", "op", "started", "time", "status", "host", "reason", "label"]
+    assert names(fit_columns(TABLE_COLUMNS, [row], 60)) == [
+        "#", "name", "op", "time", "status", "reason", "label"]
+    assert names(fit_columns(TABLE_COLUMNS, [row], 50)) == [
+        "#", "name", "status", "reason", "label"]
+    assert names(fit_columns(TABLE_COLUMNS, [row], 20)) == ["#", "name", "status", "label"]
