@@ -47,9 +47,9 @@ if TYPE_CHECKING:  # imported where used: a submit must not pay for what list ne
 PROG = "gage-submit"
 DEFAULT_MAX_RUNS = 100
 DEFAULT_LIMIT = 20
-STATUSES = (
-    "queued", "running", "finalizing", "completed", "error", "terminated", "lost",
-    "staged", "pending", "unknown",
+STATUSES = (  # every RunState (tests/test_run_state.py), spelled out: cli imports stay light
+    "queued", "running", "finalizing", "finalize-failed", "completed", "error", "terminated",
+    "lost", "staged", "pending", "unknown",
 )
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -63,6 +63,12 @@ def test_derive_state(snapshot, state):
     assert derive_state(snapshot) is state
 
 
+def test_every_command_knows_every_state():
+    from gage_submit.cli import STATUSES
+
+    assert sorted(STATUSES) == sorted(state.value for state in RunState)
+
+
 def test_transition_table():
     assert check_transition(S.QUEUED, Event.START, S.RUNNING) is S.RUNNING
     assert check_transition(S.FINALIZING, Event.FINALIZE, S.ERROR) is S.ERROR
