@@ -6,6 +6,17 @@ directories are world-writable too. `GAGE_SHARED_MODE=group` narrows both
 to a shared Unix group (`0o660` files, setgid `0o2770` directories).
 Read-only files are always `0o444`, as in Gage.
 
+Only the submitter can change a submitted run: every directory created
+for runs (a run's own dirs, and the runs dir or its parents when created
+here) also has the sticky bit (`0o1777`, `0o3770`). The worker's runs can
+still create files in them, but nobody but a file's owner (or root) can
+rename or delete it, so nobody can swap a staged file (`proc/cmd.json`, a
+source file: `0o444`, the submitter's) for one of their own. The keeper
+checks that before it starts a run (`gage_worker.keeper.integrity`).
+Directories under `.gage-queue/` (the embedded broker, host locks, beat)
+stay without it: the embedded broker claims a message by renaming a file
+another user wrote.
+
 No symlink games: everyone who can write the runs dir can plant a symlink
 where a worker writes, so every write here opens without following one.
 Below a run's meta side (`<id>.meta/`, `<id>.user/`) no component is
@@ -32,13 +43,14 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY
 _RUN_META_ENTRY = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.(meta|user)\Z"
 )
+QUEUE_DIR = ".gage-queue"  # the queue's own files in a runs dir: no sticky bit below it
 
 
 class UnsafePathError(GageRunsError):
     """A symlink (or another non-regular file) where gage-queue writes."""
 
 
-_MODES = {
+_MODES = {  # writable files, dirs (`dir_mode` adds the sticky bit)
     "world": (0o666, 0o777),
     "group": (0o660, 0o2770),
 }
@@ -69,7 +81,12 @@ def writable_file_mode() -> int:
 
 
 def dir_mode() -> int:
-    """Mode of directories created for a run."""
+    """Mode of directories created for runs: shared, and sticky (see above)."""
+    return _shared_modes()[1] | stat.S_ISVTX
+
+
+def queue_dir_mode() -> int:
+    """Mode of directories created under `.gage-queue/`: shared, not sticky."""
     return _shared_modes()[1]
 
 
@@ -92,7 +109,7 @@ def make_dirs(path: str) -> None:
     """
     parts = _split(path)
     start = _run_meta_start(parts, len(parts))
-    _make_plain_dirs(_join(parts[:start]))
+    _make_plain_dirs(parts, start)
     if start < len(parts):
         os.close(_open_dirs(parts, start, len(parts), create=True))
 
@@ -238,18 +255,18 @@ def _chmod_dir_at(dir_fd: int, name: str, shown: str) -> None:
         os.close(fd)
 
 
-def _make_plain_dirs(path: str) -> None:
-    """Create `path` and missing parents (outside any run's meta side)."""
+def _make_plain_dirs(parts: list[str], end: int) -> None:
+    """Create `parts[:end]` and missing parents (outside any run's meta side)."""
+    path = _join(parts[:end])
     if os.path.isdir(path):
         return
-    parent = os.path.dirname(path)
-    if parent and parent != path:
-        _make_plain_dirs(parent)
+    if end > 1:
+        _make_plain_dirs(parts, end - 1)
     try:
         os.mkdir(path)
     except FileExistsError:
         return
-    os.chmod(path, dir_mode())
+    os.chmod(path, queue_dir_mode() if QUEUE_DIR in parts[:end] else dir_mode())
 
 
 def _chmod_fd(fd: int, mode: int) -> None:

@@ -22,7 +22,11 @@ a binary for four platforms only; and kombu's SQLAlchemy transport on
 SQLite, which polls (2.5x slower, 48 ms dispatch) and costs every submit
 an SQLAlchemy import.
 
-Redis and RabbitMQ: the URL is passed to kombu unchanged. For Redis the
+Redis and RabbitMQ: the URL is passed to kombu unchanged. Redis URLs
+(`redis://`, `rediss://`, `redis+socket://`) get kombu's Redis transport
+as `redis_transport` guards it: a raw item pushed onto a queue's list that
+is not a kombu message is dropped and logged instead of crashing the
+worker. For Redis the
 visibility timeout (how long an unacked message stays invisible before
 Redis redelivers it) is set in the transport options, and the periodic
 restore of unacked messages is made as frequent as the timeout needs. For
@@ -54,9 +58,22 @@ def is_embedded(settings: Settings) -> bool:
     return broker_url(settings).startswith("filesystem:")
 
 
+REDIS_SCHEMES = ("redis:", "rediss:", "redis+socket:")
+
+
 def broker_transport(settings: Settings) -> str | None:
-    """The kombu transport class for the broker URL (None: the one its scheme names)."""
-    return EMBEDDED_TRANSPORT if is_embedded(settings) else None
+    """The kombu transport class for the broker URL (None: the one its scheme names).
+
+    For Redis the scheme's name stays, and `redis_transport.install()` points
+    kombu's Redis aliases at the guarded transport (see there why).
+    """
+    if is_embedded(settings):
+        return EMBEDDED_TRANSPORT
+    if broker_url(settings).lower().startswith(REDIS_SCHEMES):
+        from . import redis_transport
+
+        redis_transport.install()
+    return None
 
 
 def embedded_dir(settings: Settings) -> str:

@@ -140,10 +140,10 @@ def test_run_for_meta_dir(tmp_path):
 
 
 def test_shared_group_mode(tmp_path, monkeypatch):
-    """GAGE_SHARED_MODE=group: writable meta files 0o660, dirs setgid 0o2770."""
+    """GAGE_SHARED_MODE=group: writable meta files 0o660, dirs setgid and sticky 0o3770."""
     monkeypatch.setenv("GAGE_SHARED_MODE", "group")
     run = make_run(OpRef("test", "say"), str(tmp_path / "runs"))
     init_run_meta(run, OpDef("say", {}), {}, OpCmd("true", {}))
     assert mode(f"{run.meta_dir}/log/runner") == 0o660
-    assert mode(f"{run.meta_dir}/proc") == 0o2770
-    assert mode(run.meta_dir) == 0o2770
+    assert mode(f"{run.meta_dir}/proc") == 0o3770
+    assert mode(run.meta_dir) == 0o3770

@@ -6,6 +6,7 @@ could, against a real `gage-worker` on a private redis-server.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pickle
@@ -15,13 +16,16 @@ import uuid
 from typing import Any
 
 from kombu import Connection, Producer
-from support.workers import wait_for
+from support.workers import Bed, wait_for
 
 from gage_runs.meta import meta_timestamp, write_timestamp
 from gage_runs.status import run_status
+from gage_worker import redis_transport
+from gage_worker.broker import broker_transport, broker_url
 from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK
 from gage_worker.enqueue import BrokerSession
 from gage_worker.messages import task_message
+from gage_worker.settings import Settings
 
 RUN_ID = "01234567-89ab-4def-8123-456789abcdef"  # a run id; no such run
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -176,3 +180,95 @@ def test_hostile_run_ids_are_rejected(redis_bed, tmp_path):
     assert redis_bed.executions(plain) == [] and meta_timestamp(plain, "stopped") is None
     assert worker.proc.poll() is None
     assert redis_bed.redis.client().llen("gage") == 0
+
+
+def _envelope(**changes: Any) -> bytes:
+    """A kombu envelope of a good exec message, as kombu's Redis transport pushes it."""
+    body, headers, properties = task_message(EXEC_TASK, [RUN_ID], str(uuid.uuid4()))
+    envelope = {
+        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "content-encoding": "utf-8", "content-type": "application/json", "headers": headers,
+        "properties": {**properties, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+                       "delivery_info": {"exchange": "", "routing_key": "gage"}, "priority": 0},
+    }
+    for key, value in changes.items():
+        target = envelope["properties"] if key in envelope["properties"] else envelope
+        target[key.replace("_", "-") if key.startswith("content") else key] = value
+    return json.dumps(envelope).encode()
+
+
+RAW_ITEMS = {
+    "garbage": b"garbage",
+    "not an envelope": b'{"not": "a kombu envelope"}',
+    "a number": b"42",
+    "a list": b"[1, 2]",
+    "not UTF-8": b"\xff\xfe{",
+    "deeply nested": b"[" * 100000,
+    "a kombu type marker": b'{"__type__": "datetime", "__value__": "x"}',
+    "properties not an object": b'{"body": "", "properties": [1]}',
+    "no delivery tag": _envelope(delivery_tag=None),
+    "no delivery info": _envelope(delivery_info={}),
+    "a bad priority": _envelope(priority="high"),
+    "headers a list": _envelope(headers=[1]),
+    "an undecodable body": _envelope(body="%%% not base64 %%%"),
+    "an unknown body encoding": _envelope(body_encoding="rot13"),
+    "a body that is a number": _envelope(body=42),
+    "a newline in it": b"garbage\nFORGED raw line",
+}
+
+
+def test_raw_redis_items_are_dropped_and_the_worker_serves_on(redis_bed):
+    worker = redis_bed.start_worker("-c", "1")
+    pool = sorted(p.pid for p in worker.pool())
+    client = redis_bed.redis.client()
+    for item in RAW_ITEMS.values():
+        client.lpush("gage", item)
+    client.lpush("gage-finalize", b"garbage for finalize")
+    client.lpush("gage", _envelope(body=base64.b64encode(b"not json {").decode()))  # a message
+    good = redis_bed.stage_and_submit(1)
+
+    assert redis_bed.wait_status(good) == {good[0].id: "completed"}
+    wait_for(lambda: worker.log().count("dropped an item of Redis list") >= len(RAW_ITEMS) + 1,
+             10, "every raw item to be dropped")
+    log = worker.log()
+    dropped = [line for line in log.splitlines() if "dropped an item of Redis list" in line]
+    assert len(dropped) == len(RAW_ITEMS) + 1, "\n".join(dropped)
+    assert "dropped an item of Redis list 'gage': not JSON (JSONDecodeError): b'garbage'" in log
+    assert "list 'gage-finalize': not JSON" in log
+    assert "not a kombu envelope (not a JSON object): b'42'" in log
+    assert "not a kombu envelope (no properties): b'{\"not\": \"a kombu envelope\"}'" in log
+    assert ": a body that is not base64: " in log
+    assert "body encoding 'rot13' is not base64" in log
+    assert "b'garbage\\nFORGED raw line'" in log
+    assert not [line for line in log.splitlines() if line.startswith("FORGED")]
+    assert "rejected message:" in log and "not JSON" in log  # the decodable one: the inbox's
+    assert "Unrecoverable error" not in log and "Traceback" not in log
+    assert worker.proc.poll() is None
+    assert sorted(p.pid for p in worker.pool()) == pool
+    assert client.llen("gage") == client.llen("gage-finalize") == client.hlen("unacked") == 0
+
+
+def test_raw_items_are_dropped_on_a_unix_socket_too(tmp_path, redis_unix_server):
+    """`redis+socket://`: kombu names the transport from the URL; it is the guarded one."""
+    bed = Bed(tmp_path, broker_url=redis_unix_server.url, redis=redis_unix_server)
+    try:
+        worker = bed.start_worker("-c", "1")
+        redis_unix_server.client().lpush("gage", b"garbage")
+        good = bed.stage_and_submit(1)
+        assert bed.wait_status(good) == {good[0].id: "completed"}
+        wait_for(lambda: "dropped an item of Redis list 'gage'" in worker.log(), 10,
+                 "the raw item to be dropped")
+        assert worker.proc.poll() is None and "Unrecoverable error" not in worker.log()
+    finally:
+        bed.close()
+
+
+def test_rediss_keeps_tls_with_the_guarded_transport():
+    """The guarded transport keeps what kombu reads from the scheme: TLS for rediss://."""
+    settings = Settings.from_env({"GAGE_BROKER_URL": "rediss://127.0.0.1:1/0"})
+    assert broker_transport(settings) is None
+    conn = Connection(broker_url(settings), transport=broker_transport(settings))
+    assert conn.transport_cls == "rediss" and conn.ssl
+    assert conn.get_transport_cls() is redis_transport.Transport
+    socket_conn = Connection("redis+socket:///tmp/gage-test.sock")
+    assert socket_conn.get_transport_cls() is redis_transport.Transport

@@ -52,6 +52,7 @@ from .parts import (
     ShutdownPart,
     SlotPart,
     Stop,
+    SubmittedFilesPart,
     TimeLimitPart,
     cancel_stop,
 )
@@ -72,6 +73,7 @@ class Keeper:
         self.shutdown = ShutdownPart()
         self.parts: list[Part] = [
             self.shutdown, HostPart(), self.slot, TimeLimitPart(), CancelPart(), RunFilesPart(),
+            SubmittedFilesPart(),
         ]
         self.started_at = 0.0
         self.stop: Stop | None = None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ..lock import lock_fd, open_lock_file
 from ..queue_meta import read_cancel, read_submitted
 from ..runstate import EndReason
+from .integrity import check_run_files
 
 if TYPE_CHECKING:
     from .keeper import Keeper
@@ -183,6 +184,19 @@ class RunFilesPart(Part):
             keeper.log("the run's lock file was deleted or replaced; restoring it")
             keeper.lock.relink()
         return None
+
+
+class SubmittedFilesPart(Part):
+    """Only the submitter can change a submitted run: the keeper refuses one changed by others.
+
+    Last to acquire, so the check is as close to the start as it can be
+    (after any wait for a slot). A `TamperedRunError` (a GageRunsError)
+    ends the run `error`, reason `cannot-start`, without running it; see
+    `integrity` for what is checked and why.
+    """
+
+    def acquire(self, keeper: Keeper) -> None:
+        check_run_files(keeper.run, keeper.job.runs_dir)
 
 
 class ShutdownPart(Part):
