@@ -90,13 +90,26 @@ def queue_dir_mode() -> int:
     return _shared_modes()[1]
 
 
-def set_readonly(path: str) -> None:
-    """Make `path` read-only for everyone (exactly `0o444`); never through a symlink."""
+def set_readonly(path: str) -> bool:
+    """Make `path` read-only for everyone (exactly `0o444`); never through a symlink.
+
+    Only a file's owner may change its mode: a worker account finalizing a
+    run another user staged cannot chmod that user's files (`log/files`,
+    `manifest`, `log/runner`). Those keep their owner's mode, and the
+    result is False; any other failure raises.
+    """
     fd = open_nofollow(path, os.O_PATH)
     try:
-        if stat.S_ISLNK(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):
             raise UnsafePathError(f"refusing to follow the symlink {path}")
-        os.chmod(f"/proc/self/fd/{fd}", READONLY)  # chmod of the opened file itself
+        try:
+            os.chmod(f"/proc/self/fd/{fd}", READONLY)  # chmod of the opened file itself
+        except PermissionError:
+            if st.st_uid == os.geteuid():
+                raise
+            return False
+        return True
     finally:
         os.close(fd)
 
@@ -176,13 +189,31 @@ def write_text(path: str, text: str, *, readonly: bool = True) -> None:
                 os.fchmod(f.fileno(), READONLY if readonly else writable_file_mode())
             if _is_link_at(dir_fd, name):
                 raise UnsafePathError(f"refusing to replace the symlink {path}")
-            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            try:
+                os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except PermissionError:
+                _write_in_place(dir_fd, name, text, path)
+                os.unlink(tmp, dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
             raise
     finally:
         os.close(dir_fd)
+
+
+def _write_in_place(dir_fd: int, name: str, text: str, path: str) -> None:
+    """Overwrite another user's shared-writable file that a sticky dir keeps us from replacing."""
+    fd = os.open(name, os.O_WRONLY | os.O_TRUNC | _NOFOLLOW, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePathError(f"refusing to write {path}: not a regular file")
+        with os.fdopen(fd, "w") as f:
+            fd = -1
+            f.write(text)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def open_shared_append(path: str):

@@ -279,3 +279,46 @@ def test_a_queued_run_in_an_unsafe_runs_dir_is_refused(worker_bed):
         f"cannot start the run: {worker_bed.runs_dir} is writable by others without the "
         f"sticky bit, so anyone could replace a run in it (chmod +t {worker_bed.runs_dir})")
     assert worker_bed.executions(run) == []
+
+
+STAGE = """\
+import json, sys
+from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
+spec = json.loads(sys.argv[1])
+run = make_run(OpRef("project", "plain"), spec["runs"])
+init_run_meta(run, OpDef("plain", {"exec": "python3 script.py"}), {},
+              OpCmd(["python3", "script.py"], {"COUNT_DIR": spec["counts"]}))
+stage_run(run, spec["project"])
+print(json.dumps(run.meta_dir))
+"""
+
+EXEC_AND_FINALIZE = """\
+import json, sys
+from gage_runs import exec_run, finalize_run, run_meta_path
+from gage_runs.meta import run_for_meta_dir
+run = run_for_meta_dir(json.loads(sys.argv[1])["meta"])
+exec_run(run)
+finalize_run(run)
+print(json.dumps(open(run_meta_path(run, "proc", "exit")).read()))
+"""
+
+
+def test_a_worker_account_finalizes_another_users_run(users, shared_root):
+    """The worker is not the submitter: it may not chmod the submitter's files, and the
+    sticky meta dir keeps it from replacing them, yet finalize completes."""
+    runs = shared_root / "runs"
+    runs.mkdir()
+    runs.chmod(0o1777)
+    project = shared_root / "project-a"
+    project.mkdir()
+    (project / "script.py").write_text("print('hi')\n")
+    counts = shared_root / "counts"
+    counts.mkdir(mode=0o777)
+    counts.chmod(0o777)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(shared_root),
+           "PYTHONPATH": os.pathsep.join(_python_path(shared_root))}
+    meta = users.run_as(users.a, STAGE, {"runs": str(runs), "project": str(project),
+                                         "counts": str(counts)}, env)
+    assert users.run_as(users.b, EXEC_AND_FINALIZE, {"meta": meta}, env) == "0"
+    assert (Path(meta) / "stopped").exists()
+    assert (Path(meta) / "manifest").read_text().startswith("s ")
