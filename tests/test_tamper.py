@@ -134,6 +134,12 @@ def _others_can_reach(path: str) -> bool:
     return True
 
 
+def _admin(tool: str) -> str | None:
+    """An admin tool, found in the sbin dirs too (a plain user PATH lacks them)."""
+    return shutil.which(tool, path=os.pathsep.join([os.environ.get("PATH", ""),
+                                                    "/usr/sbin", "/sbin"]))
+
+
 class Users:
     """Throwaway Unix users `a` and `b`, members of a throwaway group."""
 
@@ -141,15 +147,15 @@ class Users:
         tag = uuid.uuid4().hex[:6]
         self.group = f"gq-g-{tag}"
         self.a, self.b = f"gq-a-{tag}", f"gq-b-{tag}"
-        subprocess.run(["groupadd", self.group], check=True)
+        subprocess.run([_admin("groupadd"), self.group], check=True)
         for name in (self.a, self.b):
-            subprocess.run(["useradd", "-M", "-U", "-G", self.group, "-s", "/bin/false", name],
+            subprocess.run([_admin("useradd"), "-M", "-U", "-G", self.group, "-s", "/bin/false", name],
                            check=True)
 
     def delete(self) -> None:
         for name in (self.a, self.b):
-            subprocess.run(["userdel", name], check=False)
-        subprocess.run(["groupdel", self.group], check=False)
+            subprocess.run([_admin("userdel"), name], check=False)
+        subprocess.run([_admin("groupdel"), self.group], check=False)
 
     def run_as(self, name: str, code: str, spec: dict, env: dict[str, str]) -> object:
         """Run Python `code` as user `name` (with its groups); its JSON output."""
@@ -174,8 +180,8 @@ PYTHON = _user_python()
 def users() -> Iterator[Users]:
     if os.geteuid() != 0:
         pytest.skip("needs root to create throwaway users")
-    if not shutil.which("useradd"):
-        pytest.skip("no useradd")
+    if not all(_admin(tool) for tool in ("useradd", "userdel", "groupadd", "groupdel")):
+        pytest.skip("no useradd, userdel, groupadd or groupdel")
     if PYTHON is None:
         pytest.skip("no Python other users can run")
     made = Users()
