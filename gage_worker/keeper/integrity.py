@@ -59,7 +59,8 @@ def check_run_files(run: Run, runs_dir: str) -> None:
         _check_dir(path, owner)
     for name in PROTECTED_META:
         _check_file(os.path.join(run.meta_dir, *name.split("/")), owner)
-    walked = _walk(run.run_dir, owner)
+    # A run that staged no files may have no run dir yet: exec creates it.
+    walked = _walk(run.run_dir, owner) if os.path.lexists(run.run_dir) else {}
     _check_digests(run, walked)
 
 
