@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from support.workers import Bed
 
+from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
 from gage_runs.meta import run_for_meta_dir
 from gage_worker.state import queue_state
 
@@ -328,3 +329,16 @@ def test_a_worker_account_finalizes_another_users_run(users, shared_root):
     assert users.run_as(users.b, EXEC_AND_FINALIZE, {"meta": meta}, env) == "0"
     assert (Path(meta) / "stopped").exists()
     assert (Path(meta) / "manifest").read_text().startswith("s ")
+
+
+def test_a_run_that_staged_no_files_is_not_refused(worker_bed):
+    """No source code, so no run dir until exec makes it: nothing to have tampered with."""
+    empty = worker_bed.root / "empty-project"
+    empty.mkdir()
+    run = make_run(OpRef("empty", "echo"), str(worker_bed.runs_dir))
+    init_run_meta(run, OpDef("echo", {"exec": "echo hi"}), {}, OpCmd("echo hi", {}))
+    stage_run(run, str(empty))
+    assert not os.path.exists(run.run_dir)
+    worker_bed.submit(run)
+    worker_bed.start_worker("-c", "1")
+    assert worker_bed.wait_status([run]) == {run.id: "completed"}
