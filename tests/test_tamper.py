@@ -193,7 +193,31 @@ def users() -> Iterator[Users]:
 
 
 @pytest.fixture
-def shared_root() -> Iterator[Path]:
+def reachable_checkout() -> Iterator[None]:
+    """Let other users traverse to this checkout and this venv's packages, for the test.
+
+    A clone made with `mktemp -d` is `0o700`: the users could not import
+    gage_runs. Until the test ends, the import dirs themselves get `o+rx`
+    (Python lists them) and each directory above them `o+x` (enter, not list).
+    """
+    targets = [REPO, *(Path(p) for p in sys.path if p.endswith("site-packages"))]
+    changed: dict[Path, int] = {}
+    for target in targets:
+        for directory in [target, *target.parents]:
+            mode = stat.S_IMODE(directory.stat().st_mode)
+            need = stat.S_IXOTH | (stat.S_IROTH if directory == target else 0)
+            if mode & need != need:
+                changed.setdefault(directory, mode)
+                directory.chmod(mode | need)
+    try:
+        yield
+    finally:
+        for directory, mode in changed.items():
+            directory.chmod(mode)
+
+
+@pytest.fixture
+def shared_root(reachable_checkout: None) -> Iterator[Path]:
     """A dir every user can reach (pytest's tmp dir is root's alone)."""
     root = Path(tempfile.mkdtemp(prefix="gage-tamper-"))
     root.chmod(0o755)
