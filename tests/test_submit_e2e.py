@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.redis_server import REDIS_SERVER, RedisServer, free_port
+from support.redis_server import free_port
 from support.submit_cli import (
     GageSubmit,
     assert_one_line_error,
     gage_submit_command,
     run_line_fields,
-    write_project,
+    worker_pool,
 )
 from support.workers import Bed, wait_for
 
@@ -47,20 +47,8 @@ class Pool:
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
-    if not os.access(REDIS_SERVER, os.X_OK):
-        pytest.skip(f"no redis-server at {REDIS_SERVER}")
-    root = tmp_path_factory.mktemp("submit-e2e")
-    redis = RedisServer(root / "redis")
-    redis.start()
-    bed = Bed(root, broker_url=redis.url, redis=redis)
-    try:
-        bed.start_worker("-c", "2")
-        project = write_project(root / "proj")
-        env = {"GAGE_RUNS": str(bed.runs_dir), "GAGE_BROKER_URL": redis.url}
-        yield Pool(bed, project, GageSubmit(project, env))
-    finally:
-        bed.close()
-        redis.stop()
+    with worker_pool(tmp_path_factory.mktemp("submit-e2e")) as (bed, project, gage_submit):
+        yield Pool(bed, project, gage_submit)
 
 
 def test_submit_and_wait_for_a_completed_run(pool):

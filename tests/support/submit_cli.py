@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from .redis_server import REDIS_SERVER, RedisServer
+from .workers import Bed
 
 GAGE_TOML = """\
 [train]
@@ -139,3 +146,22 @@ def run_line_fields(line: str) -> tuple[str, str, str, str]:
     """A run line `STATUS NAME ID [DETAIL]` split into its four fields."""
     status, name, run_id, *detail = line.strip().split(maxsplit=3)
     return status, name, run_id, detail[0] if detail else ""
+
+
+@contextlib.contextmanager
+def worker_pool(root: Path) -> Iterator[tuple[Bed, Path, GageSubmit]]:
+    """A private redis-server, one `gage-worker -c 2`, the test project, and
+    `gage-submit` pointed at them; all stopped afterwards."""
+    if not os.access(REDIS_SERVER, os.X_OK):
+        pytest.skip(f"no redis-server at {REDIS_SERVER}")
+    redis = RedisServer(root / "redis")
+    redis.start()
+    bed = Bed(root, broker_url=redis.url, redis=redis)
+    try:
+        bed.start_worker("-c", "2")
+        project = write_project(root / "proj")
+        env = {"GAGE_RUNS": str(bed.runs_dir), "GAGE_BROKER_URL": redis.url}
+        yield bed, project, GageSubmit(project, env)
+    finally:
+        bed.close()
+        redis.stop()
