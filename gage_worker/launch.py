@@ -12,7 +12,6 @@ dies meanwhile, the keeper and its run go on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -31,7 +30,6 @@ class KeeperLauncher:
     """One pool process's keeper server, started on first use."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
@@ -48,18 +46,19 @@ class KeeperLauncher:
             return False
 
     def _server(self, env: dict[str, str]) -> socket.socket:
-        if self._sock is not None and self._proc is not None and self._proc.poll() is None:
+        """The server's socket; a dead server shows as a failed send (EPIPE), then a new one."""
+        if self._sock is not None:
             return self._sock
-        self.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._proc = subprocess.Popen(
+            starter = subprocess.Popen(
                 [sys.executable, "-m", "gage_worker.keeper", "--serve", str(theirs.fileno())],
                 env=env, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
                 start_new_session=True,
             )
         finally:
             theirs.close()
+        starter.wait()  # it detaches at once: the server is init's child, not ours
         self._sock = ours
         return ours
 
@@ -67,10 +66,6 @@ class KeeperLauncher:
         if self._sock is not None:
             self._sock.close()  # the server exits when its socket closes
             self._sock = None
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(1)
-            self._proc = None
 
 
 _launcher = KeeperLauncher()

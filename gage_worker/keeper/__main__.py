@@ -1,9 +1,9 @@
 """`python -m gage_worker.keeper JOB_JSON` keeps one run; `--serve FD` starts keepers on request.
 
 A keeper must be nobody's child in the worker: this process forks the
-real keeper and the fork forks again, so the keeper is adopted by init
-(or the nearest subreaper) and no worker process is its ancestor, nor
-the run's; a worker's death touches neither. The keeper writes one
+real keeper and exits, so the keeper is adopted by init (or the nearest
+subreaper) and no worker process is its ancestor, nor the run's; a
+worker's death touches neither. The keeper writes one
 `Outcome` line to the job's result pipe when it is done with the run.
 
 `--serve FD` is the fast path (`launch.KeeperLauncher`): a fresh
@@ -36,10 +36,20 @@ def main(argv: list[str]) -> int:
 
 
 def serve(sock: socket.socket) -> int:
-    """Fork a detached keeper for every job received; return when the socket closes."""
+    """Fork a detached keeper for every job received; return when the socket closes.
+
+    The server first detaches itself (fork, the parent exits), so init
+    adopts it and no worker process is its ancestor, nor its keepers': one
+    fork per keeper is enough. Its keepers are reaped by the kernel
+    (SIGCHLD ignored here; each keeper restores it for its own children).
+    """
     from . import keeper  # noqa: F401  (loaded once here, not in every keeper)
 
+    if os.fork():
+        return 0
+    os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, MAX_JOB_BYTES, 1)
@@ -54,16 +64,12 @@ def serve(sock: socket.socket) -> int:
                 os.close(fd)
             continue
         result_fd = fds[0] if fds else None
-        child = os.fork()
-        if child == 0:
+        if os.fork() == 0:
             sock.close()
-            if os.fork() == 0:
-                os.setsid()
-                _be_keeper(KeeperJob(**{**job.__dict__, "result_fd": result_fd}))
-            os._exit(0)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _be_keeper(KeeperJob(**{**job.__dict__, "result_fd": result_fd}))
         if result_fd is not None:
             os.close(result_fd)
-        os.waitpid(child, 0)
 
 
 def _be_keeper(job: KeeperJob) -> None:
