@@ -131,11 +131,7 @@ class RunLock:
             os.fsync(self.fd)
 
     def _read(self) -> bytes:
-        if not self._direct:
-            return os.pread(self.fd, RECORD_SIZE_LIMIT, 0)
-        buf = mmap.mmap(-1, RECORD_SIZE_LIMIT)
-        count = os.preadv(self.fd, [buf], 0)
-        return bytes(buf[:count])
+        return _read_record_bytes(self.fd, self._direct)
 
     def linked(self) -> bool:
         """True while the lock file at the run's path is the file we hold."""
@@ -234,12 +230,26 @@ def is_locked(run: Run) -> bool:
 
 
 def read_record(run: Run) -> RunRecord | None:
-    """The record as last written, without the lock: for display only."""
+    """The record as last written, without the lock: for display only.
+
+    Read with direct I/O too where there is some, so that a laptop's view
+    through a FUSE client's page cache is as fresh as the file (GlusterFS).
+    """
     try:
         fd = os.open(lock_path(run), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        return decode_record(os.pread(fd, RECORD_SIZE_LIMIT, 0))
+        return decode_record(_read_record_bytes(fd, _try_direct_io(fd)))
+    except OSError:
+        return None
     finally:
         os.close(fd)
+
+
+def _read_record_bytes(fd: int, direct: bool) -> bytes:
+    if not direct:
+        return os.pread(fd, RECORD_SIZE_LIMIT, 0)
+    buf = mmap.mmap(-1, RECORD_SIZE_LIMIT)  # page-aligned, as O_DIRECT needs
+    count = os.preadv(fd, [buf], 0)
+    return bytes(buf[:count])
