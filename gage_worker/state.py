@@ -35,17 +35,24 @@ def gage_facts(run: Run) -> GageFacts:
 def snapshot(run: Run, record: RunRecord | None = None, *, locked: bool | None = None
              ) -> RunSnapshot:
     """The run's snapshot; `record`/`locked` when the caller holds the lock."""
+    return _read(run, record, locked)[0]
+
+
+def _read(run: Run, record: RunRecord | None, locked: bool | None
+          ) -> tuple[RunSnapshot, RunRecord | None]:
+    """The snapshot and the record it was made from, each file read once."""
     submitted = os.path.exists(queue_path(run, "submitted"))
     if submitted and record is None:
         record = read_record(run)
     if locked is None:
         locked = submitted and record is not None and is_locked(run)
-    return RunSnapshot(
+    state = RunSnapshot(
         gage=gage_facts(run),
         submitted=submitted,
         committed=record.state if record else None,
         locked=locked,
     )
+    return state, record if submitted else None
 
 
 def run_state(run: Run) -> RunState:
@@ -83,8 +90,8 @@ class QueueState:
 
 
 def queue_state(run: Run) -> QueueState:
-    record = read_record(run) if os.path.exists(queue_path(run, "submitted")) else None
-    return QueueState(derive_state(snapshot(run, record)), record)
+    state, record = _read(run, None, None)
+    return QueueState(derive_state(state), record)
 
 
 def queue_status(run: Run) -> str:
