@@ -34,6 +34,8 @@ import os
 import re
 import secrets
 import stat
+import threading
+from collections.abc import Iterator
 
 from .errors import GageRunsError
 
@@ -121,22 +123,16 @@ def make_dirs(path: str) -> None:
     symlink on the way is an UnsafePathError.
     """
     parts = _split(path)
-    start = _run_meta_start(parts, len(parts))
-    _make_plain_dirs(parts, start)
-    if start < len(parts):
-        os.close(_open_dirs(parts, start, len(parts), create=True))
+    with _dir(parts, len(parts), create=True):
+        pass
 
 
 def make_new_dir(path: str) -> None:
     """Create `path`, which must not exist, with missing parents."""
-    make_dirs(os.path.dirname(path))
     parts = _split(path)
-    parent = _open_dirs(parts, _run_meta_start(parts, len(parts) - 1), len(parts) - 1)
-    try:
+    with _dir(parts, len(parts) - 1, create=True) as parent:
         os.mkdir(parts[-1], 0o700, dir_fd=parent)
         _chmod_dir_at(parent, parts[-1], path)
-    finally:
-        os.close(parent)
 
 
 def open_nofollow(path: str, flags: int, mode: int = 0o600) -> int:
@@ -147,11 +143,8 @@ def open_nofollow(path: str, flags: int, mode: int = 0o600) -> int:
     include `os.O_PATH`, which opens a symlink as itself (check with fstat).
     """
     parts = _split(path)
-    dir_fd = _open_dirs(parts, _run_meta_start(parts, len(parts) - 1), len(parts) - 1)
-    try:
+    with _dir(parts, len(parts) - 1) as dir_fd:
         return _open_at(dir_fd, parts[-1], flags, mode, path)
-    finally:
-        os.close(dir_fd)
 
 
 def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
@@ -176,12 +169,10 @@ def write_text(path: str, text: str, *, readonly: bool = True) -> None:
     replaced even if it is read-only. It is written to an exclusive temp
     name and renamed over `path`; a symlink at `path` is an UnsafePathError.
     """
-    make_dirs(os.path.dirname(path))
     parts = _split(path)
     name = parts[-1]
-    dir_fd = _open_dirs(parts, _run_meta_start(parts, len(parts) - 1), len(parts) - 1)
     tmp = f"{name}.{secrets.token_hex(6)}.tmp"
-    try:
+    with _dir(parts, len(parts) - 1, create=True) as dir_fd:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=dir_fd)
         try:
             with os.fdopen(fd, "w") as f:
@@ -198,8 +189,6 @@ def write_text(path: str, text: str, *, readonly: bool = True) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
             raise
-    finally:
-        os.close(dir_fd)
 
 
 def _write_in_place(dir_fd: int, name: str, text: str, path: str) -> None:
@@ -218,8 +207,9 @@ def _write_in_place(dir_fd: int, name: str, text: str, path: str) -> None:
 
 def open_shared_append(path: str):
     """Open `path` for appending text, creating it shared-writable (never via a symlink)."""
-    make_dirs(os.path.dirname(path))
-    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    parts = _split(path)
+    with _dir(parts, len(parts) - 1, create=True):  # the parents, so open_regular finds them
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     if os.fstat(fd).st_size == 0:
         _chmod_fd(fd, writable_file_mode())
     return os.fdopen(fd, "a")
@@ -242,21 +232,95 @@ def _run_meta_start(parts: list[str], end: int) -> int:
     return end
 
 
-def _open_dirs(parts: list[str], start: int, end: int, *, create: bool = False) -> int:
-    """A dir fd for `parts[:end]`, not following symlinks from `parts[start]` on."""
-    dir_fd = os.open(_join(parts[:start]), _DIR | os.O_CLOEXEC)
+class _Walks(threading.local):
+    """This thread's verified directory descriptors while `walk_once` is in force."""
+
+    dirs: dict[str, int] | None = None
+
+
+_walks = _Walks()
+
+
+@contextlib.contextmanager
+def walk_once() -> Iterator[None]:
+    """Within this block, in this thread, walk to each directory once, not on every write.
+
+    A directory opened by a verified walk (no symlink followed) is kept
+    open and reused for later writes below it: one run's staging, keeper
+    or finalize writes a dozen files into the same few dirs, and each
+    walk is a round trip per component on NFS. Reusing the descriptor is
+    as safe as walking again: it is a real directory that was at its
+    place when opened (a walk could be raced the same way), and a symlink
+    planted later at its path is never followed. The descriptors are
+    closed when the outermost block ends; an inner block shares them.
+    """
+    if _walks.dirs is not None:
+        yield
+        return
+    _walks.dirs = {}
     try:
-        for index in range(start, end):
+        yield
+    finally:
+        dirs, _walks.dirs = _walks.dirs, None
+        for fd in dirs.values():
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _dir(parts: list[str], end: int, *, create: bool = False) -> Iterator[int]:
+    """A dir fd for `parts[:end]`, not following symlinks on a run's meta side.
+
+    `create`: make missing dirs on the way, with the shared modes. Inside
+    `walk_once` the fd (and every dir on the way) is kept for reuse.
+    """
+    cache = _walks.dirs
+    key = _join(parts[:end])
+    if cache is not None and key in cache:
+        yield cache[key]
+        return
+    fd = _walk(parts, end, create, cache)
+    try:
+        yield fd
+    finally:
+        if cache is None:
+            os.close(fd)
+
+
+def _walk(parts: list[str], end: int, create: bool, cache: dict[str, int] | None) -> int:
+    """Open `parts[:end]` from its longest prefix in `cache` (or from the meta side's start)."""
+    start = _run_meta_start(parts, end)
+    if create:
+        _make_plain_dirs(parts, start)
+    first, dir_fd = start, -1
+    if cache is not None:
+        for first in range(end, start - 1, -1):
+            if (dir_fd := cache.get(_join(parts[:first]), -1)) >= 0:
+                break
+    if dir_fd < 0:
+        first, dir_fd = start, os.open(_join(parts[:start]), _DIR | os.O_CLOEXEC)
+        if cache is not None:
+            cache[_join(parts[:start])] = dir_fd
+    owned = cache is None
+    try:
+        for index in range(first, end):
             name, shown = parts[index], _join(parts[: index + 1])
-            if create:
+            try:
+                next_fd = _open_at(dir_fd, name, _DIR, 0, shown)
+            except FileNotFoundError:
+                if not create:
+                    raise
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(name, 0o700, dir_fd=dir_fd)
                     _chmod_dir_at(dir_fd, name, shown)
-            next_fd = _open_at(dir_fd, name, _DIR, 0, shown)
-            os.close(dir_fd)
-            dir_fd = next_fd
+                next_fd = _open_at(dir_fd, name, _DIR, 0, shown)
+            if owned:
+                os.close(dir_fd)
+            dir_fd, owned = next_fd, cache is None
+            if cache is not None:
+                cache[shown] = dir_fd
     except BaseException:
-        os.close(dir_fd)
+        if owned:
+            os.close(dir_fd)
         raise
     return dir_fd
 

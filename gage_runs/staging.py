@@ -14,6 +14,7 @@ import shutil
 from typing import Any
 
 from .errors import OpDefError
+from .fsmode import walk_once
 from .lifecycle import stage_run
 from .meta import init_run_meta, make_run
 from .sidecars import associate_project, log_user_attrs
@@ -61,16 +62,17 @@ def stage_op(
     OSError propagates.
     """
     cmd = op_cmd(opdef, project_dir)
-    run = make_run(opref, runs_dir)
-    try:
-        init_run_meta(run, opdef, config, cmd, system_attrs())
-        associate_project(run, project_dir)
-        attrs = {**(user_attrs or {}), **({"label": label} if label else {})}
-        log_user_attrs(run, attrs)
-        stage_run(run, project_dir)
-    except OSError:
-        discard_run(run)
-        raise
+    with walk_once():  # one walk to each of the run's dirs, not one per file written
+        run = make_run(opref, runs_dir)
+        try:
+            init_run_meta(run, opdef, config, cmd, system_attrs())
+            associate_project(run, project_dir)
+            attrs = {**(user_attrs or {}), **({"label": label} if label else {})}
+            log_user_attrs(run, attrs)
+            stage_run(run, project_dir)
+        except OSError:
+            discard_run(run)  # nothing writes to the run after this
+            raise
     return run
 
 

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from gage_runs.errors import GageRunsError
+from gage_runs.fsmode import walk_once
 from gage_runs.meta import meta_config
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
@@ -278,9 +279,10 @@ def record_submission(
     out of the index (`active`).
     """
     active.add(run)
-    write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule)
-    create_cancel_file(run)
-    create_lock_file(run)
+    with walk_once():
+        write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule)
+        create_cancel_file(run)
+        create_lock_file(run)
 
 
 def submit_run(

@@ -21,7 +21,7 @@ import socket
 import stat
 
 from gage_runs.errors import GageRunsError
-from gage_runs.fsmode import writable_file_mode
+from gage_runs.fsmode import walk_once, writable_file_mode
 from gage_runs.lifecycle import finalize_run
 from gage_runs.meta import make_run_timestamp, run_meta_path, runner_log
 from gage_runs.types import Run
@@ -52,7 +52,7 @@ def finalize_phase(run: Run, settings: Settings) -> RunRecord | None:
     lock = _lock(run)
     if lock is None:
         return None
-    with lock:
+    with lock, walk_once():
         record = lock.record()
         # We hold the lock, so nobody else does: a run committed running is lost.
         current = derive_state(snapshot(run, record, locked=False))

@@ -22,6 +22,7 @@ from gage_runs.fsmode import (
     make_dirs,
     open_shared_append,
     set_readonly,
+    walk_once,
     write_text,
 )
 from gage_runs.meta import runner_log, write_timestamp
@@ -136,6 +137,55 @@ def test_ordinary_writes_still_work(run):
     assert "still fine" in Path(run.meta_dir, "log", "runner").read_text()
     set_readonly(str(Path(run.meta_dir, "queue", "x")))
     assert stat.S_IMODE(os.stat(Path(run.meta_dir, "queue", "x")).st_mode) == 0o444
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_walk_once_refuses_links_as_a_fresh_walk_does(run, target):
+    log = Path(run.meta_dir, "log", "runner")
+    before = _open_fds()
+    with walk_once():
+        runner_log(run, "walked once")  # the meta dir and log/ are now kept open
+        _plant(log, target)
+        with pytest.raises(UnsafePathError, match=f"refusing to follow the symlink {log}"):
+            runner_log(run, "again")
+        with pytest.raises(UnsafePathError, match="refusing to replace the symlink"):
+            write_text(str(log), "x")
+    _untouched(target)
+    assert _open_fds() == before
+
+
+def test_walk_once_never_follows_a_dir_swapped_for_a_link_after_its_walk(run, target):
+    log_dir = Path(run.meta_dir, "log")
+    with walk_once():
+        runner_log(run, "first")
+        os.rename(log_dir, Path(run.meta_dir, "log.moved"))
+        _plant(log_dir, target.parent)
+        runner_log(run, "second")  # into the dir it walked to, wherever it is now
+        write_text(str(log_dir / "files"), "x")
+    _untouched(target)
+    moved = Path(run.meta_dir, "log.moved")
+    assert "second" in (moved / "runner").read_text()
+    assert (moved / "files").read_text() == "x"
+    with pytest.raises(UnsafePathError):  # outside the block, a fresh walk refuses the link
+        runner_log(run, "third")
+
+
+def test_walk_once_blocks_nest_and_close_their_descriptors(run):
+    before = _open_fds()
+    with walk_once():
+        with walk_once():
+            write_text(str(Path(run.meta_dir, "queue", "a")), "1", readonly=False)
+        assert _open_fds() != before  # the outer block keeps them
+        write_text(str(Path(run.meta_dir, "queue", "b")), "2", readonly=False)
+    assert _open_fds() == before
+    assert Path(run.meta_dir, "queue", "b").read_text() == "2"
+    with pytest.raises(RuntimeError), walk_once():
+        runner_log(run, "then it fails")
+        raise RuntimeError("a failed write")
+    assert _open_fds() == before
 
 
 @pytest.mark.parametrize("where", ["log/runner", "output/40_run", "queue/cancel", "queue/lock"])

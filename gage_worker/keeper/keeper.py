@@ -34,6 +34,7 @@ import time
 
 from gage_runs.errors import GageRunsError, RunExecError
 from gage_runs.execute import exec_run
+from gage_runs.fsmode import walk_once
 from gage_runs.meta import make_run_timestamp, meta_timestamp, run_meta_path, runner_log
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
@@ -93,7 +94,7 @@ class Keeper:
         if lock is None:
             return Outcome(Verdict.BUSY, "locked by another keeper or finalize")
         self.lock = lock
-        with lock:
+        with lock, walk_once():
             return self._decide(lock.record())
 
     def _decide(self, record: RunRecord) -> Outcome:
