@@ -8,7 +8,7 @@ patching, no file selection).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .meta import meta_opcmd, write_timestamp
@@ -22,13 +22,14 @@ def exec_run(
     base_env: Mapping[str, str] | None = None,
     watcher: PhaseWatcher | None = None,
     popen_options: Mapping[str, Any] | None = None,
+    argv_prefix: Sequence[str] = (),
 ) -> None:
     """Run the run's command; raise RunExecError on a non-zero exit.
 
     `base_env` (default: this process's environment) is what the run
     inherits; RUN_ID, RUN_DIR, PARENT_PWD and proc/env.json go over it.
     `popen_options` go to `subprocess.Popen` (a supervisor's `pass_fds`,
-    say).
+    say), and `argv_prefix` before the command (see `run_phase_exec`).
     """
     cmd = meta_opcmd(run)
     env = {
@@ -39,4 +40,4 @@ def exec_run(
         **cmd.env,
     }
     write_timestamp(run, "started")
-    run_phase_exec(run, "run", cmd.args, env, "40_run", watcher, popen_options)
+    run_phase_exec(run, "run", cmd.args, env, "40_run", watcher, popen_options, argv_prefix)

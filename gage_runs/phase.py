@@ -8,7 +8,7 @@ import select
 import shlex
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from .errors import RunExecError
@@ -54,8 +54,13 @@ def run_phase_exec(
     output_name: str,
     watcher: PhaseWatcher | None = None,
     popen_options: Mapping[str, Any] | None = None,
+    argv_prefix: Sequence[str] = (),
 ) -> None:
     """Run `exec_cmd` in the run dir, capturing output; raise on non-zero exit.
+
+    `argv_prefix` is a program that sets the process up and execs the
+    command (a supervisor's `setpriv --pdeathsig KILL --`); a shell
+    command then runs as `[*argv_prefix, "/bin/sh", "-c", exec_cmd]`.
 
     The process starts in a new session (its pgid is its pid) so a watcher
     can signal the whole group. `proc/lock` holds its pid while it runs.
@@ -66,6 +71,8 @@ def run_phase_exec(
     """
     runner_log(run, f"Starting {phase_name} (see output/{output_name}): {exec_cmd}")
     args, shell = proc_args(exec_cmd)
+    if argv_prefix:
+        args, shell = [*argv_prefix, *(["/bin/sh", "-c", args] if shell else args)], False
     make_dirs(run.run_dir)
     try:
         proc = subprocess.Popen(

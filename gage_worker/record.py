@@ -11,7 +11,7 @@ decision. Readers that only display it read it without the lock.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .runstate import EndReason, RunState
@@ -43,14 +43,15 @@ class RunRecord:
         return replace(self, **changes)
 
     def encode(self) -> bytes:
-        data = {k: v for k, v in asdict(self).items() if v is not None}
+        data = {name: value for name in _FIELD_NAMES if (value := getattr(self, name)) is not None}
         data["state"] = self.state.value
         if self.reason is not None:
             data["reason"] = self.reason.value
         return (json.dumps(data, sort_keys=True) + "\n").encode()
 
 
-_FIELDS = {f.name for f in fields(RunRecord)}
+_FIELD_NAMES = tuple(f.name for f in fields(RunRecord))
+_FIELDS = frozenset(_FIELD_NAMES)
 
 
 def decode_record(data: bytes) -> RunRecord | None:

@@ -11,12 +11,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
+import pytest
 from support.workers import wait_for
 
 from gage_runs.meta import run_meta_path
+from gage_runs.types import Run
 from gage_worker.enqueue import enqueue_run
 from gage_worker.lock import is_locked, read_record
 from gage_worker.queue_meta import queue_path, requester
@@ -182,6 +185,7 @@ def test_gage_delete_of_a_running_and_of_a_queued_run(redis_bed):
     worker = redis_bed.start_worker("-c", "1")
     running = redis_bed.submit(redis_bed.stage(sleep=60))
     command = _running_record(running).pid
+    wait_for(lambda: redis_bed.executions(running), 20, "the command to have started")
     queued = redis_bed.submit(redis_bed.stage())
     for run in (queued, running):
         os.rename(run.meta_dir, run.meta_dir + ".deleted")
@@ -195,6 +199,26 @@ def test_gage_delete_of_a_running_and_of_a_queued_run(redis_bed):
     assert f"no run {queued.id}" in log or "rejected exec message" in log
     assert "Traceback" not in log
     assert redis_bed.executions(queued) == []
+
+
+def test_a_run_deleted_as_its_command_fails_is_deleted_not_recorded(redis_bed):
+    """The command fails because its run was deleted, before a tick saw it: still `deleted`."""
+    worker = redis_bed.start_worker("-c", "1")
+    script = (
+        "import os, sys\n"
+        "for d in (os.environ['RUN_DIR'] + '.meta', os.environ['RUN_DIR']):\n"
+        "    os.rename(d, d + '.deleted')\n"
+        "sys.exit(3)\n"
+    )
+    run = redis_bed.submit(redis_bed.stage_script(script))
+    after = redis_bed.stage_and_submit(1)
+    assert redis_bed.wait_status(after) == {after[0].id: "completed"}
+    log = worker.log()
+    assert f"run {run.id}: deleted: its meta dir was deleted" in log
+    assert f"run {run.id}: finalize" not in log
+    assert "Traceback" not in log
+    deleted = read_record(Run(run.id, run.opref, run.meta_dir + ".deleted", run.run_dir, run.name))
+    assert deleted.state is RunState.RUNNING  # nothing was committed after the deletion
 
 
 def test_finalize_killed_half_way_is_completed_by_the_next_delivery(redis_bed):
@@ -361,3 +385,31 @@ def test_sigterm_to_the_keeper_ends_its_run_as_shutdown(redis_bed):
     record = read_record(run)
     assert (record.exit_code, record.reason) == (-15, EndReason.SHUTDOWN)
     assert _gone(record.pid)
+
+
+PARENT = """
+import subprocess, sys
+from gage_worker.keeper import procs
+if sys.argv[1] == "fallback":
+    procs.SETPRIV = None
+prefix, options = procs.dying_with_parent()
+child = subprocess.Popen([*prefix, "sleep", "60"], start_new_session=True, **options)
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("how", ["setpriv", "fallback"])
+def test_the_run_command_dies_with_its_keeper(how):
+    """However it is spawned (setpriv, or a preexec_fn without it), SIGKILL of its parent kills it."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, how], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert psutil.Process(child).cmdline() == ["sleep", "60"]  # setpriv exec'd it in place
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: _gone(child), 5, "the command to die with its parent")
+    finally:
+        parent.kill()
+        parent.wait()

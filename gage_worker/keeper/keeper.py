@@ -56,6 +56,7 @@ from .parts import (
     SubmittedFilesPart,
     TimeLimitPart,
     cancel_stop,
+    deleted_stop,
 )
 
 AFTER_KILL_SECONDS = 5.0  # how long to wait for SIGKILLed processes to go
@@ -180,13 +181,20 @@ class Keeper:
         return Outcome(Verdict.FINALIZE, detail, exit_code)
 
     def _deleted(self) -> bool:
-        """The run was deleted while it ran: nothing is left to record anything in."""
+        """The run was deleted while it ran: nothing is left to record anything in.
+
+        Also when the command ended first (it may have failed because its
+        files went away) and the deletion was not yet seen by a tick.
+        """
+        if self.stop is None:
+            self.stop = deleted_stop(self)
         return self.stop is not None and self.stop.reason is None
 
     def _exec(self, env: dict[str, str], inherited: list[int]) -> int:
+        prefix, options = procs.dying_with_parent()
         try:
             exec_run(self.run, base_env=env, watcher=self,
-                     popen_options={"pass_fds": inherited, "preexec_fn": procs.die_with_parent})
+                     popen_options={"pass_fds": inherited, **options}, argv_prefix=prefix)
         except RunExecError as e:  # the command failed, or could not be found (127)
             return e.exit_code
         except OSError as e:

@@ -174,12 +174,17 @@ class TimeLimitPart(Part):
         return None
 
 
+def deleted_stop(keeper: Keeper) -> Stop | None:
+    """A Stop with no reason if the run's meta dir is gone (`gage delete`): nothing to record in."""
+    return None if os.path.isdir(keeper.run.meta_dir) else Stop(None, "its meta dir was deleted")
+
+
 class RunFilesPart(Part):
     """The run's own files: a deleted meta dir stops the run; a deleted lock file is restored."""
 
     def tick(self, keeper: Keeper, now: float) -> Stop | None:
-        if not os.path.isdir(keeper.run.meta_dir):
-            return Stop(None, "its meta dir was deleted")
+        if stop := deleted_stop(keeper):
+            return stop
         if not keeper.lock.linked():
             keeper.log("the run's lock file was deleted or replaced; restoring it")
             keeper.lock.relink()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 
 PR_SET_PDEATHSIG = 1
@@ -41,6 +42,22 @@ def not_dumpable() -> None:
 def die_with_parent() -> None:
     """For a child, between fork and exec: SIGKILL it when its parent dies."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin")  # util-linux; never the run's PATH
+
+
+def dying_with_parent() -> tuple[list[str], dict[str, object]]:
+    """How to spawn a child that is SIGKILLed when its parent (the keeper) dies.
+
+    The argv prefix and Popen options: `setpriv --pdeathsig KILL --` execs
+    the command with the signal set, so Popen can vfork (a `preexec_fn`
+    forces a full fork of the keeper: ~2 ms more CPU a run); without
+    setpriv, `die_with_parent` as the `preexec_fn`.
+    """
+    if SETPRIV:
+        return [SETPRIV, "--pdeathsig", "KILL", "--"], {}
+    return [], {"preexec_fn": die_with_parent}
 
 
 def children(pid: int) -> list[int]:
