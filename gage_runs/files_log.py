@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from .errors import RunFormatError
-from .fsmode import open_shared_append, set_readonly, write_text
+from .fsmode import append_text, set_readonly, write_text
 from .meta import run_meta_path, runner_log
 from .types import Run
 
@@ -80,8 +80,7 @@ def apply_to_files_log(run: Run, type: str) -> None:
         event = "m" if path in logged else "a"
         lines.append(f"{event} {type} {modified or '-'} {path}\n")
     lines.extend(f"d {type} - {path}\n" for path in logged if path not in seen)
-    with open_shared_append(_files_log_path(run)) as f:
-        f.writelines(lines)
+    append_text(_files_log_path(run), "".join(lines))
 
 
 def reduce_files_log(run: Run) -> list[tuple[str, str]]:

@@ -123,6 +123,9 @@ def make_dirs(path: str) -> None:
     symlink on the way is an UnsafePathError.
     """
     parts = _split(path)
+    if _run_meta_start(parts, len(parts)) == len(parts):  # not on a run's meta side
+        _make_plain_dirs(parts, len(parts))
+        return
     with _dir(parts, len(parts), create=True):
         pass
 
@@ -175,9 +178,11 @@ def write_text(path: str, text: str, *, readonly: bool = True) -> None:
     with _dir(parts, len(parts) - 1, create=True) as dir_fd:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=dir_fd)
         try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                os.fchmod(f.fileno(), READONLY if readonly else writable_file_mode())
+            try:
+                write_all(fd, text.encode())
+                os.fchmod(fd, READONLY if readonly else writable_file_mode())
+            finally:
+                os.close(fd)
             if _is_link_at(dir_fd, name):
                 raise UnsafePathError(f"refusing to replace the symlink {path}")
             try:
@@ -197,22 +202,45 @@ def _write_in_place(dir_fd: int, name: str, text: str, path: str) -> None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafePathError(f"refusing to write {path}: not a regular file")
-        with os.fdopen(fd, "w") as f:
-            fd = -1
-            f.write(text)
+        write_all(fd, text.encode())
     finally:
-        if fd >= 0:
+        os.close(fd)
+
+
+def append_text(path: str, text: str) -> None:
+    """Append `text` to `path`, creating it shared-writable (never via a symlink).
+
+    Inside `walk_once` the file stays open for the block's later appends
+    (a run's `log/runner` gets a line per step): a descriptor opened
+    without following a symlink stays as safe as a fresh open.
+    """
+    files = _walks.files
+    fd = files.get(path, -1) if files is not None else -1
+    if fd < 0:
+        fd = _open_append(path)
+        if files is not None:
+            files[path] = fd
+    try:
+        write_all(fd, text.encode())
+    finally:
+        if files is None:
             os.close(fd)
 
 
-def open_shared_append(path: str):
-    """Open `path` for appending text, creating it shared-writable (never via a symlink)."""
+def _open_append(path: str) -> int:
     parts = _split(path)
     with _dir(parts, len(parts) - 1, create=True):  # the parents, so open_regular finds them
         fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     if os.fstat(fd).st_size == 0:
         _chmod_fd(fd, writable_file_mode())
-    return os.fdopen(fd, "a")
+    return fd
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (os.write may write less)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _split(path: str) -> list[str]:
@@ -239,6 +267,7 @@ class _Walks(threading.local):
     """This thread's verified directory descriptors while `walk_once` is in force."""
 
     dirs: dict[str, int] | None = None
+    files: dict[str, int] | None = None  # files open for appending (`append_text`)
 
 
 _walks = _Walks()
@@ -247,6 +276,8 @@ _walks = _Walks()
 @contextlib.contextmanager
 def walk_once() -> Iterator[None]:
     """Within this block, in this thread, walk to each directory once, not on every write.
+
+    Files appended to (`append_text`) stay open for the block likewise.
 
     A directory opened by a verified walk (no symlink followed) is kept
     open and reused for later writes below it: one run's staging, keeper
@@ -260,12 +291,13 @@ def walk_once() -> Iterator[None]:
     if _walks.dirs is not None:
         yield
         return
-    _walks.dirs = {}
+    _walks.dirs, _walks.files = {}, {}
     try:
         yield
     finally:
-        dirs, _walks.dirs = _walks.dirs, None
-        for fd in dirs.values():
+        dirs, files = _walks.dirs, _walks.files
+        _walks.dirs = _walks.files = None
+        for fd in [*files.values(), *dirs.values()]:
             os.close(fd)
 
 

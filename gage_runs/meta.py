@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .errors import RunFormatError
-from .fsmode import make_new_dir, open_shared_append, write_text
+from .fsmode import append_text, make_new_dir, write_text
 from .names import make_run_id, run_name_for_id
 from .types import OpCmd, OpDef, OpRef, Run, RunSummary
 
@@ -59,8 +59,7 @@ def decode_opref(text: str) -> OpRef:
 def runner_log(run: Run, message: str) -> None:
     """Append a line to `log/runner` in Gage's format."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime())
-    with open_shared_append(run_meta_path(run, "log", "runner")) as f:
-        f.write(f"{stamp} {message}\n")
+    append_text(run_meta_path(run, "log", "runner"), f"{stamp} {message}\n")
 
 
 # ---------------------------------------------------------------------
@@ -117,8 +116,7 @@ def init_run_meta(
 def read_meta(run: Run, *parts: str) -> str:
     path = run_meta_path(run, *parts)
     try:
-        with open(path) as f:
-            return f.read()
+        return read_small(path)
     except FileNotFoundError:
         raise RunFormatError(f"run {run.id}: missing meta file {'/'.join(parts)}") from None
 

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import IO
 
-from .fsmode import open_regular
+from .fsmode import open_regular, write_all
 
 _DROPPED = bytes(range(9))
 _LINE = re.compile(rb"[^\r\n]*[\r\n]")
@@ -93,14 +93,8 @@ class OutputCapture:
 
 def _write_lines(out_fd: int, index_fd: int, lines: list[bytes]) -> None:
     record = struct.pack("!QB", time.time_ns() // 1_000_000, 0)
-    _write_all(out_fd, b"".join(lines))
-    _write_all(index_fd, record * len(lines))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    write_all(out_fd, b"".join(lines))
+    write_all(index_fd, record * len(lines))
 
 
 def read_output_index(filename: str) -> list[tuple[int, int]]:

@@ -26,6 +26,7 @@ class GageApp(Celery):
 
     settings: Settings
     slots: int | None = None  # run slots of this node (see worker.run_worker)
+    finalizes: bool = False  # it consumes the finalize queue: it finalizes its own runs
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

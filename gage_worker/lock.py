@@ -193,11 +193,16 @@ def lock_path(run: Run) -> str:
 
 
 def create_lock_file(run: Run) -> None:
-    """Create the run's lock file, holding a queued record; the submitter's job."""
+    """Create the run's lock file, holding a queued record; the submitter's job.
+
+    Not flushed to stable storage: nothing else a submit writes is (nor is
+    the message), and a record lost in a crash reads as queued all the same
+    (an empty record is a queued one to the keeper).
+    """
     fd = open_lock_file(lock_path(run), create=True)
     try:
         if os.fstat(fd).st_size == 0 and lock_fd(fd):
-            RunLock(run, fd).commit(RunRecord())
+            RunLock(run, fd).commit(RunRecord(), durable=False)
     finally:
         os.close(fd)
 

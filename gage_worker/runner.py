@@ -139,9 +139,13 @@ def _finalize(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord
 
 
 def lock_commit_attempt(lock: RunLock, record: RunRecord, attempts: int) -> RunRecord:
-    """Count the attempt before it starts, so one that kills its worker counts too."""
+    """Count the attempt before it starts, so one that kills its worker counts too.
+
+    Not flushed to stable storage: a worker's death keeps it all the same,
+    and a count lost with its host costs one more attempt, no more.
+    """
     record = record.but(finalize_attempts=attempts, finalize_tried=make_run_timestamp())
-    lock.commit(record)
+    lock.commit(record, durable=False)
     return record
 
 

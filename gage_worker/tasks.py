@@ -5,8 +5,13 @@ own runs dir. A message whose argument is not a run id of that runs dir
 is logged and acked; nothing runs (`gage delete` of a queued run ends here).
 
 `gage.exec` hands the run to a keeper (`launch.run_keeper`) and waits for
-it; the keeper owns the run, its lock and its processes from then on. The
-task then sends finalize when the keeper recorded an exit.
+it; the keeper owns the run, its lock and its processes from then on.
+When the keeper recorded an exit, a worker that takes finalize work (it
+consumes the finalize queue) finalizes the run right there: sending
+itself a message would cost a broker round trip and a second task per
+run. A worker that does not (a GPU worker, by default) sends finalize to
+the finalize queue. Either way finalize is crash-safe and redone by the
+next delivery or by reconcile (`runner`).
 """
 
 from __future__ import annotations
@@ -56,13 +61,21 @@ def exec_task(task: Task, run_id: str) -> None:
         _stop_consuming(task, run, outcome.message)
         raise Reject(outcome.message, requeue=True)
     if outcome.verdict is Verdict.FINALIZE:
-        try:
-            send_finalize(run.id, settings)
-        except BrokerUnavailable as e:
-            log.error("run %s: %s; reconcile will finalize it", run.id, e)
+        _finalize_owed(app, run)
         if outcome.exit_code not in (0, None):
             status = "terminated" if outcome.exit_code < 0 else "error"
             raise RunFailed(f"run {run.id} {status} (exit {outcome.exit_code}): {outcome.message}")
+
+
+def _finalize_owed(app: GageApp, run: Run) -> None:
+    """Finalize the run here if this worker takes finalize work, else send it to a worker that does."""
+    if app.finalizes:
+        finalize_phase(run, app.settings)
+        return
+    try:
+        send_finalize(run.id, app.settings)
+    except BrokerUnavailable as e:
+        log.error("run %s: %s; reconcile will finalize it", run.id, e)
 
 
 def finalize_task(task: Task, run_id: str) -> None:

@@ -106,6 +106,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
     # Keepers hold one of the node's slot locks per run (GPUs are the slots
     # when there are GPUs), so a restarted worker never oversubscribes.
     app.slots = None if settings.gpus else _concurrency(argv)
+    app.finalizes = consumes_finalize(settings, options)
     app.worker_main(argv)
 
 

@@ -19,8 +19,8 @@ from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run
 from gage_runs.files_log import RunManifest, RunManifestEntry
 from gage_runs.fsmode import (
     UnsafePathError,
+    append_text,
     make_dirs,
-    open_shared_append,
     set_readonly,
     walk_once,
     write_text,
@@ -77,7 +77,7 @@ def test_writes_refuse_a_log_dir_replaced_by_a_link(run, target):
     _plant(log_dir, target.parent)
     for write in (lambda: runner_log(run, "x"),
                   lambda: write_text(str(log_dir / "files"), "x"),
-                  lambda: open_shared_append(str(log_dir / "files")),
+                  lambda: append_text(str(log_dir / "files"), "x"),
                   lambda: make_dirs(str(log_dir / "sub"))):
         with pytest.raises(UnsafePathError, match=f"refusing to follow the symlink {log_dir}"):
             write()
@@ -147,14 +147,15 @@ def test_walk_once_refuses_links_as_a_fresh_walk_does(run, target):
     log = Path(run.meta_dir, "log", "runner")
     before = _open_fds()
     with walk_once():
-        runner_log(run, "walked once")  # the meta dir and log/ are now kept open
+        runner_log(run, "walked once")  # the meta dir, log/ and log/runner are now kept open
         _plant(log, target)
-        with pytest.raises(UnsafePathError, match=f"refusing to follow the symlink {log}"):
-            runner_log(run, "again")
+        runner_log(run, "again")  # into the file it opened, not through the link
         with pytest.raises(UnsafePathError, match="refusing to replace the symlink"):
             write_text(str(log), "x")
     _untouched(target)
     assert _open_fds() == before
+    with pytest.raises(UnsafePathError, match=f"refusing to follow the symlink {log}"):
+        runner_log(run, "after the block")  # a fresh open refuses the link
 
 
 def test_walk_once_never_follows_a_dir_swapped_for_a_link_after_its_walk(run, target):

@@ -15,32 +15,68 @@ from gage_worker.enqueue import task_display
 from gage_worker.messages import TaskDisplay
 
 
-def test_events_show_failed_runs_as_failures(redis_bed):
+def _dump_events(redis_bed, run_them) -> str:
+    """What `celery events --dump` saw while `run_them()` ran."""
     celery = [sys.executable, "-m", "celery", "-A", "gage_worker"]
-    worker = redis_bed.start_worker("--events")  # gage-worker's own option for task events
-    env = redis_bed.worker_env()
-    dump = subprocess.Popen([*celery, "events", "--dump"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    dump = subprocess.Popen([*celery, "events", "--dump"], env=redis_bed.worker_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(2)  # the dumper's consumer is up
-        failing = redis_bed.submit(redis_bed.stage_script("import sys; sys.exit(3)",
-                                                          cmd=["python", "script.py"]))
-        ok = redis_bed.submit(redis_bed.stage())
-        assert redis_bed.wait_status([failing, ok]) == {failing.id: "error", ok.id: "completed"}
-        wait_for(lambda: worker.log().count("succeeded") + worker.log().count("raised") >= 4,
-                 10, "both exec and both finalize tasks to end")
+        run_them()
         time.sleep(1.5)
     finally:
         dump.terminate()
-    events = dump.communicate(timeout=20)[0]
+    return dump.communicate(timeout=20)[0]
+
+
+def _failing_and_ok(redis_bed):
+    failing = redis_bed.submit(redis_bed.stage_script("import sys; sys.exit(3)",
+                                                      cmd=["python", "script.py"]))
+    ok = redis_bed.submit(redis_bed.stage())
+    assert redis_bed.wait_status([failing, ok]) == {failing.id: "error", ok.id: "completed"}
+    return failing, ok
+
+
+def _ended(workers, count: int) -> None:
+    def ended() -> int:
+        return sum(w.log().count("succeeded") + w.log().count("raised") for w in workers)
+    wait_for(lambda: ended() >= count, 10, f"{count} tasks to end")
+
+
+def test_events_show_failed_runs_as_failures(redis_bed):
+    """An executor that sends finalize to a finalize worker: both tasks show, exec fails."""
+    executor = redis_bed.start_worker("--events", "--no-finalize")  # gage-worker's own options
+    finalizer = redis_bed.start_worker("--events", "-Q", "gage-finalize")
+    runs = []
+    events = _dump_events(redis_bed, lambda: (runs.extend(_failing_and_ok(redis_bed)),
+                                              _ended([executor, finalizer], 4)))
+    failing, ok = runs
     failed = [line for line in events.splitlines() if "task failed" in line]
     assert len(failed) == 1, events
     assert "RunFailed" in failed[0] and f"run {failing.id} error (exit 3): exit 3" in failed[0]
     assert events.count("task succeeded") == 3  # the completed run's exec, both finalizes
-    assert "Traceback" not in worker.log()
+    assert "Traceback" not in executor.log() + finalizer.log()
     received = [line for line in events.splitlines() if "task received" in line]
     assert any(f"gage.exec count ({ok.name})(" in line for line in received), received
     assert any(f"gage.finalize script ({failing.name})(" in line for line in received), received
+    assert "Task gage.finalize" not in executor.log()  # it sent them; it took none
+
+
+def test_a_worker_that_takes_finalize_work_finalizes_its_own_runs(redis_bed):
+    """No message to itself: one task per run, finalized before the exec task ends."""
+    worker = redis_bed.start_worker("--events")
+    runs = []
+    events = _dump_events(redis_bed, lambda: (runs.extend(_failing_and_ok(redis_bed)),
+                                              _ended([worker], 2)))
+    failing, ok = runs
+    received = [line for line in events.splitlines() if "task received" in line]
+    assert len(received) == 2 and "gage.finalize" not in events, received
+    assert [line for line in events.splitlines() if "task failed" in line][0].count("RunFailed")
+    assert events.count("task succeeded") == 1
+    log = worker.log()
+    for run in (failing, ok):
+        assert f"run {run.id}: finalized" in log
+    assert redis_bed.redis.client().llen("gage-finalize") == 0
 
 
 def test_monitors_see_the_op_the_run_and_its_config(worker_bed):

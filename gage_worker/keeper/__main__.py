@@ -8,9 +8,12 @@ worker's death touches neither. The keeper writes one
 
 `--serve FD` is the fast path (`launch.KeeperLauncher`): a fresh
 interpreter, started once per worker pool process with the run
-environment, that has the keeper loaded and forks one keeper per job it
-receives on the SOCK_SEQPACKET socket FD (the job as JSON, the result
-pipe as an SCM_RIGHTS descriptor). It exits when the socket closes.
+environment, that has the keeper loaded and keeps one forked *spare*
+waiting on the SOCK_SEQPACKET socket FD. The spare that receives a job
+(the job as JSON, the result pipe as an SCM_RIGHTS descriptor) becomes
+its keeper, and the launcher forks the next spare: the fork happens
+between jobs, not between a job and its run. It exits when the socket
+closes.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def main(argv: list[str]) -> int:
 
 
 def serve(sock: socket.socket) -> int:
-    """Fork a detached keeper for every job received; return when the socket closes.
+    """Keep a spare keeper waiting for the next job; return when the socket closes.
 
     The server first detaches itself (fork, the parent exits), so init
     adopts it and no worker process is its ancestor, nor its keepers': one
@@ -51,25 +54,43 @@ def serve(sock: socket.socket) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
+        took, told = os.pipe()
+        if os.fork() == 0:
+            os.close(took)
+            _spare(sock, told)
+        os.close(told)
+        try:
+            said = os.read(took, 1)  # b"j" once the spare took a job; b"" if it ended
+        finally:
+            os.close(took)
+        if said != b"j":
+            return 0
+
+
+def _spare(sock: socket.socket, told: int) -> None:
+    """Wait for a job on `sock`, tell the launcher on `told`, and keep it (never returns).
+
+    Exits when the socket closes (its worker pool process is gone), which
+    the launcher sees as the end of `told`.
+    """
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, MAX_JOB_BYTES, 1)
         except OSError:
-            return 0
+            os._exit(0)
         if not data:
-            return 0
+            os._exit(0)
         try:
             job = KeeperJob.decode(data.decode())
         except ValueError:
             for fd in fds:
                 os.close(fd)
             continue
-        result_fd = fds[0] if fds else None
-        if os.fork() == 0:
-            sock.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _be_keeper(KeeperJob(**{**job.__dict__, "result_fd": result_fd}))
-        if result_fd is not None:
-            os.close(result_fd)
+        os.write(told, b"j")
+        os.close(told)
+        sock.close()
+        _be_keeper(KeeperJob(**{**job.__dict__, "result_fd": fds[0] if fds else None}))
 
 
 def _be_keeper(job: KeeperJob) -> None:

@@ -38,9 +38,16 @@ class KeeperJob:
 
     @classmethod
     def decode(cls, text: str) -> KeeperJob:
-        data = json.loads(text)
-        data["gpus"] = tuple(data.get("gpus") or ())
-        return cls(**data)
+        """The job in `text`; ValueError for anything that is not one."""
+        try:
+            data = json.loads(text)
+            data["gpus"] = tuple(data.get("gpus") or ())
+            job = cls(**data)
+        except (TypeError, AttributeError, KeyError) as e:
+            raise ValueError(f"not a keeper job: {e}") from None
+        if not (isinstance(job.runs_dir, str) and isinstance(job.run_id, str)):
+            raise ValueError("not a keeper job: runs_dir and run_id must be strings")
+        return job
 
 
 @dataclass(frozen=True)

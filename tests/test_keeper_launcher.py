@@ -1,0 +1,91 @@
+"""The keeper launcher: a spare keeper waits for each job, and nothing outlives the launcher's socket."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import psutil
+import pytest
+from support.workers import wait_for
+
+from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
+from gage_worker import launch
+from gage_worker.enqueue import record_submission
+from gage_worker.keeper.job import Verdict
+from gage_worker.launch import KeeperLauncher, run_keeper
+from gage_worker.lock import read_record
+from gage_worker.runenv import run_env
+from gage_worker.runstate import RunState
+from gage_worker.settings import Settings
+
+TAG = "KEEPER_LAUNCHER_TEST"
+
+
+def _launchers() -> set[int]:
+    """This test's launchers (tagged through the environment they inherit), not their forks."""
+    serve = [sys.executable, "-m", "gage_worker.keeper", "--serve"]
+    forked = set()
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
+        try:
+            if (proc.info["cmdline"] or [])[:4] == serve and proc.environ().get(TAG) == TAG:
+                forked.add((proc.pid, proc.info["ppid"]))
+        except psutil.Error:
+            continue
+    pids = {pid for pid, _ in forked}
+    return {pid for pid, ppid in forked if ppid not in pids}
+
+
+@pytest.fixture
+def bed(tmp_path, monkeypatch):
+    monkeypatch.setenv(TAG, TAG)
+    launcher = KeeperLauncher()  # this test's own, not one an earlier test started
+    monkeypatch.setattr(launch, "_launcher", launcher)
+    runs_dir, project = tmp_path / "runs", tmp_path / "project"
+    runs_dir.mkdir()
+    project.mkdir()
+    settings = Settings(runs_dir=str(runs_dir))
+
+    def submitted_run():
+        run = make_run(OpRef("bench", "true"), str(runs_dir))
+        init_run_meta(run, OpDef("true", {"exec": "true"}), {}, OpCmd(["true"], {}))
+        stage_run(run, str(project))
+        record_submission(run, queue="gage")
+        return run
+
+    yield settings, submitted_run
+    launcher.close()
+
+
+def test_jobs_in_a_row_each_get_their_own_keeper_from_a_waiting_spare(bed):
+    settings, submitted_run = bed
+    keepers = set()
+    for _ in range(3):
+        run = submitted_run()
+        outcome = run_keeper(run.id, settings, node="n@h", slots=1)
+        assert (outcome.verdict, outcome.exit_code) == (Verdict.FINALIZE, 0)
+        record = read_record(run)
+        assert record.state is RunState.FINALIZING
+        keepers.add(record.keeper_pid)
+    assert len(keepers) == 3
+    (launcher,) = _launchers()
+    spares = psutil.Process(launcher).children()
+    assert len(spares) == 1 and spares[0].pid not in keepers  # the next job's keeper, waiting
+
+
+def test_a_bad_job_leaves_the_spare_waiting_and_a_closed_socket_ends_it_all(bed):
+    settings, submitted_run = bed
+    before = _launchers()
+    launcher = KeeperLauncher()
+    sock = launcher._server(run_env(None))
+    (server,) = _launchers() - before
+    wait_for(lambda: psutil.Process(server).children(), 10, "the spare to wait")
+    (spare,) = psutil.Process(server).children()
+
+    socket.send_fds(sock, [b"not a job"], [])
+    socket.send_fds(sock, [b'{"runs_dir": 1}'], [])
+    assert psutil.Process(server).children() == [spare]  # still the same spare, still waiting
+
+    launcher.close()
+    wait_for(lambda: not psutil.pid_exists(server) and not psutil.pid_exists(spare.pid), 10,
+             "the launcher and its spare to exit")
