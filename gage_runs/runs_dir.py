@@ -96,7 +96,7 @@ _STAMPS = ("started", "staged", "initialized")
 def _stamp_mtime(meta_dir: str) -> int:
     for name in _STAMPS:
         try:
-            return os.stat(os.path.join(meta_dir, name)).st_mtime_ns
+            return os.stat(f"{meta_dir}/{name}").st_mtime_ns
         except OSError:
             continue
     return 0

@@ -134,7 +134,7 @@ class _MetaFiles:
 
     def _int(self, *parts: str) -> int | None:
         try:
-            return int(read_small(os.path.join(self.meta_dir, *parts)).rstrip())
+            return int(read_small(os.sep.join((self.meta_dir, *parts))).rstrip())
         except (OSError, ValueError):
             return None
 

@@ -40,6 +40,7 @@ from gage_runs.types import Run
 
 from .queue_meta import queue_path
 from .record import RECORD_SIZE_LIMIT, RunRecord, decode_record
+from .runstate import ENDED
 
 F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
 F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
@@ -237,14 +238,21 @@ def is_locked(run: Run) -> bool:
 def read_record(run: Run) -> RunRecord | None:
     """The record as last written, without the lock: for display only.
 
-    Read with direct I/O too where there is some, so that a laptop's view
-    through a FUSE client's page cache is as fresh as the file (GlusterFS).
+    Read with direct I/O where there is some, so that a laptop's view
+    through a FUSE client's page cache is as fresh as the file (GlusterFS),
+    unless a cached read already says the run ended: nothing follows
+    completed, error or terminated (`runstate.TRANSITIONS`), so a cache can
+    only be older than that, never wrong. A listing of many finished runs
+    then reads no disk block per run.
     """
     try:
         fd = os.open(lock_path(run), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
+        cached = decode_record(os.pread(fd, RECORD_SIZE_LIMIT, 0))
+        if cached is not None and cached.state in ENDED:
+            return cached
         return decode_record(_read_record_bytes(fd, _try_direct_io(fd)))
     except OSError:
         return None
