@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +32,20 @@ from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run  #
 from gage_worker.enqueue import record_submission  # noqa: E402
 from gage_worker.launch import run_keeper  # noqa: E402
 from gage_worker.settings import Settings  # noqa: E402
+
+
+@contextlib.contextmanager
+def quiet_fd(fd: int) -> Iterator[None]:
+    """Point `fd` at /dev/null for the block (processes started in it inherit that)."""
+    saved = os.dup(fd)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(null)
 
 
 def main() -> None:
@@ -62,7 +77,7 @@ def main() -> None:
             subprocess.run(["true"], check=True)
             return time.perf_counter() - started
 
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
+        with quiet_fd(2):  # keepers log a line each to the launcher's stderr
             keep_one()  # starts the launcher
             kept = [keep_one() for _ in range(args.runs)]
         spawned = [spawn_one() for _ in range(args.runs)]

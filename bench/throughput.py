@@ -11,7 +11,10 @@ Three figures, all from this one invocation:
 2. Queue: `--runs` runs staged (`gage_runs.stage_op`), submitted
    (`gage_worker.enqueue.submit_run`) and executed and finalized by one
    `gage-worker -c 2`, timed from the first staging to the last `stopped`.
-   Printed as the wall-time ratio to the floor (target <= 2.0) and runs/s.
+   Printed as the wall-time ratio to the floor (target <= 2.0) and runs/s,
+   and as the busy CPU time of the whole machine per run in both (from
+   /proc/stat): a steadier figure on a shared machine, where the floor's
+   wall time alone can drift by a third within one invocation.
 3. Dispatch latency, enqueue to process start: `--latency-runs` runs
    submitted one at a time to the idle worker, from just before
    `submit_run` to the run's `started` timestamp (written right before the
@@ -52,6 +55,13 @@ TARGET_RATIO = 2.0
 TARGET_LATENCY_MS = 20.0
 TARGET_EMBEDDED_MS = 10.0
 SAY_PY = 'print("Hi there")\n'
+
+
+def busy_seconds() -> float:
+    """CPU seconds this machine has spent not idle since boot (all processes)."""
+    with open("/proc/stat") as f:
+        ticks = [int(n) for n in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 def floor_seconds(project: Path, runs: int) -> float:
@@ -138,6 +148,12 @@ class Figures:
     queue: float
     floor_after: float
     latencies: list[float]
+    floor_cpu: float  # busy CPU seconds of both floor passes
+    queue_cpu: float
+
+    @property
+    def cpu_ratio(self) -> float:
+        return (self.queue_cpu / self.runs) / (self.floor_cpu / (2 * self.runs))
 
     @property
     def floor(self) -> float:
@@ -168,14 +184,19 @@ def measure(root: Path, name: str, broker: str | None, runs: int, latency_runs: 
     os.makedirs(settings.runs_dir or "", exist_ok=True)
     worker = start_worker(root, settings)
     try:
+        cpu = [busy_seconds()]
         floor_before = floor_seconds(project, runs)
+        cpu.append(busy_seconds())
         queue = queue_seconds(project, settings, runs)
+        cpu.append(busy_seconds())
         floor_after = floor_seconds(project, runs)
+        cpu.append(busy_seconds())
         lat = latencies_ms(project, settings, latency_runs)
     finally:
         worker.terminate()
         worker.wait(30)
-    return Figures(name, runs, floor_before, queue, floor_after, lat)
+    floor_cpu = (cpu[1] - cpu[0]) + (cpu[3] - cpu[2])
+    return Figures(name, runs, floor_before, queue, floor_after, lat, floor_cpu, cpu[2] - cpu[1])
 
 
 def verdict(value: float, target: float) -> str:
@@ -190,6 +211,8 @@ def report(figures: Figures, target_ratio: float, target_ms: float) -> None:
     print(f"  queue (stage + submit + exec + finalize, {f.runs} runs): {f.queue:.2f} s, "
           f"{f.runs / f.queue:.1f} runs/s")
     print(f"  wall-time ratio: {f.ratio:.2f} (target {verdict(f.ratio, target_ratio)})")
+    print(f"  busy CPU per run, whole machine: floor {f.floor_cpu / (2 * f.runs) * 1000:.1f} ms,"
+          f" queue {f.queue_cpu / f.runs * 1000:.1f} ms, ratio {f.cpu_ratio:.2f}")
     print(f"  dispatch latency, enqueue to process start ({len(f.latencies)} runs, idle worker):"
           f" median {f.median:.1f} ms (target {verdict(f.median, target_ms)}),"
           f" p95 {f.p95:.1f} ms")
