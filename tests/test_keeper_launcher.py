@@ -89,3 +89,21 @@ def test_a_bad_job_leaves_the_spare_waiting_and_a_closed_socket_ends_it_all(bed)
     launcher.close()
     wait_for(lambda: not psutil.pid_exists(server) and not psutil.pid_exists(spare.pid), 10,
              "the launcher and its spare to exit")
+
+
+def test_a_job_taken_after_its_launcher_died_is_kept_and_a_new_launcher_starts(bed):
+    settings, submitted_run = bed
+    first = submitted_run()
+    assert run_keeper(first.id, settings, node="n@h", slots=1).verdict is Verdict.FINALIZE
+    (server,) = _launchers()
+    wait_for(lambda: psutil.Process(server).children(), 10, "the spare to wait")
+    psutil.Process(server).kill()
+    wait_for(lambda: not psutil.pid_exists(server), 10, "the launcher to die")
+
+    for _ in range(2):  # the orphaned spare keeps the next; then a new launcher takes over
+        run = submitted_run()
+        outcome = run_keeper(run.id, settings, node="n@h", slots=1)
+        assert (outcome.verdict, outcome.exit_code) == (Verdict.FINALIZE, 0)
+        assert read_record(run).state is RunState.FINALIZING
+    (new_server,) = _launchers()
+    assert new_server != server

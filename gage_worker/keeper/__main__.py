@@ -71,9 +71,11 @@ def _spare(sock: socket.socket, told: int) -> None:
     """Wait for a job on `sock`, tell the launcher on `told`, and keep it (never returns).
 
     Exits when the socket closes (its worker pool process is gone), which
-    the launcher sees as the end of `told`.
+    the launcher sees as the end of `told`. A job it took is kept even if
+    the launcher is gone by then.
     """
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # telling a dead launcher must not kill it
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, MAX_JOB_BYTES, 1)
@@ -87,7 +89,8 @@ def _spare(sock: socket.socket, told: int) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        os.write(told, b"j")
+        with contextlib.suppress(OSError):
+            os.write(told, b"j")
         os.close(told)
         sock.close()
         _be_keeper(KeeperJob(**{**job.__dict__, "result_fd": fds[0] if fds else None}))
