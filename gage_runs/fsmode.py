@@ -287,6 +287,9 @@ def walk_once() -> Iterator[None]:
     place when opened (a walk could be raced the same way), and a symlink
     planted later at its path is never followed. The descriptors are
     closed when the outermost block ends; an inner block shares them.
+    Closing never raises: an error a file system reports only at close
+    (NFS) is about lines already written, and must not fail the work the
+    block did (a keeper's run is recorded by then).
     """
     if _walks.dirs is not None:
         yield
@@ -298,7 +301,8 @@ def walk_once() -> Iterator[None]:
         dirs, files = _walks.dirs, _walks.files
         _walks.dirs = _walks.files = None
         for fd in [*files.values(), *dirs.values()]:
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @contextlib.contextmanager

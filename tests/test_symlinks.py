@@ -209,3 +209,23 @@ def test_a_worker_refuses_a_run_with_planted_links(redis_bed, target, where):
     assert run_status(planted) != "completed"
     assert worker.proc.poll() is None
     _untouched(target)
+
+
+def test_walk_once_ends_quietly_when_a_close_fails(run, monkeypatch):
+    """NFS reports some write errors only at close: the block's work stands, every fd is closed."""
+    before = _open_fds()
+    real_close = os.close
+    closed = []
+
+    def failing_close(fd):
+        closed.append(fd)
+        real_close(fd)
+        raise OSError(5, "Input/output error")
+
+    with walk_once():
+        runner_log(run, "written")
+        monkeypatch.setattr(os, "close", failing_close)
+    monkeypatch.undo()
+    assert len(closed) >= 3  # log/runner, log/, the meta dir, ...
+    assert _open_fds() == before
+    assert "written" in Path(run.meta_dir, "log", "runner").read_text()
