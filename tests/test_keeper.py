@@ -406,7 +406,8 @@ def test_the_run_command_dies_with_its_keeper(how):
                               stdout=subprocess.PIPE, text=True)
     try:
         child = int(parent.stdout.readline())
-        assert psutil.Process(child).cmdline() == ["sleep", "60"]  # setpriv exec'd it in place
+        wait_for(lambda: psutil.Process(child).cmdline() == ["sleep", "60"], 5,
+                 "the command to run in place of setpriv")  # same pid: setpriv execs it
         parent.kill()
         parent.wait()
         wait_for(lambda: _gone(child), 5, "the command to die with its parent")
