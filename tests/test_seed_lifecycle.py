@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.doc_tests import doc_tmp
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "tests" / "docs" / "seed-run-lifecycle.md"
@@ -46,6 +47,7 @@ def test_seed_run_lifecycle(tmp_path, umask):
     """Every expected file, mode and output of the spec holds under this umask."""
     doc = _doc_with_our_imports(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    env["TMPDIR"] = str(doc_tmp(tmp_path))
     env.pop("GAGE_SHARED_MODE", None)
     proc = subprocess.run(
         [sys.executable, "-m", "groktest", str(doc)],
