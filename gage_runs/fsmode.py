@@ -152,8 +152,14 @@ def open_nofollow(path: str, flags: int, mode: int = 0o600) -> int:
 
 def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
     """`open_nofollow` for a regular file: a FIFO, device or dir is an UnsafePathError."""
+    parts = _split(path)
+    with _dir(parts, len(parts) - 1) as dir_fd:
+        return _open_regular_at(dir_fd, parts[-1], flags, mode, path)
+
+
+def _open_regular_at(dir_fd: int, name: str, flags: int, mode: int, path: str) -> int:
     try:
-        fd = open_nofollow(path, flags | os.O_NONBLOCK | os.O_NOCTTY, mode)
+        fd = _open_at(dir_fd, name, flags | os.O_NONBLOCK | os.O_NOCTTY, mode, path)
     except OSError as e:
         if e.errno != errno.ENXIO:  # a FIFO without a reader, or a socket
             raise
@@ -229,8 +235,9 @@ def append_text(path: str, text: str) -> None:
 
 def _open_append(path: str) -> int:
     parts = _split(path)
-    with _dir(parts, len(parts) - 1, create=True):  # the parents, so open_regular finds them
-        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with _dir(parts, len(parts) - 1, create=True) as dir_fd:
+        fd = _open_regular_at(dir_fd, parts[-1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600,
+                              path)
     if os.fstat(fd).st_size == 0:
         _chmod_fd(fd, writable_file_mode())
     return fd
@@ -313,9 +320,8 @@ def _dir(parts: list[str], end: int, *, create: bool = False) -> Iterator[int]:
     `walk_once` the fd (and every dir on the way) is kept for reuse.
     """
     cache = _walks.dirs
-    key = _join(parts[:end])
-    if cache is not None and key in cache:
-        yield cache[key]
+    if cache is not None and (cached := cache.get(_join(parts[:end]), -1)) >= 0:
+        yield cached
         return
     fd = _walk(parts, end, create, cache)
     try:
@@ -326,13 +332,16 @@ def _dir(parts: list[str], end: int, *, create: bool = False) -> Iterator[int]:
 
 
 def _walk(parts: list[str], end: int, create: bool, cache: dict[str, int] | None) -> int:
-    """Open `parts[:end]` from its longest prefix in `cache` (or from the meta side's start)."""
+    """Open `parts[:end]` from its longest prefix in `cache` (or from the meta side's start).
+
+    `parts[:end]` itself is not in `cache` (`_dir` looked).
+    """
     start = _run_meta_start(parts, end)
     if create:
         _make_plain_dirs(parts, start)
     first, dir_fd = start, -1
     if cache is not None:
-        for first in range(end, start - 1, -1):
+        for first in range(end - 1, start - 1, -1):
             if (dir_fd := cache.get(_join(parts[:first]), -1)) >= 0:
                 break
     if dir_fd < 0:
