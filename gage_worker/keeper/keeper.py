@@ -167,28 +167,28 @@ class Keeper:
             return Outcome(Verdict.FINALIZE, str(e), 1)
         except BaseException as e:  # fail closed: nothing of the run survives its keeper's error
             self._kill_everything()
-            if self._deleted():
-                return Outcome(Verdict.DELETED, self.stop.detail)
+            if deleted := self._deletion():
+                return Outcome(Verdict.DELETED, deleted.detail)
             with contextlib.suppress(OSError):
                 os.remove(run_meta_path(self.run, "proc", "lock"))
             self._record_exit(self._running, -signal.SIGKILL, EndReason.SUPERVISION_FAILED,
                               f"supervision failed: {type(e).__name__}: {e}")
             return Outcome(Verdict.FINALIZE, f"supervision failed: {e}", -signal.SIGKILL)
-        if self._deleted():
-            return Outcome(Verdict.DELETED, self.stop.detail)
+        if deleted := self._deletion():
+            return Outcome(Verdict.DELETED, deleted.detail)
         exit_code, reason, detail = self._verdict(exit_code)
         self._record_exit(self._running, exit_code, reason, detail)
         return Outcome(Verdict.FINALIZE, detail, exit_code)
 
-    def _deleted(self) -> bool:
-        """The run was deleted while it ran: nothing is left to record anything in.
+    def _deletion(self) -> Stop | None:
+        """The stop if the run was deleted while it ran: nothing is left to record anything in.
 
         Also when the command ended first (it may have failed because its
         files went away) and the deletion was not yet seen by a tick.
         """
         if self.stop is None:
-            self.stop = deleted_stop(self)
-        return self.stop is not None and self.stop.reason is None
+            return deleted_stop(self)
+        return self.stop if self.stop.reason is None else None
 
     def _exec(self, env: dict[str, str], inherited: list[int]) -> int:
         prefix, options = procs.dying_with_parent()
