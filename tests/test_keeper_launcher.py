@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
+import time
 
 import psutil
 import pytest
@@ -14,8 +16,9 @@ from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
 from gage_worker import launch
 from gage_worker.enqueue import record_submission
 from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
+from gage_worker.keeper.parts import hosts_dir
 from gage_worker.launch import KeeperLauncher, run_keeper
-from gage_worker.lock import read_record
+from gage_worker.lock import is_locked, lock_fd, open_lock_file, read_record
 from gage_worker.runenv import run_env
 from gage_worker.runstate import RunState
 from gage_worker.settings import Settings
@@ -123,3 +126,32 @@ def test_a_job_taken_after_its_launcher_died_is_kept_and_a_new_launcher_starts(b
         assert read_record(run).state is RunState.FINALIZING
     (new_server,) = _launchers()
     assert new_server != server
+
+
+def test_the_next_spare_is_forked_once_the_keeper_started_its_run_not_while_it_starts(bed):
+    """A starting run has the CPU to itself: the launcher forks after the command started."""
+    settings, submitted_run = bed
+    first = submitted_run()
+    assert run_keeper(first.id, settings, node="n@h", slots=1).verdict is Verdict.FINALIZE
+    (server,) = _launchers()
+    slot = os.path.join(hosts_dir(settings.runs_dir), "n@h", "slot-0.lock")
+    held = open_lock_file(slot, create=True)  # the keeper must wait for the node's one slot
+    assert lock_fd(held)
+    run = submitted_run()
+    outcomes: list[Outcome] = []
+    task = threading.Thread(
+        target=lambda: outcomes.append(run_keeper(run.id, settings, node="n@h", slots=1)))
+    task.start()
+    try:
+        wait_for(lambda: is_locked(run), 10, "its keeper to hold the run lock, waiting for the slot")
+        assert read_record(run).state is RunState.QUEUED
+        time.sleep(1.0)  # long enough for a fork the launcher would make at once
+        assert len(psutil.Process(server).children()) == 1, "a spare forked while the keeper starts"
+    finally:
+        os.close(held)  # frees the slot: the run starts
+    task.join(30)
+    assert outcomes and (outcomes[0].verdict, outcomes[0].exit_code) == (Verdict.FINALIZE, 0)
+    keeper = read_record(run).keeper_pid
+    wait_for(lambda: [p for p in psutil.Process(server).children() if p.pid != keeper], 10,
+             "the next spare, once the run started")
+

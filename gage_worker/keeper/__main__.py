@@ -9,11 +9,14 @@ worker's death touches neither. The keeper writes one
 `--serve FD` is the fast path (`launch.KeeperLauncher`): a fresh
 interpreter, started once per worker pool process with the run
 environment, that has the keeper loaded and keeps one forked *spare*
-waiting on the SOCK_SEQPACKET socket FD. The spare that receives a job
+waiting on the SOCK_SEQPACKET socket FD. A spare prepares all a keeper
+can know before its job (`KeeperProcess`); the spare that receives a job
 (the job as JSON, the result pipe as an SCM_RIGHTS descriptor) becomes
-its keeper, and the launcher forks the next spare: the fork happens
-between jobs, not between a job and its run. It exits when the socket
-closes.
+its keeper. The launcher forks the next spare once that keeper has
+started the run's command (or ended): the fork happens between jobs, and
+not on the CPU a starting run needs. A pool process sends its next job
+only after this one's keeper answered, so no job waits for a spare. The
+launcher exits when the socket closes.
 """
 
 from __future__ import annotations
@@ -23,8 +26,13 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .job import KeeperJob, Outcome, Verdict
+
+if TYPE_CHECKING:
+    from .keeper import KeeperProcess
 
 MAX_JOB_BYTES = 65536
 
@@ -34,7 +42,7 @@ def main(argv: list[str]) -> int:
         return serve(socket.socket(fileno=int(argv[2])))
     job = KeeperJob.decode(argv[1])
     if os.fork() == 0:
-        _be_keeper(job)
+        _be_keeper(job, _prepared())
     return 0
 
 
@@ -60,11 +68,11 @@ def serve(sock: socket.socket) -> int:
             _spare(sock, told)
         os.close(told)
         try:
-            said = os.read(took, 1)  # b"j" once the spare took a job; b"" if it ended
+            if os.read(took, 1) != b"j":  # b"j" once the spare took a job; b"" if it ended
+                return 0
+            os.read(took, 1)  # b"" once its keeper started the run's command, or ended
         finally:
             os.close(took)
-        if said != b"j":
-            return 0
 
 
 def _spare(sock: socket.socket, told: int) -> None:
@@ -75,7 +83,7 @@ def _spare(sock: socket.socket, told: int) -> None:
     the launcher is gone by then.
     """
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # telling a dead launcher must not kill it
+    me = _prepared()
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, MAX_JOB_BYTES, 1)
@@ -91,33 +99,40 @@ def _spare(sock: socket.socket, told: int) -> None:
             continue
         with contextlib.suppress(OSError):
             os.write(told, b"j")
-        os.close(told)
         sock.close()
-        _be_keeper(KeeperJob(**{**job.__dict__, "result_fd": fds[0] if fds else None}))
+        _be_keeper(KeeperJob(**{**job.__dict__, "result_fd": fds[0] if fds else None}), me,
+                   on_started=lambda: os.close(told))
 
 
-def _be_keeper(job: KeeperJob) -> None:
-    """Keep the run, answer on the result pipe, and exit (never returns)."""
+def _prepared() -> KeeperProcess:
+    """A keeper's process, made ready for any job: signals, its own facts, no dumps."""
+    from . import procs
+    from .keeper import KeeperProcess
+
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the launcher may be gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    base_env = dict(os.environ)
+    procs.become_subreaper()
+    procs.not_dumpable()
+    return KeeperProcess.here()
+
+
+def _be_keeper(job: KeeperJob, me: KeeperProcess,
+               on_started: Callable[[], None] | None = None) -> None:
+    """Keep the run, answer on the result pipe, and exit (never returns)."""
     if job.shared_mode:
         os.environ["GAGE_SHARED_MODE"] = job.shared_mode
-    outcome = _keep(job, base_env)
+    outcome = _keep(job, me, on_started)
     if job.result_fd is not None:
         with contextlib.suppress(OSError):
             os.write(job.result_fd, outcome.encode())
     os._exit(0)
 
 
-def _keep(job: KeeperJob, base_env: dict[str, str]) -> Outcome:
-    from . import procs
+def _keep(job: KeeperJob, me: KeeperProcess, on_started: Callable[[], None] | None) -> Outcome:
     from .keeper import Keeper
 
     try:
-        procs.become_subreaper()
-        procs.not_dumpable()
-        return Keeper(job, base_env).keep()
+        return Keeper(job, me, on_started).keep()
     except Exception as e:  # one line for the worker log, never a traceback
         return Outcome(Verdict.CANNOT_START, f"keeper failed: {type(e).__name__}: {e}")
 

@@ -31,6 +31,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from gage_runs.errors import GageRunsError, RunExecError
 from gage_runs.execute import exec_run
@@ -63,12 +65,34 @@ AFTER_KILL_SECONDS = 5.0  # how long to wait for SIGKILLed processes to go
 STOPPED_EXIT = -signal.SIGTERM  # a stopped run's exit code when it exited >= 0
 
 
-class Keeper:
-    """One run's keeper; `keep()` does it all and says what the task must do."""
+@dataclass(frozen=True)
+class KeeperProcess:
+    """What a keeper knows of its own process before any job: prepared while a spare waits."""
 
-    def __init__(self, job: KeeperJob, base_env: dict[str, str]):
+    pid: int
+    start_time: float | None  # against pid reuse (`procs.is_alive`)
+    hostname: str
+    base_env: dict[str, str]  # what the run's environment starts from
+
+    @classmethod
+    def here(cls) -> KeeperProcess:
+        pid = os.getpid()
+        return cls(pid, procs.process_start_time(pid), socket.gethostname(), dict(os.environ))
+
+
+class Keeper:
+    """One run's keeper; `keep()` does it all and says what the task must do.
+
+    `on_started` is called once the run's command is running (never if it
+    does not start): the launcher forks its next spare then, not while
+    this keeper starts the run.
+    """
+
+    def __init__(self, job: KeeperJob, me: KeeperProcess,
+                 on_started: Callable[[], None] | None = None):
         self.job = job
-        self.base_env = base_env
+        self.me = me
+        self._on_started = on_started
         self.run: Run = resolve_run_id(job.runs_dir, job.run_id)
         self.lock: RunLock
         self.slot = SlotPart()
@@ -138,7 +162,7 @@ class Keeper:
 
     def _refuse(self, queued: RunRecord, why: str) -> Outcome:
         """End a run that can never start here or anywhere: error, exit 1."""
-        running = self._commit(queued, Event.START, RunState.RUNNING, host=socket.gethostname(),
+        running = self._commit(queued, Event.START, RunState.RUNNING, host=self.me.hostname,
                                node=self.job.node)
         self._record_exit(running, 1, EndReason.CANNOT_START, why)
         return Outcome(Verdict.FINALIZE, why, 1)
@@ -148,11 +172,11 @@ class Keeper:
 
     def _execute(self, queued: RunRecord) -> Outcome:
         running = self._running = self._commit(
-            queued, Event.START, RunState.RUNNING, host=socket.gethostname(), node=self.job.node,
-            keeper_pid=os.getpid(), keeper_started=procs.process_start_time(os.getpid()),
+            queued, Event.START, RunState.RUNNING, host=self.me.hostname, node=self.job.node,
+            keeper_pid=self.me.pid, keeper_started=self.me.start_time,
             slot=self.slot.slot, started=make_run_timestamp(),
         )
-        env = dict(self.base_env)
+        env = dict(self.me.base_env)
         for part in self.parts:
             part.env(self, env)
         inherited = [self.lock.fd, *(fd for part in self.parts for fd in part.fds(self))]
@@ -226,6 +250,8 @@ class Keeper:
         self._proc = proc
         self._running = self._running.but(pid=proc.pid)
         self.lock.commit(self._running, durable=False)
+        if self._on_started is not None:
+            self._on_started()
         self.tick(proc)
 
     def tick(self, proc: subprocess.Popen) -> None:
