@@ -28,9 +28,13 @@ FINISHED = (*sorted(state.value for state in QUEUE_FINISHED), RunState.LOST.valu
 TIMESTAMPS = ("initialized", "staged", "started", "stopped")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RunInfo:
-    """A run's fields as `list` and `show` display them."""
+    """A run's fields as `list` and `show` display them.
+
+    Not frozen: `list -a` makes thousands, and a frozen dataclass is four
+    times dearer to make.
+    """
 
     id: str
     name: str

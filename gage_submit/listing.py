@@ -6,7 +6,9 @@ bounded number of files each). A status filter of statuses only queue
 runs have (queued, lost, finalizing, finalize-failed), plus `running`,
 looks at the runs of the active index (`gage_worker.active`) and, for
 `running`, at runs with Gage's `proc/lock` (a stat each); other filters
-read every run.
+read every run. Where a listing reads many runs, the rows of ended runs
+come from the user's row cache (`row_cache`): a stat each instead of a
+read.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gage_runs.runs_dir import RunEntry, scan_runs
 from gage_worker.active import active_ids
 
 from .info import RunInfo, run_info
+from .row_cache import WORTH_IT, RowCache
 
 INDEXED = frozenset({"queued", "lost", "finalizing", "finalize-failed"})
 """Statuses only runs of the queue have: every such run is in the active index."""
@@ -47,38 +50,71 @@ def list_rows(runs_dir: str, where: ListFilter, *, limit: int | None, namespace:
     """The rows to show (index in the newest-first listing, info) and how many match."""
     entries = scan_runs(runs_dir)
     brief = not detail and where.schedule is None  # the table: read what it shows
-    if not where:
-        return _first(entries, limit, namespace, detail, brief)
-    candidates = _candidates(runs_dir, entries, where.statuses)
-    rows = []
-    for index, entry in enumerate(entries, 1):
-        if candidates is not None and entry.id not in candidates:
-            continue
-        run = entry.load()
-        if run is None:
-            continue
-        op_names = {run.opref.op_name, run.opref.get_full_name()}
-        if where.ops and not op_names & set(where.ops):
-            continue
-        info = run_info(run, namespace=namespace, detail=detail, brief=brief)
-        if where.keeps(info, op_names | {info.op}):
-            rows.append((index, info))
-    return (rows if limit is None else rows[:limit]), len(rows)
+    candidates = _candidates(runs_dir, entries, where.statuses) if where else None
+    if where:  # every candidate is read to know what matches
+        reads = len(entries) if candidates is None else len(candidates)
+    else:
+        reads = len(entries) if limit is None else min(limit, len(entries))
+    rows = _Rows(namespace, detail, brief,
+                 RowCache.load(runs_dir) if brief and reads >= WORTH_IT else None)
+    try:
+        if not where:
+            return _first(entries, limit, rows)
+        matched = []
+        for index, entry in enumerate(entries, 1):
+            if candidates is not None and entry.id not in candidates:
+                continue
+            found = rows.info(entry, where.ops)
+            if found is not None and where.keeps(*found):
+                matched.append((index, found[0]))
+        return (matched if limit is None else matched[:limit]), len(matched)
+    finally:
+        rows.done(entries)
 
 
-def _first(entries: list[RunEntry], limit: int | None, namespace: str | None,
-           detail: bool, brief: bool) -> tuple[list[tuple[int, RunInfo]], int]:
-    rows = []
+def _first(entries: list[RunEntry], limit: int | None,
+           rows: _Rows) -> tuple[list[tuple[int, RunInfo]], int]:
+    shown = []
     unreadable = 0
     for index, entry in enumerate(entries, 1):
-        if limit is not None and len(rows) >= limit:
+        if limit is not None and len(shown) >= limit:
             break
-        run = entry.load()
-        if run is None:
+        found = rows.info(entry)
+        if found is None:
             unreadable += 1
             continue
-        rows.append((index, run_info(run, namespace=namespace, detail=detail, brief=brief)))
-    return rows, len(entries) - unreadable
+        shown.append((index, found[0]))
+    return shown, len(entries) - unreadable
+
+
+class _Rows:
+    """Each entry's info: from the row cache when it has it, else read (and kept if it ended)."""
+
+    def __init__(self, namespace: str | None, detail: bool, brief: bool,
+                 cache: RowCache | None):
+        self.namespace, self.detail, self.brief, self.cache = namespace, detail, brief, cache
+
+    def info(self, entry: RunEntry, ops: tuple[str, ...] = ()
+             ) -> tuple[RunInfo, set[str]] | None:
+        """The entry's info and op names; None if it is not a readable run or not of `ops`."""
+        if self.cache is not None and (kept := self.cache.get(entry, self.namespace)):
+            info, opref = kept
+            op_names = {opref.op_name, opref.get_full_name(), info.op}
+            return (info, op_names) if not ops or op_names & set(ops) else None
+        run = entry.load()
+        if run is None:
+            return None
+        op_names = {run.opref.op_name, run.opref.get_full_name()}
+        if ops and not op_names & set(ops):
+            return None
+        info = run_info(run, namespace=self.namespace, detail=self.detail, brief=self.brief)
+        if self.cache is not None:
+            self.cache.keep(entry, run.opref, info)
+        return info, op_names | {info.op}
+
+    def done(self, entries: list[RunEntry]) -> None:
+        if self.cache is not None:
+            self.cache.save(entries)
 
 
 def _candidates(runs_dir: str, entries: list[RunEntry],
