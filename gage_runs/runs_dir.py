@@ -27,12 +27,13 @@ def check_runs_dir(runs_dir: str, *, writable: bool = True) -> str:
     return path
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RunEntry:
     """A `<id>.meta` entry of a runs dir, known from its name and one stat.
 
     `load()` reads the run (its `opref` and `id`): listings open files only
-    for the entries they show.
+    for the entries they show. Not frozen: a listing makes one per run, and
+    a frozen dataclass is several times dearer to make.
     """
 
     id: str  # from the entry's name

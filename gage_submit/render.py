@@ -57,8 +57,7 @@ def print_runs_table(rows: list[tuple[int, RunInfo]], out: IO[str]) -> None:
     if is_terminal(out):
         _rich_table(cells, out)
     else:
-        for line in plain_table([TABLE_COLUMNS, *cells]):
-            print(line, file=out)
+        out.write("".join(f"{line}\n" for line in plain_table([TABLE_COLUMNS, *cells])))
 
 
 def plain_table(rows: Iterable[tuple[str, ...]]) -> list[str]:

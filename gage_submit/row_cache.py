@@ -12,8 +12,9 @@ runs dir, with what would show a change:
 - the mtime of the timestamp file the listing sorts by (`scan_runs`),
   which a restarted run rewrites.
 
-A kept row is used only if all three are unchanged, so it costs two
-`stat`s instead of the six to ten file reads of a run. On NFS a stat
+A kept row is used only if all three are unchanged, so it costs one
+`stat` (two for a labelled run) instead of the six to ten file reads of
+a run. On NFS a stat
 may be as old as the client's attribute cache (`acdirmax`, a minute by
 default), as every read of the runs dir there is. A row is not kept when its meta dir changed within the
 last `SETTLE_SECONDS` (a file system with a coarse clock could hide a
@@ -56,11 +57,13 @@ _FIELDS = ("name", "status", "host", "node", "reason", "label", "started", "dura
 class RowCache:
     """The kept rows of one runs dir, checked against each entry's stats."""
 
-    def __init__(self, path: str | None, rows: dict[str, list[Any]]):
+    def __init__(self, runs_dir: str, path: str | None, rows: dict[str, list[Any]]):
+        self.runs_dir = runs_dir
         self.path = path
         self._rows = rows
         self._changed = False
         self._now = time.time_ns()
+        self._labelled: set[str] | None = None
 
     @classmethod
     def load(cls, runs_dir: str) -> RowCache:
@@ -75,7 +78,7 @@ class RowCache:
                     rows = data["rows"]
             except (OSError, ValueError, AttributeError):
                 pass
-        return cls(path, rows)
+        return cls(runs_dir, path, rows)
 
     def get(self, entry: RunEntry, namespace: str | None) -> tuple[RunInfo, OpRef] | None:
         """The kept row of `entry` and its op, if it is still what the run shows."""
@@ -85,7 +88,7 @@ class RowCache:
         meta_ns, user_ns, stamp_ns, op_ns, op_name, fields = kept
         if stamp_ns != entry.sort_key[0] or _mtime(entry.meta_dir) != meta_ns:
             return None
-        if (_mtime(_user_dir(entry)) or 0) != user_ns:
+        if self._user_mtime(entry) != user_ns:
             return None
         try:
             opref = OpRef(op_ns, op_name)
@@ -106,11 +109,27 @@ class RowCache:
         meta_ns = _mtime(entry.meta_dir)
         if meta_ns is None or self._now - meta_ns < SETTLE_SECONDS * 1e9:
             return
-        user_ns = _mtime(_user_dir(entry)) or 0
+        user_ns = self._user_mtime(entry)
         fields = [getattr(info, name) for name in _FIELDS]
         self._rows[entry.id] = [meta_ns, user_ns, entry.sort_key[0], opref.op_ns,
                                 opref.op_name, fields]
         self._changed = True
+
+    def _user_mtime(self, entry: RunEntry) -> int:
+        """The mtime of the run's `<id>.user/` (labels); 0 if it has none.
+
+        Which runs have one comes from one listing of the runs dir, not a
+        stat per run: most runs have no labels.
+        """
+        if self._labelled is None:
+            try:
+                names = os.listdir(self.runs_dir)
+            except OSError:
+                names = []
+            self._labelled = {name[: -len(".user")] for name in names if name.endswith(".user")}
+        if entry.id not in self._labelled:
+            return 0
+        return _mtime(entry.meta_dir[: -len(".meta")] + ".user") or 0
 
     def save(self, present: list[RunEntry]) -> None:
         """Write the cache if it changed, without the rows of runs no longer `present`."""
@@ -122,11 +141,6 @@ class RowCache:
             return
         with contextlib.suppress(OSError):
             _write_private(self.path, json.dumps({"version": _VERSION, "rows": self._rows}))
-
-
-def _user_dir(entry: RunEntry) -> str:
-    """The run's user attributes (labels): `<run dir>.user/`, beside its meta dir."""
-    return entry.meta_dir[: -len(".meta")] + ".user"
 
 
 def _mtime(path: str) -> int | None:
