@@ -263,9 +263,12 @@ def bench_size(size: int, active: int, root: str, gage: Path, *, growth: bool) -
         seconds, counts = measured(lambda: reconcile(settings, full=True))
         print(f"full pass (hourly)  {counts.opens:7,} opens, {counts.stats:,} stats,"
               f" {seconds * 1000:7.1f} ms")
-        for args in (["list"], ["list", "-a"], ["list", "--status", "queued"]):
+        os.environ["XDG_CACHE_HOME"] = os.path.join(root, f"cache-inproc-{size}")
+        for label, args in (("list", ["list"]), ("list -a (cold)", ["list", "-a"]),
+                            ("list -a", ["list", "-a"]), ("list --status queued",
+                                                          ["list", "--status", "queued"])):
             seconds, counts = measured(lambda a=args: gage_submit_inproc(*a, "--runs-dir", runs_dir))
-            print(f"{' '.join(args):19} {counts.opens:7,} opens, {counts.stats:,} stats,"
+            print(f"{label:19} {counts.opens:7,} opens, {counts.stats:,} stats,"
                   f" {seconds * 1000:7.1f} ms in-process")
         for spec in (runs[0].id, runs[0].id[:8]):
             _, counts = measured(
