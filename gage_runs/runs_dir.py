@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import stat
 from dataclasses import dataclass, replace
 
 from .errors import RunFormatError, RunLookupError, RunsDirError
@@ -256,13 +257,17 @@ def resolve_run_id(runs_dir: str, run_id: object) -> Run:
     assert isinstance(run_id, str)
     root = os.path.realpath(runs_dir)
     meta_dir = os.path.join(root, run_id + ".meta")
-    if os.path.dirname(os.path.realpath(meta_dir)) != root:
-        raise RunLookupError(f"run {run_id} resolves outside the runs dir {root}")
-    for path in (meta_dir, os.path.join(root, run_id)):
-        if os.path.islink(path):
-            raise RunLookupError(f"run {run_id}: {os.path.basename(path)} is a symlink")
-    if not os.path.isdir(meta_dir):
+    # A run id has no separator, so the meta dir is directly under root
+    # unless it is a symlink: one lstat says both that and that it is a dir.
+    meta_mode = _lmode(meta_dir)
+    if meta_mode is not None and stat.S_ISLNK(meta_mode):
+        raise RunLookupError(f"run {run_id} resolves outside the runs dir {root} "
+                             f"({run_id}.meta is a symlink)")
+    if meta_mode is None or not stat.S_ISDIR(meta_mode):
         raise RunLookupError(f"no run {run_id} in {root}")
+    run_mode = _lmode(os.path.join(root, run_id))
+    if run_mode is not None and stat.S_ISLNK(run_mode):
+        raise RunLookupError(f"run {run_id}: {run_id} is a symlink")
     try:
         run = run_for_meta_dir(meta_dir)
     except RunFormatError as e:
@@ -270,3 +275,11 @@ def resolve_run_id(runs_dir: str, run_id: object) -> Run:
     if run.id != run_id:
         raise RunLookupError(f"run {run_id}: its meta id file says {run.id!r}")
     return run
+
+
+def _lmode(path: str) -> int | None:
+    """The mode of `path` itself (a link is not followed); None if there is nothing."""
+    try:
+        return os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None

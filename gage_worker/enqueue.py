@@ -87,9 +87,12 @@ class BrokerSession:
     ) -> None:
         self._conn = None
 
-    def send(self, task_name: str, run_id: str, queue: str) -> None:
-        """Send a task whose only argument is a run id (named for monitors: `task_display`)."""
-        display = task_display(task_name, run_id, self.settings.runs_dir)
+    def send(self, task_name: str, run_id: str, queue: str, run: Run | None = None) -> None:
+        """Send a task whose only argument is a run id (named for monitors: `task_display`).
+
+        `run` is the run of that id, if the caller has it at hand.
+        """
+        display = task_display(task_name, run_id, self.settings.runs_dir, run)
         if self._folder is not None:
             self._in_folder(
                 lambda folder: put_embedded_task(folder, task_name, [run_id], queue, display))
@@ -172,14 +175,16 @@ class BrokerSession:
         return BrokerUnavailable(f"cannot reach the broker at {url}: {detail}")
 
 
-def task_display(task_name: str, run_id: str, runs_dir: str | None) -> TaskDisplay:
+def task_display(task_name: str, run_id: str, runs_dir: str | None,
+                 run: Run | None = None) -> TaskDisplay:
     """How Flower and Celery's logs show the task: op, run name, and its config.
 
     `gage.exec train (gidik-livih)` and `['<id>'] batch=32 lr=0.01`; a run
     that cannot be read is shown by its id alone.
     """
     try:
-        run = resolve_run_id(runs_dir or "", run_id)
+        if run is None or run.id != run_id:
+            run = resolve_run_id(runs_dir or "", run_id)
         config = meta_config(run)
     except (GageRunsError, OSError):
         return TaskDisplay()
@@ -250,7 +255,7 @@ class Submitter:
             return False
         settings = settings_for_run(self._settings, run)
         try:
-            self._session_for(settings).send(EXEC_TASK, run.id, self._queue or settings.queue)
+            self._session_for(settings).send(EXEC_TASK, run.id, self._queue or settings.queue, run)
         except BrokerUnavailable as e:
             self.error = e
             self._close()

@@ -12,12 +12,14 @@ dies meanwhile, the keeper and its run go on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 from .keeper.job import KeeperJob, Outcome, Verdict
 from .runenv import run_env
@@ -33,8 +35,12 @@ class KeeperLauncher:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
-    def send(self, job: KeeperJob, result_fd: int, env: dict[str, str]) -> bool:
-        """Hand `job` and its result pipe to the server; False if that failed."""
+    def send(self, job: KeeperJob, result_fd: int, env: Callable[[], dict[str, str]]) -> bool:
+        """Hand `job` and its result pipe to the server; False if that failed.
+
+        `env()` is the environment of a server started for it (the first
+        job, or after a server died).
+        """
         with self._lock:
             for _ in range(2):
                 try:
@@ -45,7 +51,7 @@ class KeeperLauncher:
                     self.close()
             return False
 
-    def _server(self, env: dict[str, str]) -> socket.socket:
+    def _server(self, env: Callable[[], dict[str, str]]) -> socket.socket:
         """The server's socket; a dead server shows as a failed send (EPIPE), then a new one."""
         if self._sock is not None:
             return self._sock
@@ -53,7 +59,7 @@ class KeeperLauncher:
         try:
             starter = subprocess.Popen(
                 [sys.executable, "-m", "gage_worker.keeper", "--serve", str(theirs.fileno())],
-                env=env, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+                env=env(), stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
                 start_new_session=True,
             )
         finally:
@@ -81,10 +87,10 @@ def run_keeper(run_id: str, settings: Settings, *, node: str | None,
         gpus=settings.gpus, grace=settings.cancel_grace,
         shared_mode=os.environ.get("GAGE_SHARED_MODE"),
     )
-    env = run_env(settings.broker_url)
+    env = functools.partial(run_env, settings.broker_url)
     try:
         if not _launcher.send(job, write_fd, env):
-            _start_one_shot(KeeperJob(**{**job.__dict__, "result_fd": write_fd}), env)
+            _start_one_shot(KeeperJob(**{**job.__dict__, "result_fd": write_fd}), env())
     except OSError as e:
         os.close(read_fd)
         return Outcome(Verdict.CANNOT_START, f"cannot start a keeper: {e}")

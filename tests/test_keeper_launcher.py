@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -84,7 +85,7 @@ def test_a_bad_job_leaves_the_spare_waiting_and_a_closed_socket_ends_it_all(bed)
     settings, submitted_run = bed
     before = _launchers()
     launcher = KeeperLauncher()
-    env = run_env(None)
+    env = functools.partial(run_env, None)
     sock = launcher._server(env)
     (server,) = _launchers() - before
     wait_for(lambda: psutil.Process(server).children(), 10, "the spare to wait")
