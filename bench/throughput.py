@@ -7,7 +7,10 @@ Three figures, all from this one invocation:
 1. Floor: the same `python say.py` spawned `--runs` times, 2 at a time, by
    a plain Python loop (the run's whole cost with no queue at all),
    measured before and after the queue figure; the ratio uses their mean,
-   so a load change on a shared machine skews it less.
+   so a load change on a shared machine skews it less. The interpreter is
+   this venv's: setuptools' default editable install (an import-hook
+   finder, not what `make install` makes) adds ~33 ms to every Python
+   start, the floor's too, and so flatters the ratio.
 2. Queue: `--runs` runs staged (`gage_runs.stage_op`), submitted
    (`gage_worker.enqueue.submit_run`) and executed and finalized by one
    `gage-worker -c 2`, timed from the first staging to the last `stopped`.
