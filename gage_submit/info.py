@@ -189,7 +189,7 @@ def short_time(timestamp: int | None) -> str:
     """Epoch microseconds as `YYYY-MM-DD HH:MM:SS` local time, or `""`."""
     if timestamp is None:
         return ""
-    return datetime.fromtimestamp(timestamp / 1e6).strftime("%Y-%m-%d %H:%M:%S")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp // 1_000_000))
 
 
 def run_output_path(run: Run) -> str:

@@ -65,11 +65,9 @@ def plain_table(rows: Iterable[tuple[str, ...]]) -> list[str]:
     rows = [tuple(cell or "-" for cell in row) for row in rows]
     if not rows:
         return []
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return [
-        "  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
-        for row in rows
-    ]
+    widths = [max(map(len, column)) for column in list(zip(*rows, strict=True))[:-1]]
+    line = "  ".join([*(f"{{:<{width}}}" for width in widths), "{}"])
+    return [line.format(*row).rstrip() for row in rows]
 
 
 def _rich_table(cells: list[tuple[str, ...]], out: IO[str]) -> None:
