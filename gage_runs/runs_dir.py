@@ -278,8 +278,12 @@ def resolve_run_id(runs_dir: str, run_id: object) -> Run:
 
 
 def _lmode(path: str) -> int | None:
-    """The mode of `path` itself (a link is not followed); None if there is nothing."""
+    """The mode of `path` itself (a link is not followed); None if it cannot be seen.
+
+    Any OSError is None, as `os.path.isdir`/`islink` had it: a run that
+    cannot be looked at is no run (RunLookupError), never a crash.
+    """
     try:
         return os.lstat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return None

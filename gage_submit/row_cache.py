@@ -14,11 +14,11 @@ runs dir, with what would show a change:
 
 A kept row is used only if all three are unchanged, so it costs one
 `stat` (two for a labelled run) instead of the six to ten file reads of
-a run. On NFS a stat
-may be as old as the client's attribute cache (`acdirmax`, a minute by
-default), as every read of the runs dir there is. A row is not kept when its meta dir changed within the
-last `SETTLE_SECONDS` (a file system with a coarse clock could hide a
-second change in the same tick), nor for a run that is not ended. Rows of
+a run. On NFS a stat may be as old as the client's attribute cache
+(`acdirmax`, a minute by default), as every read of the runs dir there
+is. A row is not kept when its meta dir changed within the last
+`SETTLE_SECONDS` (a file system with a coarse clock could hide a second
+change in the same tick), nor for a run that is not ended. Rows of
 runs no longer in the runs dir are dropped. The cache is private (0600 in
 a 0700 dir), written by rename, and ignored when unreadable;
 `GAGE_LIST_CACHE=off` turns it off.
@@ -92,6 +92,7 @@ class RowCache:
             return None
         try:
             opref = OpRef(op_ns, op_name)
+            # _FIELDS, in order; RunInfo made positionally (a long listing makes thousands)
             name, status, host, node, reason, label, started, duration, exit_code, run_dir = fields
             info = RunInfo(
                 entry.id, name, op_name if op_ns == namespace else opref.get_full_name(), status,
