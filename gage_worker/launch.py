@@ -80,26 +80,47 @@ os.register_at_fork(after_in_child=lambda: globals().update(_launcher=KeeperLaun
 
 def run_keeper(run_id: str, settings: Settings, *, node: str | None,
                slots: int | None) -> Outcome:
-    """Keep `run_id` (a checked run id) under the settings' runs dir; its outcome."""
-    read_fd, write_fd = os.pipe()
+    """Keep `run_id` (a checked run id) under the settings' runs dir; its outcome.
+
+    A keeper that ends without an answer (killed, or a launcher that died
+    with the job unread) is followed by one fresh one-shot keeper: it
+    decides from the run record alone, under the run lock, so it never
+    starts a run twice. It starts a queued run now instead of leaving it
+    to reconcile, and finds a run whose keeper was killed lost.
+    """
     job = KeeperJob(
         runs_dir=settings.require_runs_dir(), run_id=run_id, node=node, slots=slots,
         gpus=settings.gpus, grace=settings.cancel_grace,
         shared_mode=os.environ.get("GAGE_SHARED_MODE"),
     )
     env = functools.partial(run_env, settings.broker_url)
+
+    def launched(result_fd: int) -> None:
+        if not _launcher.send(job, result_fd, env):
+            one_shot(result_fd)
+
+    def one_shot(result_fd: int) -> None:
+        _start_one_shot(KeeperJob(**{**job.__dict__, "result_fd": result_fd}), env())
+
+    outcome = _ask(launched)
+    if outcome is None:
+        log.warning("run %s: its keeper ended without an answer; asking a fresh keeper", run_id)
+        outcome = _ask(one_shot)
+    return outcome or Outcome(Verdict.NOTHING, "its keeper ended without an answer (killed?)")
+
+
+def _ask(start: Callable[[int], None]) -> Outcome | None:
+    """Start a keeper with `start(result_fd)` and read its answer; None if it gave none."""
+    read_fd, write_fd = os.pipe()
     try:
-        if not _launcher.send(job, write_fd, env):
-            _start_one_shot(KeeperJob(**{**job.__dict__, "result_fd": write_fd}), env())
+        start(write_fd)
     except OSError as e:
         os.close(read_fd)
         return Outcome(Verdict.CANNOT_START, f"cannot start a keeper: {e}")
     finally:
         os.close(write_fd)
     try:
-        return Outcome.decode(_read_all(read_fd)) or Outcome(
-            Verdict.NOTHING, "its keeper ended without an answer (killed?)"
-        )
+        return Outcome.decode(_read_all(read_fd))
     finally:
         os.close(read_fd)
 

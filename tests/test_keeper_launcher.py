@@ -129,6 +129,38 @@ def test_a_job_taken_after_its_launcher_died_is_kept_and_a_new_launcher_starts(b
     assert new_server != server
 
 
+def test_a_job_lost_with_its_launcher_is_kept_at_once_by_a_fresh_keeper(bed, caplog):
+    """The job sat unread in the socket when launcher and spare died: no 5-minute wait for reconcile."""
+    settings, submitted_run = bed
+    first = submitted_run()
+    assert run_keeper(first.id, settings, node="n@h", slots=1).verdict is Verdict.FINALIZE
+    (server,) = _launchers()
+    wait_for(lambda: len(psutil.Process(server).children()) == 1, 10, "the spare to wait")
+    (spare,) = psutil.Process(server).children()
+    stopped = [psutil.Process(server), spare]
+    for proc in stopped:
+        proc.suspend()  # alive, so the job is sent; stopped, so it is never read
+
+    sent = threading.Event()
+    send = launch._launcher.send
+    launch._launcher.send = lambda *args: (send(*args), sent.set())[0]  # type: ignore[method-assign]
+    run = submitted_run()
+    outcomes: list[Outcome] = []
+    task = threading.Thread(
+        target=lambda: outcomes.append(run_keeper(run.id, settings, node="n@h", slots=1)))
+    task.start()
+    assert sent.wait(10), "the job was not sent to the stopped launcher"
+    assert read_record(run).state is RunState.QUEUED
+    for proc in stopped:
+        proc.kill()
+    task.join(30)
+
+    assert outcomes and (outcomes[0].verdict, outcomes[0].exit_code) == (Verdict.FINALIZE, 0)
+    record = read_record(run)
+    assert record.state is RunState.FINALIZING and record.keeper_pid != spare.pid
+    assert "ended without an answer; asking a fresh keeper" in caplog.text
+
+
 def test_the_next_spare_is_forked_once_the_keeper_started_its_run_not_while_it_starts(bed):
     """A starting run has the CPU to itself: the launcher forks after the command started."""
     settings, submitted_run = bed
