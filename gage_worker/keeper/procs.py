@@ -16,6 +16,8 @@ import os
 import shutil
 import signal
 
+from gage_runs.meta import read_small
+
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -69,8 +71,7 @@ def children(pid: int) -> list[int]:
         return found
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.extend(int(p) for p in f.read().split())
+            found.extend(int(p) for p in read_small(f"/proc/{pid}/task/{tid}/children").split())
         except OSError:
             continue
     return found
@@ -119,8 +120,7 @@ def alive_descendants(keep: int | None = None) -> list[int]:
 
 def _is_zombie(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+        return read_small(f"/proc/{pid}/stat").rpartition(")")[2].split()[0] in ("Z", "X")
     except (OSError, IndexError):
         return True
 
@@ -128,8 +128,7 @@ def _is_zombie(pid: int) -> bool:
 def process_start_time(pid: int) -> float | None:
     """The process's start time in clock ticks since boot, against pid reuse."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return float(f.read().rpartition(")")[2].split()[19])
+        return float(read_small(f"/proc/{pid}/stat").rpartition(")")[2].split()[19])
     except (OSError, IndexError, ValueError):
         return None
 
