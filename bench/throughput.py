@@ -69,6 +69,22 @@ TARGET_EMBEDDED_MS = 10.0
 SAY_PY = 'print("Hi there")\n'
 
 
+def file_system(path: str) -> str:
+    """The file system `path` is on, as /proc/mounts says, and whether an ext4 one has a journal."""
+    real, best = os.path.realpath(path), ("?", "?", "")
+    with open("/proc/mounts") as f:
+        for line in f:
+            device, point, fstype = line.split()[:3]
+            if (real + "/").startswith(point.rstrip("/") + "/") and len(point) >= len(best[1]):
+                best = (fstype, point, device)
+    fstype, point, device = best
+    if fstype == "ext4":
+        name = os.path.basename(device)
+        journal = any(e.startswith(name + "-") for e in os.listdir("/proc/fs/jbd2"))
+        fstype += "" if journal else ", no journal: slow to create files for minutes after a big delete"
+    return f"{fstype} (on {point})"
+
+
 def busy_seconds() -> float:
     """CPU seconds this machine has spent not idle since boot (all processes)."""
     with open("/proc/stat") as f:
@@ -259,7 +275,7 @@ def main() -> None:
         if redis:
             redis.stop()
         shutil.rmtree(root, ignore_errors=True)
-    print(f"{SLOTS} worker slots; {os.cpu_count()} CPUs")
+    print(f"{SLOTS} worker slots; {os.cpu_count()} CPUs; runs dirs on {file_system(str(root.parent))}")
     if args.embedded:
         embedded, redis_figures = figures
         report(embedded, TARGET_RATIO, TARGET_EMBEDDED_MS)
