@@ -18,7 +18,11 @@ Three figures, all from this one invocation:
    Printed as the wall-time ratio to the floor (target <= 2.0) and runs/s,
    and as the busy CPU time of the whole machine per run in both (from
    /proc/stat): a steadier figure on a shared machine, where the floor's
-   wall time alone can drift by a third within one invocation.
+   wall time alone can drift by a third within one invocation. That CPU
+   is split by process (psutil): staging and submitting (this process),
+   the worker's main and pool processes, the keeper launchers, and the
+   rest (keepers, setpriv, sh, the runs, the kernel), less the floor's
+   CPU per run for what the queue adds around each run.
 3. Dispatch latency, enqueue to process start: `--latency-runs` runs
    submitted one at a time to the idle worker, from just before
    `submit_run` to the run's `started` timestamp (written right before the
@@ -42,6 +46,7 @@ Run it on a quiet file system, or compare with `--dir /dev/shm`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -52,6 +57,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -90,6 +97,21 @@ def busy_seconds() -> float:
     with open("/proc/stat") as f:
         ticks = [int(n) for n in f.readline().split()[1:]]
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
+def process_cpu(worker: subprocess.Popen) -> dict[str, float]:
+    """CPU seconds so far of this process (staging, submitting), the worker (main and pool
+    processes) and the keeper launchers (the processes that fork keepers)."""
+    totals = {"bench": time.process_time(), "worker": 0.0, "launchers": 0.0}
+    main = psutil.Process(worker.pid)
+    for proc in [main, *main.children()]:
+        with contextlib.suppress(psutil.Error):
+            totals["worker"] += sum(proc.cpu_times()[:2])
+    for proc in psutil.process_iter(["cmdline"]):
+        if (proc.info["cmdline"] or [])[1:4] == ["-m", "gage_worker.keeper", "--serve"]:
+            with contextlib.suppress(psutil.Error):
+                totals["launchers"] += sum(proc.cpu_times()[:2])
+    return totals
 
 
 def floor_seconds(project: Path, runs: int) -> float:
@@ -178,6 +200,7 @@ class Figures:
     latencies: list[float]
     floor_cpu: float  # busy CPU seconds of both floor passes
     queue_cpu: float
+    split: dict[str, float]  # CPU seconds of the queue phase by process (`process_cpu`)
 
     @property
     def cpu_ratio(self) -> float:
@@ -215,8 +238,10 @@ def measure(root: Path, name: str, broker: str | None, runs: int, latency_runs: 
         cpu = [busy_seconds()]
         floor_before = floor_seconds(project, runs)
         cpu.append(busy_seconds())
+        split = process_cpu(worker)
         queue = queue_seconds(project, settings, runs)
         cpu.append(busy_seconds())
+        split = {k: v - split[k] for k, v in process_cpu(worker).items()}
         floor_after = floor_seconds(project, runs)
         cpu.append(busy_seconds())
         lat = latencies_ms(project, settings, latency_runs)
@@ -224,7 +249,8 @@ def measure(root: Path, name: str, broker: str | None, runs: int, latency_runs: 
         worker.terminate()
         worker.wait(30)
     floor_cpu = (cpu[1] - cpu[0]) + (cpu[3] - cpu[2])
-    return Figures(name, runs, floor_before, queue, floor_after, lat, floor_cpu, cpu[2] - cpu[1])
+    return Figures(name, runs, floor_before, queue, floor_after, lat, floor_cpu, cpu[2] - cpu[1],
+                   split)
 
 
 def verdict(value: float, target: float) -> str:
@@ -241,6 +267,12 @@ def report(figures: Figures, target_ratio: float, target_ms: float) -> None:
     print(f"  wall-time ratio: {f.ratio:.2f} (target {verdict(f.ratio, target_ratio)})")
     print(f"  busy CPU per run, whole machine: floor {f.floor_cpu / (2 * f.runs) * 1000:.1f} ms,"
           f" queue {f.queue_cpu / f.runs * 1000:.1f} ms, ratio {f.cpu_ratio:.2f}")
+    per_run = {k: v / f.runs * 1000 for k, v in f.split.items()}
+    rest = f.queue_cpu / f.runs * 1000 - sum(per_run.values())
+    print(f"  of which: staging and submitting {per_run['bench']:.1f} ms, worker main and pool"
+          f" {per_run['worker']:.1f} ms (finalize included), keeper launchers"
+          f" {per_run['launchers']:.1f} ms; keepers, runs and the rest {rest:.1f} ms,"
+          f" {rest - f.floor_cpu / (2 * f.runs) * 1000:.1f} ms of it beyond the floor's run")
     print(f"  dispatch latency, enqueue to process start ({len(f.latencies)} runs, idle worker):"
           f" median {f.median:.1f} ms (target {verdict(f.median, target_ms)}),"
           f" p95 {f.p95:.1f} ms")
