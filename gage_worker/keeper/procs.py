@@ -118,9 +118,14 @@ def alive_descendants(keep: int | None = None) -> list[int]:
     return [pid for pid in descendants() if not _is_zombie(pid)]
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """`/proc/<pid>/stat` after the command name (field 3, the state, first)."""
+    return read_small(f"/proc/{pid}/stat").rpartition(")")[2].split()
+
+
 def _is_zombie(pid: int) -> bool:
     try:
-        return read_small(f"/proc/{pid}/stat").rpartition(")")[2].split()[0] in ("Z", "X")
+        return _stat_fields(pid)[0] in ("Z", "X")
     except (OSError, IndexError):
         return True
 
@@ -128,7 +133,7 @@ def _is_zombie(pid: int) -> bool:
 def process_start_time(pid: int) -> float | None:
     """The process's start time in clock ticks since boot, against pid reuse."""
     try:
-        return float(read_small(f"/proc/{pid}/stat").rpartition(")")[2].split()[19])
+        return float(_stat_fields(pid)[19])
     except (OSError, IndexError, ValueError):
         return None
 
