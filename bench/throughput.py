@@ -87,7 +87,8 @@ def file_system(path: str) -> str:
     fstype, point, device = best
     if fstype == "ext4":
         name = os.path.basename(device)
-        journal = any(e.startswith(name + "-") for e in os.listdir("/proc/fs/jbd2"))
+        journals = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
+        journal = any(e.startswith(name + "-") for e in journals)
         fstype += "" if journal else ", no journal: slow to create files for minutes after a big delete"
     return f"{fstype} (on {point})"
 
