@@ -28,10 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gage_queue.broker.send import record_submission  # noqa: E402
+from gage_queue.settings import Settings  # noqa: E402
 from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run  # noqa: E402
-from gage_worker.enqueue import record_submission  # noqa: E402
 from gage_worker.launch import run_keeper  # noqa: E402
-from gage_worker.settings import Settings  # noqa: E402
 
 
 @contextlib.contextmanager

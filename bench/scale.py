@@ -53,14 +53,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gage_queue.broker.send import record_submission  # noqa: E402
+from gage_queue.locks import try_lock  # noqa: E402
+from gage_queue.record import RunRecord  # noqa: E402
+from gage_queue.settings import Settings  # noqa: E402
+from gage_queue.states import EndReason, RunState  # noqa: E402
 from gage_runs.meta import init_run_meta, make_run, write_timestamp  # noqa: E402
 from gage_runs.types import OpCmd, OpDef, OpRef, Run  # noqa: E402
-from gage_worker.enqueue import record_submission  # noqa: E402
-from gage_worker.lock import try_lock  # noqa: E402
-from gage_worker.record import RunRecord  # noqa: E402
-from gage_worker.recovery import reconcile  # noqa: E402
-from gage_worker.runstate import EndReason, RunState  # noqa: E402
-from gage_worker.settings import Settings  # noqa: E402
+from gage_worker.reconcile import reconcile  # noqa: E402
 from tests.support.real_gage import ensure_real_gage_venv  # noqa: E402
 
 TARGET_OPENS_PER_ACTIVE = 40

@@ -13,7 +13,7 @@ Three figures, all from this one invocation:
    finder, not what `make install` makes) adds ~33 ms to every Python
    start, the floor's too, and so flatters the ratio.
 2. Queue: `--runs` runs staged (`gage_runs.stage_op`), submitted
-   (`gage_worker.enqueue.submit_run`) and executed and finalized by one
+   (`gage_queue.broker.send.submit_run`) and executed and finalized by one
    `gage-worker -c 2`, timed from the first staging to the last `stopped`.
    Printed as the wall-time ratio to the floor (target <= 2.0) and runs/s,
    and as the busy CPU time of the whole machine per run in both (from
@@ -63,10 +63,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gage_queue.broker.send import submit_run  # noqa: E402
+from gage_queue.settings import Settings  # noqa: E402
 from gage_runs import OpDef, OpRef, Run, stage_op  # noqa: E402
 from gage_runs.meta import meta_timestamp  # noqa: E402
-from gage_worker.enqueue import submit_run  # noqa: E402
-from gage_worker.settings import Settings  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 SLOTS = 2

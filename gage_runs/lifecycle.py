@@ -98,7 +98,7 @@ def finalize_run(
     Gage's order, step for step (its log/runner is compared byte for byte
     in the interop tests). Every step can be redone, so a finalize that
     died half-way can be run again; the queue counts a run as finalized
-    only once all of them are done (`gage_worker.runner`).
+    only once all of them are done (`gage_worker.finalize`).
     """
     opdef = meta_opdef(run)
     make_dirs(run.run_dir)

@@ -37,9 +37,9 @@ from gage_runs.errors import GageRunsError
 from .errors import StagingFailed, SubmitError, WaitTimeout
 
 if TYPE_CHECKING:  # imported where used: a submit must not pay for what list needs
+    from gage_queue.errors import BrokerUnavailable
+    from gage_queue.settings import Settings
     from gage_runs.types import Run
-    from gage_worker.errors import BrokerUnavailable
-    from gage_worker.settings import Settings
 
     from .submit import Plan, Submitted
     from .watch import NoWorkerNotice
@@ -176,7 +176,7 @@ def _submit_all(
     The failure is a staging error, or the broker being unreachable (then
     the runs stay queued for reconcile).
     """
-    from gage_worker.errors import BrokerUnavailable
+    from gage_queue.errors import BrokerUnavailable
 
     from .flags import format_flags
     from .progress import RunLines
@@ -366,7 +366,7 @@ def wait_cmd(
 
 def _check_waitable(runs: list[Run]) -> None:
     """SubmitError for a run that nothing will move on: staged outside the queue, or pending."""
-    from gage_worker.state import queue_status
+    from gage_queue.snapshots import queue_status
 
     for run in runs:
         status = queue_status(run)
@@ -440,8 +440,8 @@ def cancel_cmd(
     running ones. A selection prints its count; on a terminal it asks first
     unless --yes.
     """
+    from gage_queue.snapshots import queue_status, request_cancel
     from gage_runs.runs_dir import list_runs, select_runs
-    from gage_worker.state import queue_status, request_cancel
 
     from .filters import RunFilter
     from .progress import run_line
@@ -563,9 +563,9 @@ def queue_cmd(
     Each RUN must be staged and not yet queued or started (as `gage run
     --stage` leaves it). All are checked before any is queued.
     """
+    from gage_queue.broker.send import Submitter
+    from gage_queue.errors import BrokerUnavailable
     from gage_runs.runs_dir import select_runs
-    from gage_worker.enqueue import Submitter
-    from gage_worker.errors import BrokerUnavailable
 
     from .flags import parse_duration
     from .progress import run_line
@@ -643,7 +643,7 @@ def compare_cmd(
 
 
 def _settings(runs_dir: str | None, broker: str | None) -> Settings:
-    from gage_worker.settings import Settings, check_broker_url
+    from gage_queue.settings import Settings, check_broker_url
 
     return Settings.from_env().with_overrides(
         runs_dir=runs_dir, broker_url=check_broker_url(broker) if broker else None
@@ -687,7 +687,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _exit_code_for(error: GageRunsError) -> int:
-    from gage_worker.errors import BrokerUnavailable
+    from gage_queue.errors import BrokerUnavailable
 
     if isinstance(error, BrokerUnavailable):
         return EXIT_BROKER

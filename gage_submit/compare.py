@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass
 from typing import IO, Any
 
+from gage_queue.snapshots import queue_status
 from gage_runs.errors import RunFormatError
 from gage_runs.meta import meta_config, run_summary
 from gage_runs.types import Run
-from gage_worker.state import queue_status
 
 from .errors import SubmitError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gage_queue.snapshots import queue_status
 from gage_runs.types import Run
-from gage_worker.state import queue_status
 
 
 @dataclass(frozen=True)

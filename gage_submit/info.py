@@ -8,16 +8,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gage_queue.locks import is_locked, read_record
+from gage_queue.queue_meta import read_submitted
+from gage_queue.record import RunRecord
+from gage_queue.snapshots import QueueState
+from gage_queue.states import ENDED, GageFacts, RunSnapshot, RunState, derive_state
+from gage_queue.states import FINISHED as QUEUE_FINISHED
 from gage_runs.errors import RunFormatError
 from gage_runs.meta import meta_config, read_small, run_summary
 from gage_runs.sidecars import run_label
 from gage_runs.types import Run, RunSummary
-from gage_worker.lock import is_locked, read_record
-from gage_worker.queue_meta import read_submitted
-from gage_worker.record import RunRecord
-from gage_worker.runstate import ENDED, GageFacts, RunSnapshot, RunState, derive_state
-from gage_worker.runstate import FINISHED as QUEUE_FINISHED
-from gage_worker.state import QueueState
 
 from .lineage import read_rerun_of
 

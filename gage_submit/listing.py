@@ -4,7 +4,7 @@ The runs are ordered without opening their files (`gage_runs.runs_dir.scan_runs`
 one stat per run). Without filters only the shown runs are read (a
 bounded number of files each). A status filter of statuses only queue
 runs have (queued, lost, finalizing, finalize-failed), plus `running`,
-looks at the runs of the active index (`gage_worker.active`) and, for
+looks at the runs of the active index (`gage_queue.active`) and, for
 `running`, at runs with Gage's `proc/lock` (a stat each); other filters
 read every run. Where a listing reads many runs, the rows of ended runs
 come from the user's row cache (`row_cache`): a stat each instead of a
@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gage_queue.active import active_ids
 from gage_runs.runs_dir import RunEntry, scan_runs
-from gage_worker.active import active_ids
 
 from .info import RunInfo, run_info
 from .row_cache import WORTH_IT, RowCache

@@ -1,18 +1,18 @@
 """`gage-submit queue`: hand runs staged by `gage run --stage` to the queue.
 
 A run staged by Gage has no `queue/submitted`; queueing it records the
-submission and sends its exec task (`gage_worker.enqueue.Submitter`),
+submission and sends its exec task (`gage_queue.broker.send.Submitter`),
 after which it is the queue's like any submitted run. Every run is
 checked before any is queued.
 """
 
 from __future__ import annotations
 
+from gage_queue.queue_meta import read_submitted
+from gage_queue.snapshots import queue_status
 from gage_runs.meta import meta_timestamp
 from gage_runs.status import run_status
 from gage_runs.types import Run
-from gage_worker.queue_meta import read_submitted
-from gage_worker.state import queue_status
 
 from .errors import SubmitError
 

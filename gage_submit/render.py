@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any
 
+from gage_queue.snapshots import queue_state
 from gage_runs.meta import meta_exit_code, meta_timestamp
 from gage_runs.types import Run
-from gage_worker.state import queue_state
 
 from .info import RunInfo, short_time
 from .term import console, is_terminal, styled_status

@@ -38,9 +38,9 @@ import tempfile
 import time
 from typing import Any
 
+from gage_queue.states import ENDED
 from gage_runs.runs_dir import RunEntry
 from gage_runs.types import OpRef
-from gage_worker.runstate import ENDED
 
 from .info import RunInfo
 

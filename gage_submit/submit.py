@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from gage_queue.broker.send import Submitter
+from gage_queue.errors import BrokerUnavailable
+from gage_queue.settings import Settings, check_queue_name
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags
 from gage_runs.staging import op_cmd, stage_op
 from gage_runs.types import Run
-from gage_worker.enqueue import Submitter
-from gage_worker.errors import BrokerUnavailable
-from gage_worker.settings import Settings, check_queue_name
 
 from .errors import StagingFailed, SubmitError
 from .flags import Grid, expand_grid, grid_size, parse_flags
@@ -111,8 +111,8 @@ def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) 
 
     The queue and time limit default to the old run's; the label too.
     """
+    from gage_queue.queue_meta import read_submitted
     from gage_runs.sidecars import run_label
-    from gage_worker.queue_meta import read_submitted
 
     grid = _checked_grid(options)
     check_flags(grid, source.config, source.opdef.name)
@@ -145,7 +145,7 @@ def _checked_grid(options: SubmitOptions) -> Grid:
 class Submission:
     """Stages and queues a plan's runs; iterate it for each run, in plan order.
 
-    Runs are queued by a `gage_worker.enqueue.Submitter`: one broker
+    Runs are queued by a `gage_queue.broker.send.Submitter`: one broker
     connection, and once the broker is found down the rest are only
     recorded as submitted, for reconcile to send. A big grid is staged by
     a pool of processes, one per CPU, each with its own submitter: staging

@@ -11,10 +11,10 @@ import os
 import time
 from collections.abc import Callable
 
+from gage_queue.consumers import queue_has_consumer
+from gage_queue.queue_meta import read_submitted
+from gage_queue.snapshots import queue_status
 from gage_runs.types import Run
-from gage_worker.presence import queue_has_consumer
-from gage_worker.queue_meta import read_submitted
-from gage_worker.state import queue_status
 
 from .info import FINISHED, run_output_path
 

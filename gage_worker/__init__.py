@@ -1,7 +1,7 @@
 """gage_worker: run staged Gage runs on a pool of Celery workers.
 
 `celery -A gage_worker worker|inspect|control` and Flower use `app`, which
-is built from the environment (`gage_worker.settings`) on first access.
+is built from the environment (`gage_queue.settings`) on first access.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from .celery_app import env_app
+        from gage_worker.celery_app import env_app
 
         return env_app()
     raise AttributeError(f"module 'gage_worker' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The Celery app: its settings (design §4) and its two tasks.
 
-Its consumer is `inbox.GuardedConsumer`: a worker serves `gage.exec` and
+Its consumer is `consumer_guard.GuardedConsumer`: a worker serves `gage.exec` and
 `gage.finalize` only, and only messages exactly as the submitter sends them.
 
 `celery -A gage_worker ...` finds the app configured from the environment
@@ -16,9 +16,14 @@ from typing import Any
 
 from celery import Celery
 
-from .broker import CONNECT_TIMEOUT, broker_transport, broker_url, transport_options
-from .messages import EXEC_TASK, FINALIZE_TASK, SERIALIZER, task_queue
-from .settings import Settings
+from gage_queue.broker.config import (
+    CONNECT_TIMEOUT,
+    broker_transport,
+    broker_url,
+    transport_options,
+)
+from gage_queue.broker.messages import EXEC_TASK, FINALIZE_TASK, SERIALIZER, task_queue
+from gage_queue.settings import Settings
 
 
 class GageApp(Celery):
@@ -57,8 +62,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # started), so keeping the task costs nothing.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Every message is checked before Celery reads it; only the two
-        # gage tasks are served (gage_worker.inbox).
-        "worker_consumer": "gage_worker.inbox:GuardedConsumer",
+        # gage tasks are served (gage_worker.consumer_guard).
+        "worker_consumer": "gage_worker.consumer_guard:GuardedConsumer",
         "task_default_queue": settings.queue,
         # What `celery -A gage_worker worker` consumes without -Q: both queues.
         "task_queues": [task_queue(settings.queue), task_queue(settings.finalize_queue)],
@@ -71,8 +76,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def make_app(settings: Settings) -> GageApp:
     """A configured app: the two tasks, and the worker's reconcile step."""
-    from .recovery import ReconcileStep
-    from .tasks import register_tasks
+    from gage_worker.reconcile import ReconcileStep
+    from gage_worker.tasks import register_tasks
 
     app = GageApp("gage_worker", set_as_current=False)
     app.settings = settings

@@ -4,7 +4,7 @@
     gage-worker reconcile --runs-dir DIR
     gage-worker beat --schedule FILE [--once] [--no-wait]
 
-Options override the environment (`gage_worker.settings`). Errors are one
+Options override the environment (`gage_queue.settings`). Errors are one
 line on stderr, `gage-worker: error: ...`, never a traceback. Exit codes:
 0 success; 1 the beat's schedule is taken by another beat, or something
 unexpected failed; 2 bad input (options, settings, runs dir, schedule);
@@ -21,12 +21,11 @@ from typing import Any
 
 import click
 
+from gage_queue.errors import BrokerUnavailable
+from gage_queue.settings import Settings, check_broker_url, check_queue_name, parse_gpus
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import check_shared_mode
 from gage_runs.runs_dir import check_runs_dir
-
-from .errors import BrokerUnavailable
-from .settings import Settings, check_broker_url, check_queue_name, parse_gpus
 
 PROG = "gage-worker"
 LOGLEVELS = ("debug", "info", "warning", "error", "critical")
@@ -73,7 +72,7 @@ class _DefaultWorkerGroup(click.Group):
 
 def _run(invoke: Callable[[], Any]) -> int:
     """The exit code of `invoke()`, printing any error as one line."""
-    from .beat import BeatLockError
+    from gage_worker.beat.loop import BeatLockError
 
     try:
         result = invoke()
@@ -160,7 +159,7 @@ def worker_cmd(
     loglevel: str,
 ) -> None:
     """Start a worker (the default command)."""
-    from .worker import WorkerOptions, run_worker
+    from gage_worker.worker import WorkerOptions, run_worker
 
     settings = _settings(runs_dir, broker, gpus=parse_gpus(gpus) if gpus is not None else None)
     options = WorkerOptions(
@@ -191,8 +190,8 @@ def wait_for_broker(settings: Settings, wait: float) -> None:
     (Restart=always) or compose (restart: unless-stopped) it is restarted,
     and a wrong URL or password shows up as a failed unit with its reason.
     """
-    from .broker import is_embedded
-    from .enqueue import BrokerSession
+    from gage_queue.broker.config import is_embedded
+    from gage_queue.broker.send import BrokerSession
 
     if is_embedded(settings):
         return
@@ -225,8 +224,8 @@ def reconcile_cmd(runs_dir: str | None, broker: str | None) -> int:
     Exits 3 if the broker is unreachable: runs that need a message were not
     sent (lost runs are finalized all the same).
     """
-    from .enqueue import BrokerSession
-    from .recovery import reconcile_by_hand
+    from gage_queue.broker.send import BrokerSession
+    from gage_worker.reconcile import reconcile_by_hand
 
     settings = _settings(runs_dir, broker)
     done = reconcile_by_hand(settings)
@@ -252,7 +251,7 @@ def beat_cmd(
     once: bool, loglevel: str,
 ) -> int:
     """Submit ops on cron or interval schedules (one beat per schedule)."""
-    from .beat import configure_logging, run_beat
+    from gage_worker.beat.loop import configure_logging, run_beat
 
     if not schedule_path:
         raise click.UsageError("beat needs --schedule FILE (a TOML file of [[job]] tables)")

@@ -21,9 +21,9 @@ import sys
 import threading
 from collections.abc import Callable
 
-from .keeper.job import KeeperJob, Outcome, Verdict
-from .runenv import run_env
-from .settings import Settings
+from gage_queue.settings import Settings
+from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
+from gage_worker.runenv import run_env
 
 log = logging.getLogger(__name__)
 

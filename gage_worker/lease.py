@@ -24,7 +24,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from .lock import lock_fd, open_lock_file, probe_fd
+from gage_queue.locks import lock_fd, open_lock_file, probe_fd
 
 LEASE_FILE = os.path.join(".gage-queue", "reconcile.lock")
 WORKERS_FILE = os.path.join(".gage-queue", "workers.lock")

@@ -11,7 +11,7 @@ consumes the finalize queue) finalizes the run right there: sending
 itself a message would cost a broker round trip and a second task per
 run. A worker that does not (a GPU worker, by default) sends finalize to
 the finalize queue. Either way finalize is crash-safe and redone by the
-next delivery or by reconcile (`runner`).
+next delivery or by reconcile (`finalize`).
 """
 
 from __future__ import annotations
@@ -21,17 +21,16 @@ import logging
 from celery import Task
 from celery.exceptions import Reject
 
+from gage_queue.broker.send import send_finalize
+from gage_queue.errors import BrokerUnavailable
+from gage_queue.settings import Settings
 from gage_runs.errors import RunLookupError
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
-
-from .celery_app import EXEC_TASK, FINALIZE_TASK, GageApp
-from .enqueue import send_finalize
-from .errors import BrokerUnavailable
-from .keeper.job import Verdict
-from .launch import run_keeper
-from .runner import finalize_phase
-from .settings import Settings
+from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK, GageApp
+from gage_worker.finalize import finalize_phase
+from gage_worker.keeper.job import Verdict
+from gage_worker.launch import run_keeper
 
 log = logging.getLogger(__name__)
 

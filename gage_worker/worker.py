@@ -9,12 +9,11 @@ from dataclasses import dataclass
 
 from celery.exceptions import CPendingDeprecationWarning
 
+from gage_queue.broker.config import prepare_broker
+from gage_queue.errors import SettingsError
+from gage_queue.settings import Settings, check_queue_name
 from gage_runs.runs_dir import check_runs_dir
-
-from .broker import prepare_broker
-from .celery_app import app_for
-from .errors import SettingsError
-from .settings import Settings, check_queue_name
+from gage_worker.celery_app import app_for
 
 DEFAULT_CONCURRENCY = 1
 

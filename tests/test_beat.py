@@ -20,12 +20,13 @@ import pytest
 from support.submit_cli import GageSubmit
 from support.workers import Bed, wait_for, worker_command
 
+from gage_queue.queue_meta import read_submitted
+from gage_queue.snapshots import queue_status
 from gage_runs.meta import meta_timestamp
 from gage_runs.runs_dir import list_runs
 from gage_runs.types import Run
-from gage_worker.cron import CronError, parse_cron
-from gage_worker.queue_meta import read_submitted
-from gage_worker.schedule import (
+from gage_worker.beat.cron import CronError, parse_cron
+from gage_worker.beat.schedule import (
     CATCH_UP,
     CronTrigger,
     Every,
@@ -33,7 +34,6 @@ from gage_worker.schedule import (
     load_schedule,
     parse_duration,
 )
-from gage_worker.state import queue_status
 
 REPO = Path(__file__).resolve().parent.parent
 HELLO = REPO / "examples" / "hello"

@@ -20,8 +20,8 @@ from support.redis_server import REDIS_SERVER
 from support.submit_cli import GageSubmit, assert_one_line_error, write_project
 from support.workers import Bed, worker_command
 
-from gage_worker.errors import SettingsError
-from gage_worker.settings import Settings
+from gage_queue.errors import SettingsError
+from gage_queue.settings import Settings
 
 BAD_URLS = [
     ("redis://", "invalid broker URL 'redis://': no host"),

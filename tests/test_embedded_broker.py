@@ -1,4 +1,4 @@
-"""The embedded broker's transport (gage_worker.embedded), on real folders and processes.
+"""The embedded broker's transport (gage_queue.broker.embedded), on real folders and processes.
 
 Consumers are real kombu connections on the transport, some in child
 processes killed with SIGKILL; the last test kills a real `gage-worker`
@@ -20,10 +20,10 @@ import pytest
 from kombu import Connection, Consumer
 from support.workers import wait_for
 
-from gage_worker import embedded
-from gage_worker.broker import embedded_dir, prepare_broker, prune_embedded, transport_options
-from gage_worker.messages import EXEC_TASK, broker_connection, publish_task, task_queue
-from gage_worker.settings import Settings
+from gage_queue.broker import embedded
+from gage_queue.broker.config import embedded_dir, prepare_broker, prune_embedded, transport_options
+from gage_queue.broker.messages import EXEC_TASK, broker_connection, publish_task, task_queue
+from gage_queue.settings import Settings
 
 QUEUE = "gage"
 

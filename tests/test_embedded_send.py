@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from test_embedded_broker import consume, consumer_connection, folder, waiting
 
-from gage_worker.broker import prepare_broker
-from gage_worker.enqueue import BrokerSession
-from gage_worker.errors import BrokerUnavailable
-from gage_worker.inbox import reject_reason
-from gage_worker.messages import EXEC_TASK, FINALIZE_TASK, broker_connection, publish_task
-from gage_worker.settings import Settings
+from gage_queue.broker.config import prepare_broker
+from gage_queue.broker.messages import EXEC_TASK, FINALIZE_TASK, broker_connection, publish_task
+from gage_queue.broker.send import BrokerSession
+from gage_queue.errors import BrokerUnavailable
+from gage_queue.settings import Settings
+from gage_worker.consumer_guard import reject_reason
 
 QUEUE = "gage"
 RUN_IDS = [str(uuid.UUID(int=i)) for i in range(1, 4)]
@@ -106,8 +106,8 @@ def test_an_unusable_messages_folder_is_the_broker_unavailable(settings):
 SUBMIT_WITHOUT_KOMBU = textwrap.dedent("""\
     import sys
     from gage_runs.runs_dir import resolve_run_id
-    from gage_worker.enqueue import submit_run
-    from gage_worker.settings import Settings
+    from gage_queue.broker.send import submit_run
+    from gage_queue.settings import Settings
 
     settings = Settings.from_env()
     submit_run(resolve_run_id(settings.require_runs_dir(), sys.argv[1]), settings=settings)

@@ -18,13 +18,13 @@ import psutil
 import pytest
 from support.workers import wait_for
 
+from gage_queue.broker.send import enqueue_run
+from gage_queue.locks import is_locked, read_record
+from gage_queue.queue_meta import queue_path, requester
+from gage_queue.snapshots import queue_status, request_cancel
+from gage_queue.states import EndReason, RunState
 from gage_runs.meta import run_meta_path
 from gage_runs.types import Run
-from gage_worker.enqueue import enqueue_run
-from gage_worker.lock import is_locked, read_record
-from gage_worker.queue_meta import queue_path, requester
-from gage_worker.runstate import EndReason, RunState
-from gage_worker.state import queue_status, request_cancel
 
 CHECKPOINT = """\
 import os, signal, sys, time

@@ -13,16 +13,16 @@ import psutil
 import pytest
 from support.workers import wait_for
 
+from gage_queue.broker.send import record_submission
+from gage_queue.locks import is_locked, lock_fd, open_lock_file, read_record
+from gage_queue.settings import Settings
+from gage_queue.states import RunState
 from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
 from gage_worker import launch
-from gage_worker.enqueue import record_submission
 from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
 from gage_worker.keeper.parts import hosts_dir
 from gage_worker.launch import KeeperLauncher, run_keeper
-from gage_worker.lock import is_locked, lock_fd, open_lock_file, read_record
 from gage_worker.runenv import run_env
-from gage_worker.runstate import RunState
-from gage_worker.settings import Settings
 
 TAG = "KEEPER_LAUNCHER_TEST"
 

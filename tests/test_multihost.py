@@ -14,10 +14,10 @@ from collections import Counter
 
 from support.workers import wait_for
 
-from gage_worker.enqueue import enqueue_run
-from gage_worker.lock import is_locked, read_record, try_lock
-from gage_worker.runstate import EndReason, RunState
-from gage_worker.state import queue_state, request_cancel
+from gage_queue.broker.send import enqueue_run
+from gage_queue.locks import is_locked, read_record, try_lock
+from gage_queue.snapshots import queue_state, request_cancel
+from gage_queue.states import EndReason, RunState
 
 
 def _running_on(run, timeout: float = 20):
@@ -149,7 +149,7 @@ def test_one_run_delivered_ten_times_at_once_across_both_hosts(multihost_bed):
 INCREMENT = """\
 import sys, time
 from gage_runs.meta import run_for_meta_dir
-from gage_worker.lock import try_lock
+from gage_queue.locks import try_lock
 run = run_for_meta_dir(sys.argv[1])
 done = 0
 while done < int(sys.argv[2]):

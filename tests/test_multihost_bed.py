@@ -14,7 +14,7 @@ import pytest
 from support.multihost import MultihostBed
 from support.workers import wait_for
 
-from gage_worker.lock import read_record
+from gage_queue.locks import read_record
 
 F_OFD_GETLK, F_OFD_SETLK = 36, 37
 LOCK_KINDS = {"posix": (fcntl.F_GETLK, fcntl.F_SETLK), "ofd": (F_OFD_GETLK, F_OFD_SETLK)}

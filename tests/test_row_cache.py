@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from support.records import commit, submitted
 
+from gage_queue.states import EndReason, RunState
 from gage_runs.meta import init_run_meta, make_run, write_timestamp
 from gage_runs.sidecars import log_user_attrs
 from gage_runs.types import OpCmd, OpDef, OpRef, Run
 from gage_submit import info as info_module
 from gage_submit import row_cache
 from gage_submit.listing import ListFilter, list_rows
-from gage_worker.runstate import EndReason, RunState
 
 OPDEF = OpDef("train", {"exec": "python train.py"})
 RUNS = 120  # above row_cache.WORTH_IT: `list -a` uses the cache

@@ -12,12 +12,11 @@ import time
 import pytest
 from support.records import commit, hold, submitted
 
-from gage_runs.meta import meta_exit_code, write_timestamp
-from gage_worker.lock import LockFileMissing, is_locked, lock_path, read_record, try_lock
-from gage_worker.queue_meta import queue_path, requester, write_cancel
-from gage_worker.record import RunRecord, decode_record
-from gage_worker.recovery import reconcile
-from gage_worker.runstate import (
+from gage_queue.locks import LockFileMissing, is_locked, lock_path, read_record, try_lock
+from gage_queue.queue_meta import queue_path, requester, write_cancel
+from gage_queue.record import RunRecord, decode_record
+from gage_queue.snapshots import queue_state, queue_status
+from gage_queue.states import (
     ENDED,
     TRANSITIONS,
     EndReason,
@@ -29,7 +28,8 @@ from gage_worker.runstate import (
     check_transition,
     derive_state,
 )
-from gage_worker.state import queue_state, queue_status
+from gage_runs.meta import meta_exit_code, write_timestamp
+from gage_worker.reconcile import reconcile
 
 S = RunState
 STAGED = GageFacts(staged=True, initialized=True)
@@ -98,7 +98,7 @@ def test_record_round_trip_and_damage():
 
 HOLD = """\
 import os, sys, time
-from gage_worker.lock import lock_fd
+from gage_queue.locks import lock_fd
 fd = os.open(sys.argv[1], os.O_RDWR)
 assert lock_fd(fd)
 print("locked", flush=True)

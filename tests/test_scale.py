@@ -17,16 +17,16 @@ import pytest
 from support.records import commit, submitted
 from support.workers import wait_for
 
+from gage_queue import active
+from gage_queue.locks import read_record
+from gage_queue.settings import Settings
+from gage_queue.snapshots import queue_status, request_cancel
+from gage_queue.states import EndReason, RunState
 from gage_runs.meta import init_run_meta, make_run, meta_exit_code, write_timestamp
 from gage_runs.runs_dir import list_runs, select_runs
 from gage_runs.types import OpCmd, OpDef, OpRef, Run
-from gage_worker import active
 from gage_worker.lease import hold_worker_presence, try_lease
-from gage_worker.lock import read_record
-from gage_worker.recovery import reconcile, reconcile_if_due
-from gage_worker.runstate import EndReason, RunState
-from gage_worker.settings import Settings
-from gage_worker.state import queue_status, request_cancel
+from gage_worker.reconcile import reconcile, reconcile_if_due
 from gage_worker.worker import WorkerOptions, finalize_warning, worker_argv
 
 OPDEF = OpDef("train", {"exec": "python train.py"})

@@ -26,6 +26,7 @@ from support.submit_cli import (
     write_project,
 )
 
+from gage_queue.states import RunState
 from gage_runs.errors import RunExecError
 from gage_runs.execute import exec_run
 from gage_runs.gagefile import get_opdef, load_gagefile
@@ -33,7 +34,6 @@ from gage_runs.lifecycle import finalize_run
 from gage_runs.meta import init_run_meta, make_run, meta_exit_code, write_timestamp
 from gage_runs.staging import stage_op
 from gage_runs.types import OpCmd, OpRef, Run
-from gage_worker.runstate import RunState
 
 
 class Runs:

@@ -28,9 +28,9 @@ from support.submit_cli import (
 )
 from support.workers import Bed, wait_for
 
+from gage_queue.snapshots import queue_status
 from gage_runs.runs_dir import find_run
 from gage_runs.sidecars import run_user_attrs
-from gage_worker.state import queue_status
 
 
 @dataclass

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from support.submit_cli import GageSubmit, assert_one_line_error, run_line_fields, write_project
 
+from gage_queue.queue_meta import read_submitted
+from gage_queue.snapshots import queue_status
 from gage_runs.meta import meta_config
 from gage_runs.runs_dir import list_runs
 from gage_runs.sidecars import run_user_attrs
 from gage_runs.status import run_status
-from gage_worker.queue_meta import read_submitted
-from gage_worker.state import queue_status
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from support.workers import wait_for
 
+from gage_queue.broker.send import enqueue_run
 from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run
 from gage_runs.files_log import RunManifest, RunManifestEntry
 from gage_runs.fsmode import (
@@ -28,7 +29,6 @@ from gage_runs.fsmode import (
 from gage_runs.meta import runner_log, write_timestamp
 from gage_runs.output import OutputCapture
 from gage_runs.status import run_status
-from gage_worker.enqueue import enqueue_run
 
 SECRET = "the worker's own file\n"
 
@@ -88,7 +88,7 @@ def test_write_text_refuses_to_replace_a_link_and_leaves_no_temp(run, target):
     path = Path(run.meta_dir, "queue", "heartbeat")
     _plant(path, target)
     with pytest.raises(UnsafePathError, match=f"refusing to replace the symlink {path}"):
-        write_text(str(path), "{}", readonly=False)  # as gage_worker.queue_meta writes
+        write_text(str(path), "{}", readonly=False)  # as gage_queue.queue_meta writes
     _untouched(target)
     assert sorted(os.listdir(path.parent)) == ["heartbeat"]
     assert path.is_symlink()

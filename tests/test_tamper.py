@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 from support.workers import Bed
 
+from gage_queue.snapshots import queue_state
 from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
 from gage_runs.meta import run_for_meta_dir
-from gage_worker.state import queue_state
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,8 +50,8 @@ open(os.path.join(os.environ["COUNT_DIR"], "PWNED-" + os.environ["RUN_ID"]), "w"
 STAGE_AND_SUBMIT = """\
 import json, sys
 from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
-from gage_worker.enqueue import submit_run
-from gage_worker.settings import Settings
+from gage_queue.broker.send import submit_run
+from gage_queue.settings import Settings
 spec = json.loads(sys.argv[1])
 settings = Settings.from_env({"GAGE_RUNS": spec["runs"], "GAGE_BROKER_URL": spec["broker"]})
 ids = []

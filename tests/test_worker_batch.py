@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-import gage_worker.enqueue as enqueue
-from gage_worker.enqueue import BrokerSession, submit_runs
-from gage_worker.errors import BrokerUnavailable, SettingsError
-from gage_worker.queue_meta import read_enqueued, read_submitted
-from gage_worker.state import queue_status
+import gage_queue.broker.send as enqueue
+from gage_queue.broker.send import BrokerSession, submit_runs
+from gage_queue.errors import BrokerUnavailable, SettingsError
+from gage_queue.queue_meta import read_enqueued, read_submitted
+from gage_queue.snapshots import queue_status
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import time
 
 from support.workers import wait_for
 
+from gage_queue.locks import is_locked
+from gage_queue.queue_meta import requester, write_cancel
+from gage_queue.snapshots import queue_status, request_cancel
 from gage_runs.meta import meta_exit_code
-from gage_worker.lock import is_locked
-from gage_worker.queue_meta import requester, write_cancel
-from gage_worker.state import queue_status, request_cancel
 
 
 def _output(run) -> str:

@@ -10,9 +10,9 @@ import time
 
 from support.workers import wait_for
 
+from gage_queue.broker.messages import TaskDisplay
+from gage_queue.broker.send import task_display
 from gage_runs.meta import run_meta_path
-from gage_worker.enqueue import task_display
-from gage_worker.messages import TaskDisplay
 
 
 def _dump_events(redis_bed, run_them) -> str:

@@ -13,12 +13,12 @@ import psutil
 import pytest
 from support.workers import wait_for
 
+from gage_queue.broker.send import enqueue_run
+from gage_queue.errors import BrokerUnavailable
+from gage_queue.locks import is_locked, read_record
+from gage_queue.snapshots import queue_status
+from gage_queue.states import EndReason, RunState
 from gage_runs.meta import meta_exit_code
-from gage_worker.enqueue import enqueue_run
-from gage_worker.errors import BrokerUnavailable
-from gage_worker.lock import is_locked, read_record
-from gage_worker.runstate import EndReason, RunState
-from gage_worker.state import queue_status
 
 
 def _running(run) -> tuple[psutil.Process, psutil.Process]:

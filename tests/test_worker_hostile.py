@@ -18,14 +18,14 @@ from typing import Any
 from kombu import Connection, Producer
 from support.workers import Bed, wait_for
 
+from gage_queue.broker import redis_transport
+from gage_queue.broker.config import broker_transport, broker_url
+from gage_queue.broker.messages import task_message
+from gage_queue.broker.send import BrokerSession
+from gage_queue.settings import Settings
 from gage_runs.meta import meta_timestamp, write_timestamp
 from gage_runs.status import run_status
-from gage_worker import redis_transport
-from gage_worker.broker import broker_transport, broker_url
 from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK
-from gage_worker.enqueue import BrokerSession
-from gage_worker.messages import task_message
-from gage_worker.settings import Settings
 
 RUN_ID = "01234567-89ab-4def-8123-456789abcdef"  # a run id; no such run
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from gage_worker.broker import embedded_dir, prepare_broker
+from gage_queue.broker.config import embedded_dir, prepare_broker
+from gage_queue.broker.messages import broker_connection, task_message
+from gage_queue.broker.send import BrokerSession
 from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK, app_for
-from gage_worker.enqueue import BrokerSession
-from gage_worker.inbox import MessageRejected, check_message, reject_reason
-from gage_worker.messages import broker_connection, task_message
+from gage_worker.consumer_guard import MessageRejected, check_message, reject_reason
 
 # Differ between any two messages; the rest must be equal.
 ID_HEADERS = ("id", "root_id")
@@ -99,13 +99,13 @@ def test_messages_are_celerys(broker, request):
 SUBMIT_WITHOUT_CELERY = textwrap.dedent("""\
     import sys
     from gage_runs.runs_dir import resolve_run_id
-    from gage_worker.enqueue import submit_run
-    from gage_worker.settings import Settings
+    from gage_queue.broker.send import submit_run
+    from gage_queue.settings import Settings
 
     settings = Settings.from_env()
     submit_run(resolve_run_id(settings.require_runs_dir(), sys.argv[1]), settings=settings)
     assert not [m for m in sys.modules if m.partition(".")[0] == "celery"]
-    assert not [m for m in sys.modules if m in ("gage_worker.tasks", "gage_worker.recovery")]
+    assert not [m for m in sys.modules if m in ("gage_worker.tasks", "gage_worker.reconcile")]
 """)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from gage_queue.locks import is_locked
 from gage_runs.status import run_status
-from gage_worker.lock import is_locked
 
 
 def test_two_workers_fifty_runs_each_once(redis_bed):

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 
-from gage_worker.queue_meta import read_submitted
+from gage_queue.queue_meta import read_submitted
 
 
 def _overlap(a: dict, b: dict, duration: float) -> bool:

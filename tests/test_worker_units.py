@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 from support.records import commit, submitted
 
+from gage_queue.errors import SettingsError
+from gage_queue.settings import Settings
+from gage_queue.states import RunState
 from gage_runs.meta import write_timestamp
 from gage_worker.cli import main
-from gage_worker.errors import SettingsError
 from gage_worker.runenv import run_env
-from gage_worker.runstate import RunState
-from gage_worker.settings import Settings
 
 # -- settings and environment
 

@@ -29,10 +29,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .job import KeeperJob, Outcome, Verdict
+from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
 
 if TYPE_CHECKING:
-    from .keeper import KeeperProcess
+    from gage_worker.keeper.keeper import KeeperProcess
 
 MAX_JOB_BYTES = 65536
 
@@ -54,7 +54,7 @@ def serve(sock: socket.socket) -> int:
     fork per keeper is enough. Its keepers are reaped by the kernel
     (SIGCHLD ignored here; each keeper restores it for its own children).
     """
-    from . import keeper  # noqa: F401  (loaded once here, not in every keeper)
+    from gage_worker.keeper import keeper  # noqa: F401  (loaded once here, not in every keeper)
 
     if os.fork():
         return 0
@@ -106,8 +106,8 @@ def _spare(sock: socket.socket, told: int) -> None:
 
 def _prepared() -> KeeperProcess:
     """A keeper's process, made ready for any job: signals, its own facts, no dumps."""
-    from . import procs
-    from .keeper import KeeperProcess
+    from gage_worker.keeper import procs
+    from gage_worker.keeper.keeper import KeeperProcess
 
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the launcher may be gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -129,7 +129,7 @@ def _be_keeper(job: KeeperJob, me: KeeperProcess,
 
 
 def _keep(job: KeeperJob, me: KeeperProcess, on_started: Callable[[], None] | None) -> Outcome:
-    from .keeper import Keeper
+    from gage_worker.keeper.keeper import Keeper
 
     try:
         return Keeper(job, me, on_started).keep()

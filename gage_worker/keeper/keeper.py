@@ -34,19 +34,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gage_queue.locks import LockFileMissing, RunLock, try_lock
+from gage_queue.record import RunRecord
+from gage_queue.states import EndReason, Event, RunState, check_transition
 from gage_runs.errors import GageRunsError, RunExecError
 from gage_runs.execute import exec_run
 from gage_runs.fsmode import walk_once
 from gage_runs.meta import make_run_timestamp, meta_timestamp, run_meta_path, runner_log
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
-
-from ..lock import LockFileMissing, RunLock, try_lock
-from ..record import RunRecord
-from ..runstate import EndReason, Event, RunState, check_transition
-from . import procs
-from .job import KeeperJob, Outcome, Verdict
-from .parts import (
+from gage_worker.keeper import procs
+from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
+from gage_worker.keeper.parts import (
     CancelPart,
     HostPart,
     NotStarted,

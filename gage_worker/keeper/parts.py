@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..lock import lock_fd, open_lock_file
-from ..queue_meta import read_cancel, read_submitted
-from ..runstate import EndReason
-from .integrity import check_run_files
+from gage_queue.locks import lock_fd, open_lock_file
+from gage_queue.queue_meta import read_cancel, read_submitted
+from gage_queue.states import EndReason
+from gage_worker.keeper.integrity import check_run_files
 
 if TYPE_CHECKING:
-    from .keeper import Keeper
+    from gage_worker.keeper.keeper import Keeper
 
 SLOT_WAIT_SECONDS = 0.25
 

@@ -98,9 +98,9 @@ from typing import Any
 import psutil
 import pytest
 
+from gage_queue.broker.send import submit_run
+from gage_queue.settings import Settings
 from gage_runs import OpCmd, OpDef, OpRef, Run, init_run_meta, make_run, stage_run
-from gage_worker.enqueue import submit_run
-from gage_worker.settings import Settings
 
 from .redis_server import REDIS_SERVER, RedisServer
 from .workers import TEST_ENV, Watching, Worker, worker_command

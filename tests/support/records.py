@@ -1,16 +1,16 @@
 """Queue-owned runs in a chosen state, made the way the worker makes them.
 
 Each helper takes the real run lock and commits a real record through it
-(`gage_worker.lock`), so the code under test reads exactly what a keeper
+(`gage_queue.locks`), so the code under test reads exactly what a keeper
 or a finalize would have left.
 """
 
 from __future__ import annotations
 
+from gage_queue.broker.send import record_submission
+from gage_queue.locks import RunLock, try_lock
+from gage_queue.record import RunRecord
 from gage_runs.types import Run
-from gage_worker.enqueue import record_submission
-from gage_worker.lock import RunLock, try_lock
-from gage_worker.record import RunRecord
 
 
 def submitted(run: Run, *, queue: str = "gage", time_limit: float | None = None,

@@ -24,10 +24,10 @@ from typing import Any
 import psutil
 import pytest
 
+from gage_queue.broker.send import submit_run
+from gage_queue.settings import Settings
+from gage_queue.snapshots import queue_status
 from gage_runs import OpCmd, OpDef, OpRef, Run, init_run_meta, make_run, stage_run
-from gage_worker.enqueue import submit_run
-from gage_worker.settings import Settings
-from gage_worker.state import queue_status
 
 # Short intervals so every fault is recovered within seconds.
 TEST_ENV = {

@@ -9,7 +9,7 @@ item is checked first (`envelope_problem`, as strict as kombu's own decoding
 and a little stricter); one that fails is logged as one escaped line and
 dropped (it is gone: popped and never added to the unacked set), and the
 worker goes on. An item that passes is a kombu message, and the inbox
-(`gage_worker.inbox`) checks what Celery would act on.
+(`gage_worker.consumer_guard`) checks what Celery would act on.
 
 Selected by `install()` (called by `broker.broker_transport` for Redis
 URLs), which points kombu's own `redis` and `rediss` aliases at this

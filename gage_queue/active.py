@@ -12,7 +12,7 @@ there are active runs, not as there are runs.
   error, terminated); a finalize-failed run keeps it: it still needs a
   person.
 - Reconcile drops the entries of runs that ended, were deleted, or that
-  `gage run --start` took, and the full scan (`recovery.repair_index`)
+  `gage run --start` took, and the full scan (`reconcile.repair_index`)
   adds the entries of active runs that have none (a crash, an older
   version, a run restored from `.deleted`). An entry is only ever a hint
   to look at a run: the run's own files decide its state.

@@ -35,12 +35,11 @@ import mmap
 import os
 import struct
 
+from gage_queue.queue_meta import queue_path
+from gage_queue.record import RECORD_SIZE_LIMIT, RunRecord, decode_record
+from gage_queue.states import ENDED
 from gage_runs.fsmode import UnsafePathError, make_dirs, open_regular, writable_file_mode
 from gage_runs.types import Run
-
-from .queue_meta import queue_path
-from .record import RECORD_SIZE_LIMIT, RunRecord, decode_record
-from .runstate import ENDED
 
 F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
 F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
@@ -241,7 +240,7 @@ def read_record(run: Run) -> RunRecord | None:
     Read with direct I/O where there is some, so that a laptop's view
     through a FUSE client's page cache is as fresh as the file (GlusterFS),
     unless a cached read already says the run ended: nothing follows
-    completed, error or terminated (`runstate.TRANSITIONS`), so a cache can
+    completed, error or terminated (`states.TRANSITIONS`), so a cache can
     only be older than that, never wrong. A listing of many finished runs
     then reads no disk block per run.
     """

@@ -22,17 +22,9 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
-from gage_runs.errors import GageRunsError
-from gage_runs.fsmode import walk_once
-from gage_runs.meta import meta_config
-from gage_runs.runs_dir import resolve_run_id
-from gage_runs.types import Run
-
-from . import active
-from .broker import broker_url, is_embedded, prepare_broker, transport_options
-from .errors import BrokerUnavailable
-from .lock import create_lock_file
-from .messages import (
+from gage_queue import active
+from gage_queue.broker.config import broker_url, is_embedded, prepare_broker, transport_options
+from gage_queue.broker.messages import (
     DISPLAY_LIMIT,
     EXEC_TASK,
     FINALIZE_TASK,
@@ -41,8 +33,20 @@ from .messages import (
     publish_task,
     put_embedded_task,
 )
-from .queue_meta import create_cancel_file, read_submitted, write_enqueued, write_submitted
-from .settings import Settings, check_queue_name, redact_url
+from gage_queue.errors import BrokerUnavailable
+from gage_queue.locks import create_lock_file
+from gage_queue.queue_meta import (
+    create_cancel_file,
+    read_submitted,
+    write_enqueued,
+    write_submitted,
+)
+from gage_queue.settings import Settings, check_queue_name, redact_url
+from gage_runs.errors import GageRunsError
+from gage_runs.fsmode import walk_once
+from gage_runs.meta import meta_config
+from gage_runs.runs_dir import resolve_run_id
+from gage_runs.types import Run
 
 if TYPE_CHECKING:
     from kombu import Connection

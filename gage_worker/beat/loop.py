@@ -38,20 +38,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from gage_queue.broker.config import broker_url
+from gage_queue.broker.send import submit_run
+from gage_queue.errors import BrokerUnavailable, GageWorkerError
+from gage_queue.queue_meta import read_submitted
+from gage_queue.settings import Settings, redact_url
+from gage_queue.snapshots import run_state
+from gage_queue.states import ACTIVE, RunState
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import make_dirs, writable_file_mode
 from gage_runs.runs_dir import check_runs_dir, scan_runs
 from gage_runs.staging import stage_op
 from gage_runs.types import Run
-
-from .broker import broker_url
-from .enqueue import submit_run
-from .errors import BrokerUnavailable, GageWorkerError
-from .queue_meta import read_submitted
-from .runstate import ACTIVE, RunState
-from .schedule import Job, Schedule, load_job_op, load_schedule
-from .settings import Settings, redact_url
-from .state import run_state
+from gage_worker.beat.schedule import Job, Schedule, load_job_op, load_schedule
 
 log = logging.getLogger(__name__)
 

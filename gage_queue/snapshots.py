@@ -1,6 +1,6 @@
 """A run's state as any host sees it, and cancel requests (Celery-free).
 
-`snapshot` reads what `runstate.derive_state` needs from a meta dir, once;
+`snapshot` reads what `states.derive_state` needs from a meta dir, once;
 `queue_state` adds where the run runs or ran and why it ended. Every
 command, the worker, reconcile and the beat read states through here.
 """
@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gage_queue.locks import is_locked, read_record
+from gage_queue.queue_meta import queue_path, write_cancel
+from gage_queue.record import RunRecord
+from gage_queue.states import GageFacts, RunSnapshot, RunState, derive_state
 from gage_runs.meta import meta_exit_code, run_meta_path
 from gage_runs.types import Run
-
-from .lock import is_locked, read_record
-from .queue_meta import queue_path, write_cancel
-from .record import RunRecord
-from .runstate import GageFacts, RunSnapshot, RunState, derive_state
 
 
 def gage_facts(run: Run) -> GageFacts:
@@ -112,7 +111,7 @@ def request_cancel(run: Run, settings: object | None = None) -> str:
         return state.value
     write_cancel(run)
     if state is RunState.QUEUED:
-        from .runner import cancel_queued  # the run lifecycle, only when cancelling
+        from gage_worker.finalize import cancel_queued  # the run lifecycle, only when cancelling
 
         cancel_queued(run)
     return run_state(run).value

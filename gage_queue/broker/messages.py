@@ -20,7 +20,7 @@ puts the sending thread's id there, for result backends; gage-queue stores
 no results), and a task sent from inside a task does not name that task
 as its parent (`parent_id`, `root_id`; only event monitors show them).
 
-A worker accepts nothing else: `gage_worker.inbox` checks every message
+A worker accepts nothing else: `gage_worker.consumer_guard` checks every message
 it receives against `task_message` and the constants here, so the sender
 and the check cannot drift apart.
 """
@@ -38,8 +38,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .broker import CONNECT_TIMEOUT, broker_transport, broker_url, transport_options
-from .settings import Settings
+from gage_queue.broker.config import (
+    CONNECT_TIMEOUT,
+    broker_transport,
+    broker_url,
+    transport_options,
+)
+from gage_queue.settings import Settings
 
 if TYPE_CHECKING:
     from kombu import Connection, Queue

@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 
 from celery.schedules import ParseException, crontab_parser
 
-from .errors import GageWorkerError
+from gage_queue.errors import GageWorkerError
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")

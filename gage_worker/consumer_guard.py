@@ -24,9 +24,7 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from gage_runs.names import is_run_id
-
-from .messages import (
+from gage_queue.broker.messages import (
     CONTENT_ENCODING,
     CONTENT_TYPE,
     DISPLAY_HEADERS,
@@ -35,6 +33,7 @@ from .messages import (
     SERVED_TASKS,
     task_message,
 )
+from gage_runs.names import is_run_id
 
 log = logging.getLogger(__name__)
 

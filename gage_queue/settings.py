@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from .errors import SettingsError
+from gage_queue.errors import SettingsError
 
 BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "filesystem")
 _NETWORK_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from .runstate import EndReason, RunState
+from gage_queue.states import EndReason, RunState
 
 RECORD_SIZE_LIMIT = 16384
 

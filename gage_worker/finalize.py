@@ -2,7 +2,7 @@
 
 Every decision here reads the run record through the locked descriptor
 (`lock.RunLock.record`), never a cached file, and every change goes
-through the transition table (`runstate.check_transition`).
+through the transition table (`states.check_transition`).
 
 Finalize is crash-safe: its steps can all be redone, each attempt is
 counted in the record before it starts, and the run counts as finalized
@@ -20,21 +20,27 @@ import os
 import socket
 import stat
 
+from gage_queue import active
+from gage_queue.locks import LockFileMissing, RunLock, probe_path, try_lock
+from gage_queue.queue_meta import read_cancel
+from gage_queue.record import RunRecord
+from gage_queue.settings import Settings
+from gage_queue.snapshots import snapshot
+from gage_queue.states import (
+    EndReason,
+    Event,
+    RunState,
+    check_transition,
+    derive_state,
+    ended_state,
+)
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import walk_once, writable_file_mode
 from gage_runs.lifecycle import finalize_run
 from gage_runs.meta import make_run_timestamp, run_meta_path, runner_log
 from gage_runs.types import Run
-
-from . import active
-from .keeper.parts import host_alive_path
-from .lock import LockFileMissing, RunLock, probe_path, try_lock
-from .queue_meta import read_cancel
-from .record import RunRecord
-from .runenv import run_env
-from .runstate import EndReason, Event, RunState, check_transition, derive_state, ended_state
-from .settings import Settings
-from .state import snapshot
+from gage_worker.keeper.parts import host_alive_path
+from gage_worker.runenv import run_env
 
 log = logging.getLogger(__name__)
 

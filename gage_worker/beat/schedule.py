@@ -13,7 +13,7 @@ A TOML file with one `[[job]]` table per job:
     time_limit = "2h"             # or seconds
     overlap = false               # default: skip a tick while the last run is active
 
-Exactly one of `every` and `cron` (see `gage_worker.cron`). Flag values
+Exactly one of `every` and `cron` (see `gage_worker.beat.cron`). Flag values
 keep their TOML type; a string is parsed as a Gage flag value (`"1e-3"`
 is a number, `'"007"'` the string 007). Flags must be in the op's config
 and fit its current values, as `gage-submit` checks them.
@@ -38,15 +38,14 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
+from gage_queue.errors import GageWorkerError
+from gage_queue.settings import check_queue_name
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags, parse_flag_value
 from gage_runs.gagefile import load_project_op
 from gage_runs.types import OpDef, OpRef
-
-from .cron import Cron, parse_cron
-from .errors import GageWorkerError
-from .settings import check_queue_name
+from gage_worker.beat.cron import Cron, parse_cron
 
 if sys.version_info >= (3, 11):
     import tomllib

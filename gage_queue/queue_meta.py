@@ -9,7 +9,7 @@ runs dir. Gage's CLI ignores the directory.
 | `submitted` | JSON: queue, time_limit (s or null), schedule (entry name or null), host, time (epoch µs) |
 | `enqueued` | epoch µs of the last enqueue |
 | `cancel` | empty: no cancel; JSON (by, time): cancel requested |
-| `lock` | the run lock; its content is the run record (`gage_worker.record`) |
+| `lock` | the run lock; its content is the run record (`gage_queue.record`) |
 
 Both `cancel` and `lock` are created at submit and afterwards only
 written in place, never created or replaced: a client that has looked a

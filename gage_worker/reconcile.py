@@ -50,34 +50,33 @@ from collections import defaultdict
 from celery import bootsteps
 from celery.worker import WorkController
 
-from gage_runs.errors import GageRunsError, RunLookupError
-from gage_runs.meta import run_meta_path
-from gage_runs.names import is_run_id
-from gage_runs.runs_dir import resolve_run_id
-from gage_runs.types import Run
-
-from . import active
-from .broker import prune_embedded
-from .celery_app import EXEC_TASK, FINALIZE_TASK
-from .enqueue import BrokerSession
-from .errors import BrokerUnavailable
-from .keeper.parts import host_alive_path
-from .keeper.procs import is_alive
-from .lease import hold_worker_presence, try_lease
-from .lock import LockFileMissing, lock_fd, open_lock_file, try_lock
-from .presence import announce_queues
-from .queue_meta import (
+from gage_queue import active
+from gage_queue.broker.config import prune_embedded
+from gage_queue.broker.send import BrokerSession
+from gage_queue.consumers import announce_queues
+from gage_queue.errors import BrokerUnavailable
+from gage_queue.locks import LockFileMissing, lock_fd, open_lock_file, try_lock
+from gage_queue.queue_meta import (
     QUEUE_DIR,
     cancel_requested,
     read_enqueued,
     read_submitted,
     write_enqueued,
 )
-from .record import RunRecord
-from .runner import finalize_phase
-from .runstate import ENDED, RunState
-from .settings import Settings
-from .state import QueueState, queue_state
+from gage_queue.record import RunRecord
+from gage_queue.settings import Settings
+from gage_queue.snapshots import QueueState, queue_state
+from gage_queue.states import ENDED, RunState
+from gage_runs.errors import GageRunsError, RunLookupError
+from gage_runs.meta import run_meta_path
+from gage_runs.names import is_run_id
+from gage_runs.runs_dir import resolve_run_id
+from gage_runs.types import Run
+from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK
+from gage_worker.finalize import finalize_phase
+from gage_worker.keeper.parts import host_alive_path
+from gage_worker.keeper.procs import is_alive
+from gage_worker.lease import hold_worker_presence, try_lease
 
 log = logging.getLogger(__name__)
 

@@ -39,13 +39,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gage_queue.settings import Settings
 from gage_runs.fsmode import make_dirs
-
-from .settings import Settings
 
 EMBEDDED_URL = "filesystem://localhost/"
 EMBEDDED_DIR = os.path.join(".gage-queue", "broker")
-EMBEDDED_TRANSPORT = "gage_worker.embedded:Transport"
+EMBEDDED_TRANSPORT = "gage_queue.broker.embedded:Transport"
 CONNECT_TIMEOUT = 3.0
 FILESYSTEM_POLL = 0.5
 
@@ -70,7 +69,7 @@ def broker_transport(settings: Settings) -> str | None:
     if is_embedded(settings):
         return EMBEDDED_TRANSPORT
     if broker_url(settings).lower().startswith(REDIS_SCHEMES):
-        from . import redis_transport
+        from gage_queue.broker import redis_transport
 
         redis_transport.install()
     return None
@@ -116,7 +115,7 @@ def prune_embedded(settings: Settings) -> int:
     """
     if not is_embedded(settings):
         return 0
-    from .embedded import prune_broadcasts, restore_orphaned
+    from gage_queue.broker.embedded import prune_broadcasts, restore_orphaned
 
     prune_broadcasts(embedded_dir(settings))
     return restore_orphaned(embedded_dir(settings))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from .lock import lock_fd, open_lock_file, probe_path
+from gage_queue.locks import lock_fd, open_lock_file, probe_path
 
 
 def queue_presence_path(runs_dir: str, queue: str) -> str:

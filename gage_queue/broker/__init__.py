@@ -1,0 +1,3 @@
+"""The broker side of the core: URLs and transports (`config`), task
+messages built with kombu alone (`messages`), sending them (`send`), the
+embedded broker (`embedded`) and the guarded Redis transport."""
