@@ -23,19 +23,14 @@ from __future__ import annotations
 import contextlib
 import os
 
-from gage_runs.fsmode import make_dirs, open_regular, writable_file_mode
+from gage_queue.layout import active_dir
+from gage_runs.fsmode import touch_shared
 from gage_runs.names import is_run_id
 from gage_runs.types import Run
 
-INDEX_DIR = os.path.join(".gage-queue", "active")
-
 
 def index_dir(runs_dir: str) -> str:
-    return os.path.join(runs_dir, INDEX_DIR)
-
-
-def runs_dir_of(run: Run) -> str:
-    return os.path.dirname(os.path.abspath(run.run_dir))
+    return active_dir(runs_dir)
 
 
 def entry_path(runs_dir: str, run_id: str) -> str:
@@ -44,14 +39,7 @@ def entry_path(runs_dir: str, run_id: str) -> str:
 
 def add(run: Run) -> None:
     """Make the run's entry (an empty, shared-writable file); idempotent."""
-    path = entry_path(runs_dir_of(run), run.id)
-    make_dirs(os.path.dirname(path))
-    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        with contextlib.suppress(PermissionError):
-            os.fchmod(fd, writable_file_mode())
-    finally:
-        os.close(fd)
+    touch_shared(entry_path(run.runs_dir, run.id))
 
 
 def remove(runs_dir: str, run_id: str) -> None:

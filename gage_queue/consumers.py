@@ -9,21 +9,17 @@ so when a run waits on a queue nobody consumes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
+from gage_queue.layout import consumer_lock
 from gage_queue.locks import lock_fd, open_lock_file, probe_path
-
-
-def queue_presence_path(runs_dir: str, queue: str) -> str:
-    return os.path.join(runs_dir, ".gage-queue", "queues", f"{queue}.lock")
 
 
 def announce_queues(runs_dir: str, queues: Iterable[str]) -> list[int]:
     """Hold a shared lock per queue; the descriptors (closing them withdraws)."""
     fds = []
     for queue in queues:
-        fd = open_lock_file(queue_presence_path(runs_dir, queue), create=True)
+        fd = open_lock_file(consumer_lock(runs_dir, queue), create=True)
         lock_fd(fd, shared=True)
         fds.append(fd)
     return fds
@@ -31,4 +27,4 @@ def announce_queues(runs_dir: str, queues: Iterable[str]) -> list[int]:
 
 def queue_has_consumer(runs_dir: str, queue: str) -> bool:
     """True if some worker sharing this runs dir consumes `queue`."""
-    return probe_path(queue_presence_path(runs_dir, queue))
+    return probe_path(consumer_lock(runs_dir, queue))

@@ -35,9 +35,9 @@ import mmap
 import os
 import struct
 
-from gage_queue.queue_meta import queue_path
+from gage_queue.layout import LOCK, host_alive_lock, queue_file
 from gage_queue.record import RECORD_SIZE_LIMIT, RunRecord, decode_record
-from gage_queue.states import ENDED
+from gage_queue.states import ENDED, Event, RunState, check_transition
 from gage_runs.fsmode import UnsafePathError, make_dirs, open_regular, writable_file_mode
 from gage_runs.types import Run
 
@@ -70,6 +70,17 @@ def probe_fd(fd: int) -> bool:
     """True if any open file, on any host, holds a lock on `fd`'s file."""
     result = fcntl.fcntl(fd, F_OFD_GETLK, _flock(fcntl.F_WRLCK))
     return struct.unpack(_FLOCK, result)[0] != fcntl.F_UNLCK
+
+
+def hold_host_alive(runs_dir: str, host: str) -> int:
+    """Share `host`'s alive lock (`layout.host_alive_lock`); the descriptor.
+
+    Every worker and keeper of a host holds it while it lives, so others
+    can tell a lost worker (the lock still held) from a lost host.
+    """
+    fd = open_lock_file(host_alive_lock(runs_dir, host), create=True)
+    lock_fd(fd, shared=True)
+    return fd
 
 
 def probe_path(path: str) -> bool:
@@ -130,6 +141,20 @@ class RunLock:
         if durable:
             os.fsync(self.fd)
 
+    def advance(self, record: RunRecord, event: Event, state: RunState, *,
+                current: RunState | None = None, durable: bool = True,
+                **changes: object) -> RunRecord:
+        """The one commit step: move `record` by `event` to `state` and commit it.
+
+        The move is checked against `states.TRANSITIONS` from `current`
+        (default: the state `record` holds; a lost run is committed
+        running). `IllegalTransition` and nothing written otherwise.
+        """
+        target = check_transition(current or record.state, event, state)
+        new = record.but(state=target, **changes)
+        self.commit(new, durable=durable)
+        return new
+
     def _read(self) -> bytes:
         return _read_record_bytes(self.fd, self._direct)
 
@@ -189,7 +214,7 @@ def _try_direct_io(fd: int) -> bool:
 
 
 def lock_path(run: Run) -> str:
-    return queue_path(run, "lock")
+    return queue_file(run, LOCK)
 
 
 def create_lock_file(run: Run) -> None:

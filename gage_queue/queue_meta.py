@@ -25,16 +25,15 @@ import os
 import socket
 from typing import Any
 
+from gage_queue.layout import CANCEL, ENQUEUED, SUBMITTED, queue_file
 from gage_runs.fsmode import open_regular, writable_file_mode, write_text
-from gage_runs.meta import make_run_timestamp, run_meta_path
+from gage_runs.meta import make_run_timestamp
 from gage_runs.types import Run
-
-QUEUE_DIR = "queue"
 
 
 def queue_path(run: Run, name: str) -> str:
     """The path of a queue meta file of `run`."""
-    return run_meta_path(run, QUEUE_DIR, name)
+    return queue_file(run, name)
 
 
 def _write(run: Run, name: str, text: str) -> None:
@@ -80,25 +79,25 @@ def write_submitted(
         "host": socket.gethostname(),
         "time": make_run_timestamp(),
     }
-    _write(run, "submitted", json.dumps(data, indent=2, sort_keys=True))
+    _write(run, SUBMITTED, json.dumps(data, indent=2, sort_keys=True))
 
 
 def read_submitted(run: Run) -> dict[str, Any] | None:
     """The submission record, or None for a run not submitted to a queue."""
-    return _read_json(run, "submitted")
+    return _read_json(run, SUBMITTED)
 
 
 def write_enqueued(run: Run) -> None:
-    _write(run, "enqueued", str(make_run_timestamp()))
+    _write(run, ENQUEUED, str(make_run_timestamp()))
 
 
 def read_enqueued(run: Run) -> int | None:
-    return _read_int(run, "enqueued")
+    return _read_int(run, ENQUEUED)
 
 
 def create_cancel_file(run: Run) -> None:
     """The empty cancel file, made at submit so it is never created later."""
-    fd = open_regular(queue_path(run, "cancel"), os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = open_regular(queue_path(run, CANCEL), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         os.fchmod(fd, writable_file_mode())
     except PermissionError:
@@ -110,7 +109,7 @@ def create_cancel_file(run: Run) -> None:
 def write_cancel(run: Run) -> None:
     """Ask for the run to stop: who asks, from where, when; written in place."""
     data = json.dumps({"by": requester(), "time": make_run_timestamp()}).encode()
-    path = queue_path(run, "cancel")
+    path = queue_path(run, CANCEL)
     try:
         fd = open_regular(path, os.O_WRONLY)
     except FileNotFoundError:  # submitted before cancel files were made at submit
@@ -126,7 +125,7 @@ def write_cancel(run: Run) -> None:
 
 def read_cancel(run: Run) -> dict[str, Any] | None:
     """The cancel request, or None; any content at all counts as a request."""
-    text = _read(run, "cancel")
+    text = _read(run, CANCEL)
     if not text or not text.strip():
         return None
     try:

@@ -1,8 +1,11 @@
-"""A run's state as any host sees it, and cancel requests (Celery-free).
+"""Reading a run's state from its meta dir, as any host sees it.
 
-`snapshot` reads what `states.derive_state` needs from a meta dir, once;
-`queue_state` adds where the run runs or ran and why it ended. Every
-command, the worker, reconcile and the beat read states through here.
+The one reading behind every status a user or a decision sees: Gage's
+facts (`gage_facts`), the record if the queue owns the run, the lock
+probed only where the record leaves the state to it (`states.LOCK_DECIDES`),
+then `states.derive_state`. The worker, reconcile, the beat and every
+gage-submit command read states through here; `list` passes the facts it
+has from one listing of the meta dir instead of a stat each.
 """
 
 from __future__ import annotations
@@ -10,52 +13,46 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gage_queue.layout import SUBMITTED, queue_file
 from gage_queue.locks import is_locked, read_record
-from gage_queue.queue_meta import queue_path, write_cancel
+from gage_queue.queue_meta import read_cancel
 from gage_queue.record import RunRecord
-from gage_queue.states import GageFacts, RunSnapshot, RunState, derive_state
+from gage_queue.states import (
+    LOCK_DECIDES,
+    WAITING_TO_START,
+    GageFacts,
+    RunSnapshot,
+    RunState,
+    cancelled_words,
+    derive_state,
+)
 from gage_runs.meta import meta_exit_code, run_meta_path
 from gage_runs.types import Run
 
 
 def gage_facts(run: Run) -> GageFacts:
+    """What Gage's own files of the run say, a stat each."""
     def exists(*parts: str) -> bool:
         return os.path.exists(run_meta_path(run, *parts))
 
+    exit_code = meta_exit_code(run)
     return GageFacts(
-        exit_code=meta_exit_code(run),
-        proc_lock=exists("proc", "lock"),
+        exit_code=exit_code,
+        proc_lock=exit_code is None and exists("proc", "lock"),
         staged=exists("staged"),
         started=exists("started"),
         initialized=exists("initialized"),
     )
 
 
-def snapshot(run: Run, record: RunRecord | None = None, *, locked: bool | None = None
-             ) -> RunSnapshot:
-    """The run's snapshot; `record`/`locked` when the caller holds the lock."""
-    return _read(run, record, locked)[0]
-
-
-def _read(run: Run, record: RunRecord | None, locked: bool | None
-          ) -> tuple[RunSnapshot, RunRecord | None]:
-    """The snapshot and the record it was made from, each file read once."""
-    submitted = os.path.exists(queue_path(run, "submitted"))
-    if submitted and record is None:
-        record = read_record(run)
-    if locked is None:
-        locked = submitted and record is not None and is_locked(run)
-    state = RunSnapshot(
+def snapshot(run: Run, record: RunRecord | None, *, locked: bool) -> RunSnapshot:
+    """The snapshot of a run whose lock the caller holds (or just probed)."""
+    return RunSnapshot(
         gage=gage_facts(run),
-        submitted=submitted,
+        submitted=os.path.exists(queue_file(run, SUBMITTED)),
         committed=record.state if record else None,
         locked=locked,
     )
-    return state, record if submitted else None
-
-
-def run_state(run: Run) -> RunState:
-    return derive_state(snapshot(run))
 
 
 @dataclass(frozen=True)
@@ -64,10 +61,7 @@ class QueueState:
 
     state: RunState
     record: RunRecord | None = None
-
-    @property
-    def status(self) -> str:
-        return self.state.value
+    cancel_by: str | None = None  # a cancel request not acted on yet: who asked
 
     @property
     def host(self) -> str | None:
@@ -79,6 +73,9 @@ class QueueState:
 
     @property
     def reason(self) -> str | None:
+        """Why the run is where it is, in words; None if nothing to say."""
+        if self.cancel_by is not None:
+            return f"{cancelled_words(self.cancel_by or None)}: requested, not yet acted on"
         if self.record is None:
             return None
         if self.state is RunState.FINALIZE_FAILED:
@@ -88,31 +85,27 @@ class QueueState:
         return self.record.detail
 
 
+def read_queue_state(run: Run, facts: GageFacts | None = None, *,
+                     submitted: bool | None = None) -> QueueState:
+    """The run's state, from `facts` and `submitted` where the caller has them."""
+    if facts is None:
+        facts = gage_facts(run)
+    if submitted is None:
+        submitted = os.path.exists(queue_file(run, SUBMITTED))
+    record = read_record(run) if submitted else None
+    committed = record.state if record else None
+    locked = committed in LOCK_DECIDES and is_locked(run)
+    state = derive_state(RunSnapshot(facts, submitted, committed, locked))
+    cancel_by = None
+    if record is not None and state in WAITING_TO_START:
+        request = read_cancel(run)
+        cancel_by = None if request is None else str(request.get("by") or "")
+    return QueueState(state, record if submitted else None, cancel_by)
+
+
 def queue_state(run: Run) -> QueueState:
-    state, record = _read(run, None, None)
-    return QueueState(derive_state(state), record)
+    return read_queue_state(run)
 
 
-def queue_status(run: Run) -> str:
-    """The run's state as a string: Gage's status, or a queue state."""
-    return run_state(run).value
-
-
-def request_cancel(run: Run, settings: object | None = None) -> str:
-    """Ask for a run to stop; its state afterwards.
-
-    Writes the cancel request (who and from where). A running run's keeper
-    sees it within half a second and stops the run. A queued run whose
-    lock is free is finalized as terminated at once; one whose keeper is
-    waiting for a slot is ended by that keeper.
-    """
-    state = run_state(run)
-    if state not in (RunState.QUEUED, RunState.RUNNING, RunState.PENDING):
-        return state.value
-    write_cancel(run)
-    if state is RunState.QUEUED:
-        from gage_worker.finalize import cancel_queued  # the run lifecycle, only when cancelling
-
-        cancel_queued(run)
-    return run_state(run).value
-
+def run_state(run: Run) -> RunState:
+    return read_queue_state(run).state

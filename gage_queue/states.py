@@ -16,16 +16,19 @@ Runs the queue does not own get Gage's own status.
 | completed / error / terminated | either | the same: every finalize step is done |
 | finalize-failed | either | finalize-failed: retries are used up |
 
-Every write of a record goes through `advance`, which checks the move
-against `TRANSITIONS`, the one table of what may follow what.
+Every write of a record goes through `locks.RunLock.advance`, which
+checks the move against `TRANSITIONS`, the one table of what may follow
+what. The named sets below say what a state means to a decision; no module
+compares state names of its own.
 """
 
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass
 
-from gage_runs.status import status_for_exit_code
+from gage_runs.status import gage_status, status_for_exit_code
 
 
 class RunState(str, enum.Enum):
@@ -50,13 +53,54 @@ class RunState(str, enum.Enum):
 ENDED = frozenset({RunState.COMPLETED, RunState.ERROR, RunState.TERMINATED})
 """Finalized: nothing more happens to the run."""
 
-ACTIVE = frozenset(
-    {RunState.QUEUED, RunState.RUNNING, RunState.LOST, RunState.FINALIZING}
-)
+OWED = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.LOST, RunState.FINALIZING})
 """The queue still owes the run something it will do by itself."""
 
+INDEXED = OWED | {RunState.FINALIZE_FAILED}
+"""A queue-owned run in one of these has an entry in the active index."""
+
 FINISHED = ENDED | {RunState.FINALIZE_FAILED}
-"""Nothing more will happen without a person: what `wait` waits for."""
+"""Nothing more will happen without a person."""
+
+WAIT_DONE = FINISHED | {RunState.LOST}
+"""What `wait` stops at: nothing of a lost run is alive, reconcile only
+records it terminated."""
+
+UNFINISHED = frozenset({RunState.PENDING, RunState.QUEUED, RunState.RUNNING,
+                        RunState.FINALIZING})
+"""Its output and files may still change."""
+
+WAITING_TO_START = frozenset({RunState.PENDING, RunState.QUEUED})
+"""The queue has it and nothing started it yet (pending: still being staged)."""
+
+CANCELLABLE = WAITING_TO_START | {RunState.RUNNING}
+"""A cancel request stops it: before it starts, or while it runs."""
+
+FAILED = frozenset({RunState.ERROR, RunState.TERMINATED, RunState.LOST,
+                    RunState.FINALIZE_FAILED})
+"""It did not complete: `wait` exits non-zero."""
+
+LOCK_DECIDES = frozenset({RunState.RUNNING})
+"""Committed states whose run is alive only while its lock is held: the only
+ones for which a reader probes the lock (running, or else lost)."""
+
+NOT_YET_RUN = frozenset({RunState.UNKNOWN, RunState.PENDING, RunState.STAGED})
+"""Gage's own runs that nothing started: not the queue's to wait for."""
+
+
+def parse_state(text: str) -> RunState:
+    """The state named `text`; ValueError for anything else."""
+    return RunState(text)
+
+
+KILLED_EXIT = -9
+"""The exit code recorded for a run whose processes were killed (SIGKILL):
+a lost run, or one whose supervision failed."""
+
+STOPPED_EXIT = -15
+"""The exit code of a run stopped by a cancel, time limit or shutdown
+(SIGTERM), also when its command exited >= 0 after the signal, and of a
+run cancelled before it started."""
 
 
 class Event(str, enum.Enum):
@@ -120,6 +164,36 @@ class EndReason(str, enum.Enum):
         return self.value
 
 
+def cancelled_words(by: str | None) -> str:
+    """Why a cancelled run stopped: "cancelled by ann@laptop"."""
+    return f"cancelled by {by}" if by else "cancelled"
+
+
+def before_start_words(stopped: str) -> str:
+    """The words of a stop that came before the run's command started."""
+    return f"{stopped} before it started"
+
+
+def exit_words(exit_code: int) -> str:
+    """How a command's exit reads: "completed", "exit 3", "killed by SIGKILL"."""
+    if exit_code == 0:
+        return "completed"
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"killed by {name}"
+    return f"exit {exit_code}"
+
+
+def lost_words(reason: EndReason, host: str) -> str:
+    """Why a lost run ended: its keeper died, or its whole host was lost."""
+    if reason is EndReason.WORKER_LOST:
+        return f"its keeper on {host} died"
+    return f"its host {host} was lost"
+
+
 @dataclass(frozen=True)
 class GageFacts:
     """What Gage's own files say (`run_format.md`, status derivation)."""
@@ -131,15 +205,9 @@ class GageFacts:
     initialized: bool = False
 
     def status(self) -> RunState:
-        if self.exit_code is not None:
-            return ended_state(self.exit_code)
-        if self.proc_lock:
-            return RunState.RUNNING
-        if self.staged:
-            return RunState.STAGED
-        if self.initialized:
-            return RunState.PENDING
-        return RunState.UNKNOWN
+        """Gage's status (`gage_runs.status.gage_status`) as a state."""
+        return RunState(gage_status(self.exit_code, proc_lock=self.proc_lock,
+                                    staged=self.staged, initialized=self.initialized))
 
 
 @dataclass(frozen=True)

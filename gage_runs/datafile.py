@@ -13,8 +13,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DATA_FILE_EXTENSIONS = (".json", ".toml", ".yaml", ".yml")
-
 
 class DataFileError(ValueError):
     """A data file cannot be parsed; the message says where and why."""

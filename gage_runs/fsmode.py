@@ -157,6 +157,18 @@ def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
         return _open_regular_at(dir_fd, parts[-1], flags, mode, path)
 
 
+def touch_shared(path: str) -> None:
+    """Make an empty shared-writable file (its dirs too) if it is missing;
+    never follows a symlink. An entry or a request marker: its name says it."""
+    make_dirs(os.path.dirname(path))
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, writable_file_mode())
+    finally:
+        os.close(fd)
+
+
 def _open_regular_at(dir_fd: int, name: str, flags: int, mode: int, path: str) -> int:
     try:
         fd = _open_at(dir_fd, name, flags | os.O_NONBLOCK | os.O_NOCTTY, mode, path)

@@ -48,7 +48,7 @@ def stage_sourcecode(run: Run, project_dir: str, _log_files: bool = True) -> Non
     """Copy the op's source code into the run dir and run its hook."""
     opdef = meta_opdef(run)
     runner_log(run, f"Copying source code (see log/files): {sourcecode_patterns(opdef)}")
-    runs_dir = os.path.dirname(os.path.abspath(run.run_dir))
+    runs_dir = run.runs_dir
     copy_sourcecode(project_dir, run.run_dir, opdef, exclude_dirs=[runs_dir])
     _run_hook(run, opdef.get_exec().get_stage_sourcecode(), "stage-sourcecode",
               "10_sourcecode", project_dir)

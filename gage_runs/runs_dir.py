@@ -135,11 +135,6 @@ def list_runs(runs_dir: str, *, deleted: bool = False) -> list[Run]:
     return [run for entry in scan_runs(runs_dir, deleted=deleted) if (run := entry.load())]
 
 
-def run_timestamp(run: Run) -> int:
-    """The sort key Gage uses: started, else staged, else initialized."""
-    return _stamp(run.meta_dir)
-
-
 def find_run(runs_dir: str, spec: str) -> Run:
     """The one run `spec` names (see `select_runs`)."""
     selected = _select(_Listing(runs_dir), spec)

@@ -22,7 +22,7 @@ _last_ms = 0
 def associate_project(run: Run, project_dir: str) -> None:
     """Write `<id>.project`: `file:<path>`, relative if the runs dir is inside."""
     project_dir = os.path.abspath(project_dir)
-    runs_parent = os.path.dirname(os.path.abspath(run.run_dir))
+    runs_parent = run.runs_dir
     if runs_parent.startswith(project_dir):
         ref = os.path.relpath(project_dir, runs_parent)
     else:

@@ -1,4 +1,8 @@
-"""Run status as Gage derives it from meta files."""
+"""Run status as Gage derives it from meta files: the one derivation.
+
+`gage_queue.states` builds the queue's states on `gage_status`, so a run
+the queue does not own has exactly the status Gage gives it.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +18,26 @@ def status_for_exit_code(exit_code: int) -> RunStatus:
     return "terminated" if exit_code < 0 else "error"
 
 
-def run_status(run: Run) -> RunStatus:
+def gage_status(exit_code: int | None, *, proc_lock: bool, staged: bool,
+                initialized: bool) -> RunStatus:
     """completed/error/terminated from proc/exit, then running from
     proc/lock, then staged, pending (initialized) or unknown."""
+    if exit_code is not None:
+        return status_for_exit_code(exit_code)
+    if proc_lock:
+        return "running"
+    if staged:
+        return "staged"
+    return "pending" if initialized else "unknown"
+
+
+def run_status(run: Run) -> RunStatus:
+    """The run's status as Gage reads it from its meta dir."""
+    def exists(*parts: str) -> bool:
+        return os.path.exists(run_meta_path(run, *parts))
+
     exit_code = meta_exit_code(run)
     if exit_code is not None:
         return status_for_exit_code(exit_code)
-    if os.path.exists(run_meta_path(run, "proc", "lock")):
-        return "running"
-    if os.path.exists(run_meta_path(run, "staged")):
-        return "staged"
-    if os.path.exists(run_meta_path(run, "initialized")):
-        return "pending"
-    return "unknown"
+    return gage_status(None, proc_lock=exists("proc", "lock"), staged=exists("staged"),
+                       initialized=exists("initialized"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 Data = dict[str, Any]
@@ -10,7 +11,6 @@ CmdArgs = str | list[str]
 RunStatus = Literal[
     "running", "completed", "error", "terminated", "staged", "pending", "unknown"
 ]
-RunTimestamp = Literal["initialized", "staged", "started", "stopped"]
 
 
 class OpRef:
@@ -205,6 +205,16 @@ class Run:
 
     def __repr__(self) -> str:
         return f'<Run id="{self.id}" name="{self.name}">'
+
+    @property
+    def brief(self) -> str:
+        """How logs name the run: `1a2b3c4d (lapis-rabbit)`."""
+        return f"{self.id[:8]} ({self.name})"
+
+    @property
+    def runs_dir(self) -> str:
+        """The runs dir that holds the run (absolute)."""
+        return os.path.dirname(os.path.abspath(self.run_dir))
 
 
 class RunSummary(_Section):

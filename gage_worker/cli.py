@@ -21,18 +21,14 @@ from typing import Any
 
 import click
 
+from gage_queue import exits
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.settings import Settings, check_broker_url, check_queue_name, parse_gpus
-from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import check_shared_mode
 from gage_runs.runs_dir import check_runs_dir
 
 PROG = "gage-worker"
 LOGLEVELS = ("debug", "info", "warning", "error", "critical")
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_BROKER = 3
-EXIT_INTERRUPTED = 130
 DEFAULT_BROKER_WAIT = 60.0
 _RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # then every 10 s
 _MAX_RETRY_DELAY = 10.0
@@ -71,35 +67,8 @@ class _DefaultWorkerGroup(click.Group):
 
 
 def _run(invoke: Callable[[], Any]) -> int:
-    """The exit code of `invoke()`, printing any error as one line."""
-    from gage_worker.beat.loop import BeatLockError
-
-    try:
-        result = invoke()
-    except click.UsageError as e:
-        return _error(e.format_message(), EXIT_USAGE)
-    except click.ClickException as e:
-        return _error(e.format_message(), e.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        return _error("interrupted", EXIT_INTERRUPTED)
-    except BrokerUnavailable as e:
-        return _error(str(e), EXIT_BROKER)
-    except BeatLockError as e:
-        return _error(str(e), EXIT_FAILED)
-    except GageRunsError as e:
-        return _error(str(e), EXIT_USAGE)
-    except OSError as e:
-        where = f": {e.filename}" if e.filename else ""
-        return _error(f"{e.strerror or e}{where}", EXIT_FAILED)
-    except Exception as e:
-        return _error(f"unexpected {type(e).__name__}: {e}", EXIT_FAILED)
-    return result if isinstance(result, int) else 0
-
-
-def _error(message: str, code: int) -> int:
-    one_line = " ".join(str(message).split())
-    print(f"{PROG}: error: {one_line}", file=sys.stderr)
-    return code
+    """The exit code of `invoke()`, printing any error as one line (`exits`)."""
+    return exits.run_command(PROG, invoke)
 
 
 def _settings(runs_dir: str | None, broker: str | None, **overrides: Any) -> Settings:

@@ -1,4 +1,4 @@
-"""Finalize, recovery of lost runs, and cancel of queued runs: under the run lock.
+"""Finalize, and the ends of lost and cancelled queued runs: under the run lock.
 
 Every decision here reads the run record through the locked descriptor
 (`lock.RunLock.record`), never a cached file, and every change goes
@@ -21,32 +21,34 @@ import socket
 import stat
 
 from gage_queue import active
+from gage_queue.layout import host_alive_lock
 from gage_queue.locks import LockFileMissing, RunLock, probe_path, try_lock
 from gage_queue.queue_meta import read_cancel
 from gage_queue.record import RunRecord
 from gage_queue.settings import Settings
 from gage_queue.snapshots import snapshot
 from gage_queue.states import (
+    KILLED_EXIT,
+    STOPPED_EXIT,
     EndReason,
     Event,
     RunState,
-    check_transition,
+    before_start_words,
+    cancelled_words,
     derive_state,
     ended_state,
+    lost_words,
 )
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import walk_once, writable_file_mode
 from gage_runs.lifecycle import finalize_run
 from gage_runs.meta import make_run_timestamp, run_meta_path, runner_log
 from gage_runs.types import Run
-from gage_worker.keeper.parts import host_alive_path
 from gage_worker.runenv import run_env
 
 log = logging.getLogger(__name__)
 
 MAX_FINALIZE_ATTEMPTS = 3
-LOST_EXIT = -9
-CANCEL_EXIT = -15
 
 
 def finalize_phase(run: Run, settings: Settings) -> RunRecord | None:
@@ -71,11 +73,6 @@ def finalize_phase(run: Run, settings: Settings) -> RunRecord | None:
         return _finalize(lock, record, settings)
 
 
-def cancel_queued(run: Run, settings: Settings | None = None) -> None:
-    """End a cancelled queued run now, if its lock is free."""
-    finalize_phase(run, settings or Settings.from_env())
-
-
 def _lock(run: Run) -> RunLock | None:
     try:
         return try_lock(run)
@@ -84,28 +81,19 @@ def _lock(run: Run) -> RunLock | None:
         return None
 
 
-def _commit(lock: RunLock, record: RunRecord, event: Event, state: RunState, *,
-            current: RunState | None = None, **changes: object) -> RunRecord:
-    """Move the record by `event` from `current` (default: as committed) to `state`."""
-    new = record.but(state=check_transition(current or record.state, event, state), **changes)
-    lock.commit(new)
-    return new
-
-
 def _cancel(lock: RunLock, record: RunRecord) -> RunRecord:
-    by = (read_cancel(lock.run) or {}).get("by")
-    detail = f"cancelled by {by} before it started" if by else "cancelled before it started"
+    detail = before_start_words(cancelled_words((read_cancel(lock.run) or {}).get("by")))
     log.info("run %s: %s", lock.run.id, detail)
-    return _commit(lock, record, Event.CANCEL, RunState.FINALIZING, exit_code=CANCEL_EXIT,
+    return lock.advance(record, Event.CANCEL, RunState.FINALIZING, exit_code=STOPPED_EXIT,
                    reason=EndReason.CANCELLED, detail=detail, ended=make_run_timestamp())
 
 
 def lost_reason(record: RunRecord, runs_dir: str) -> tuple[EndReason, str]:
     """Worker lost (its host lives: some keeper or worker there holds the host lock) or host lost."""
     host = record.host or "?"
-    if host == socket.gethostname() or probe_path(host_alive_path(runs_dir, host)):
-        return EndReason.WORKER_LOST, f"its keeper on {host} died"
-    return EndReason.HOST_LOST, f"its host {host} was lost"
+    alive = host == socket.gethostname() or probe_path(host_alive_lock(runs_dir, host))
+    reason = EndReason.WORKER_LOST if alive else EndReason.HOST_LOST
+    return reason, lost_words(reason, host)
 
 
 def _recover_lost(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord:
@@ -113,8 +101,8 @@ def _recover_lost(lock: RunLock, record: RunRecord, settings: Settings) -> RunRe
     log.warning("run %s: lost (%s); finalizing as terminated", lock.run.id, detail)
     _runner_log(lock.run, f"Run lost: {detail}; finalizing as terminated")
     _remove_quietly(run_meta_path(lock.run, "proc", "lock"))
-    return _commit(lock, record, Event.RECOVER, RunState.FINALIZING, current=RunState.LOST,
-                   exit_code=LOST_EXIT,
+    return lock.advance(record, Event.RECOVER, RunState.FINALIZING, current=RunState.LOST,
+                   exit_code=KILLED_EXIT,
                    reason=reason, detail=detail, ended=make_run_timestamp())
 
 
@@ -122,7 +110,7 @@ def _finalize(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord
     run = lock.run
     attempts = record.finalize_attempts + 1
     record = lock_commit_attempt(lock, record, attempts)
-    exit_code = LOST_EXIT if record.exit_code is None else record.exit_code
+    exit_code = KILLED_EXIT if record.exit_code is None else record.exit_code
     try:
         _writable_again(run)
         finalize_run(run, exit_code, base_env=run_env(settings.broker_url))
@@ -130,15 +118,15 @@ def _finalize(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord
         error = f"{type(e).__name__}: {e}"
         if attempts >= MAX_FINALIZE_ATTEMPTS:
             log.error("run %s: finalize failed %d times, giving up: %s", run.id, attempts, error)
-            return _commit(lock, record, Event.GIVE_UP, RunState.FINALIZE_FAILED,
+            return lock.advance(record, Event.GIVE_UP, RunState.FINALIZE_FAILED,
                            finalize_error=error)
         log.error("run %s: finalize attempt %d failed: %s", run.id, attempts, error)
-        return _commit(lock, record, Event.FINALIZE_ERROR, RunState.FINALIZING,
+        return lock.advance(record, Event.FINALIZE_ERROR, RunState.FINALIZING,
                        finalize_error=error)
     log.info("run %s: finalized, %s (%s)", run.id, ended_state(exit_code).value, record.detail)
-    record = _commit(lock, record, Event.FINALIZE, ended_state(exit_code), finalize_error=None)
+    record = lock.advance(record, Event.FINALIZE, ended_state(exit_code), finalize_error=None)
     try:  # only now: the queue owes it nothing; reconcile drops an entry left behind
-        active.remove(active.runs_dir_of(run), run.id)
+        active.remove(run.runs_dir, run.id)
     except OSError as e:
         log.warning("run %s: cannot remove its active index entry: %s", run.id, e)
     return record

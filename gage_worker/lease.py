@@ -24,10 +24,9 @@ import socket
 import time
 from dataclasses import dataclass
 
+from gage_queue.layout import reconcile_lease, workers_lock
 from gage_queue.locks import lock_fd, open_lock_file, probe_fd
 
-LEASE_FILE = os.path.join(".gage-queue", "reconcile.lock")
-WORKERS_FILE = os.path.join(".gage-queue", "workers.lock")
 STAMP_LIMIT = 4096
 
 
@@ -78,7 +77,7 @@ class ReconcileLease:
 
 def try_lease(runs_dir: str) -> ReconcileLease | None:
     """The reconcile lease if nobody holds it, else None (never blocks)."""
-    fd = open_lock_file(os.path.join(runs_dir, LEASE_FILE), create=True)
+    fd = open_lock_file(reconcile_lease(runs_dir), create=True)
     try:
         if lock_fd(fd):
             return ReconcileLease(fd)
@@ -89,12 +88,12 @@ def try_lease(runs_dir: str) -> ReconcileLease | None:
     return None
 
 
-def hold_worker_presence(runs_dir: str) -> tuple[int, bool]:
+def hold_workers_lock(runs_dir: str) -> tuple[int, bool]:
     """Share the workers lock for this process's life; (its fd, whether we are first).
 
     First means no other live worker, on any host, holds it.
     """
-    fd = open_lock_file(os.path.join(runs_dir, WORKERS_FILE), create=True)
+    fd = open_lock_file(workers_lock(runs_dir), create=True)
     first = not probe_fd(fd)
     lock_fd(fd, shared=True)
     return fd, first

@@ -52,12 +52,13 @@ from celery.worker import WorkController
 
 from gage_queue import active
 from gage_queue.broker.config import prune_embedded
+from gage_queue.broker.messages import EXEC_TASK, FINALIZE_TASK
 from gage_queue.broker.send import BrokerSession
 from gage_queue.consumers import announce_queues
 from gage_queue.errors import BrokerUnavailable
-from gage_queue.locks import LockFileMissing, lock_fd, open_lock_file, try_lock
+from gage_queue.layout import SUBMITTED, queue_file_in
+from gage_queue.locks import LockFileMissing, hold_host_alive, try_lock
 from gage_queue.queue_meta import (
-    QUEUE_DIR,
     cancel_requested,
     read_enqueued,
     read_submitted,
@@ -66,17 +67,16 @@ from gage_queue.queue_meta import (
 from gage_queue.record import RunRecord
 from gage_queue.settings import Settings
 from gage_queue.snapshots import QueueState, queue_state
-from gage_queue.states import ENDED, RunState
+from gage_queue.states import ENDED, WAITING_TO_START, RunState
 from gage_runs.errors import GageRunsError, RunLookupError
 from gage_runs.meta import run_meta_path
 from gage_runs.names import is_run_id
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
-from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK
+from gage_worker.cancels import sweep_cancels
 from gage_worker.finalize import finalize_phase
-from gage_worker.keeper.parts import host_alive_path
 from gage_worker.keeper.procs import is_alive
-from gage_worker.lease import hold_worker_presence, try_lease
+from gage_worker.lease import hold_workers_lock, try_lease
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ Backlogs = dict[tuple[str, str], list[tuple[int, Run]]]
 
 
 FULL_SCAN_INTERVAL = 3600.0  # seconds between full scans of the runs dir
+CANCEL_SWEEP_INTERVAL = 1.0  # seconds between cancel sweeps, in every worker
 NEW_ENTRY_GRACE = 600.0  # an entry this young without a record may be a submit in progress
 
 
@@ -165,7 +166,7 @@ def repair_index(runs_dir: str) -> int:
         run_id = name[: -len(".meta")]
         if not name.endswith(".meta") or run_id in indexed or not is_run_id(run_id):
             continue
-        if not os.path.exists(os.path.join(runs_dir, name, QUEUE_DIR, "submitted")):
+        if not os.path.exists(queue_file_in(runs_dir, run_id, SUBMITTED)):
             continue
         try:
             run = resolve_run_id(runs_dir, run_id)
@@ -173,7 +174,7 @@ def repair_index(runs_dir: str) -> int:
             if is_owed(state):
                 active.add(run)
                 log.warning("reconcile: run %s: %s but not in the active index; added",
-                            run_id, state.status)
+                            run_id, state.state)
                 added += 1
         except Exception as e:  # one bad run never stops the scan
             expected = isinstance(e, (OSError, ValueError, GageRunsError))
@@ -187,7 +188,7 @@ def is_owed(state: QueueState) -> bool:
     if record is None:
         return False  # not the queue's (or no readable record)
     if record.state is RunState.QUEUED:  # unless `gage run --start` took it
-        return state.state in (RunState.QUEUED, RunState.PENDING)
+        return state.state in WAITING_TO_START
     return state.state not in ENDED
 
 
@@ -208,7 +209,7 @@ def _reconcile_entry(runs_dir: str, run_id: str, settings: Settings, backlogs: B
         if state.record is None and young:
             return  # being submitted: its record is not written yet
         active.remove(runs_dir, run_id)
-        log.info("reconcile: run %s: %s, dropped from the active index", run_id, state.status)
+        log.info("reconcile: run %s: %s, dropped from the active index", run_id, state.state)
         return
     _reconcile_run(run, read_submitted(run) or {}, state, settings, backlogs, done)
 
@@ -221,11 +222,11 @@ def _reconcile_run(run: Run, submitted: dict, state: QueueState, settings: Setti
     ):
         finalized = finalize_phase(run, settings)
         if finalized is not None:
-            done.append(f"{_label(run)}: {finalized.state.value} ({finalized.detail})")
+            done.append(f"{run.brief}: {finalized.state.value} ({finalized.detail})")
     elif state.state is RunState.RUNNING:
         killed = sweep_orphans(run, record)
         if killed:
-            done.append(f"{_label(run)}: killed {killed} process(es) its dead keeper left")
+            done.append(f"{run.brief}: killed {killed} process(es) its dead keeper left")
     elif state.state is RunState.FINALIZING:
         if _finalize_due(record, settings.reconcile_threshold):  # due: stale from the start
             backlogs[(FINALIZE_TASK, settings.finalize_queue)].append((0, run))
@@ -288,7 +289,7 @@ def _resend(settings: Settings, backlogs: Backlogs, stale: Backlogs) -> list[str
                 missing = len(backlogs[(task, queue)]) - session.queue_size(queue)
                 for _, run in entries[: max(missing, 0)]:
                     if _resend_one(session, task, queue, run):
-                        done.append(f"{_label(run)}: {_SENT[task]}{queue}")
+                        done.append(f"{run.brief}: {_SENT[task]}{queue}")
     except BrokerUnavailable as e:
         log.warning("reconcile: %s", e)
         done.append(f"broker unavailable, nothing sent: {e}")
@@ -315,10 +316,6 @@ def _resend_one(session: BrokerSession, task: str, queue: str, run: Run) -> bool
         return True
 
 
-def _label(run: Run) -> str:
-    return f"{run.id[:8]} ({run.name})"
-
-
 class ReconcileStep(bootsteps.StartStopStep):
     """A worker bootstep: reconcile when due (`reconcile_if_due`), checked every interval.
 
@@ -338,11 +335,13 @@ class ReconcileStep(bootsteps.StartStopStep):
         settings: Settings = worker.app.settings
         self._hold_host_lock(settings)
         self._announce_queues(worker, settings)
-        first = self._hold_presence(settings)
+        first = self._hold_workers_lock(settings)
         thread = threading.Thread(
             target=self._loop, args=(settings, first), name="gage-reconcile", daemon=True
         )
         thread.start()
+        threading.Thread(target=self._cancel_loop, args=(settings,), name="gage-cancels",
+                         daemon=True).start()
 
     def stop(self, worker: WorkController) -> None:
         self._stop.set()
@@ -357,18 +356,16 @@ class ReconcileStep(bootsteps.StartStopStep):
             log.warning("cannot announce the queues this worker consumes: %s", e)
 
     def _hold_host_lock(self, settings: Settings) -> None:
-        """Share this host's alive lock while the worker lives (see runner.lost_reason)."""
-        path = host_alive_path(settings.require_runs_dir(), socket.gethostname())
+        """Share this host's alive lock while the worker lives (see finalize.lost_reason)."""
         try:
-            self._host_fd = open_lock_file(path, create=True)
-            lock_fd(self._host_fd, shared=True)
+            self._host_fd = hold_host_alive(settings.require_runs_dir(), socket.gethostname())
         except OSError as e:
-            log.warning("cannot hold the host lock %s: %s", path, e)
+            log.warning("cannot hold this host's alive lock: %s", e)
 
-    def _hold_presence(self, settings: Settings) -> bool:
+    def _hold_workers_lock(self, settings: Settings) -> bool:
         """Share the workers lock; True if this is the first worker (or it cannot tell)."""
         try:
-            self._presence_fd, first = hold_worker_presence(settings.require_runs_dir())
+            self._workers_fd, first = hold_workers_lock(settings.require_runs_dir())
         except OSError as e:
             log.warning("cannot hold the workers lock: %s", e)
             return True
@@ -385,3 +382,13 @@ class ReconcileStep(bootsteps.StartStopStep):
             except Exception:
                 log.exception("reconcile failed")
             self._stop.wait(settings.reconcile_interval)
+
+    def _cancel_loop(self, settings: Settings) -> None:
+        """End cancelled runs that have not started (`cancels.sweep_cancels`)."""
+        while not self._stop.wait(CANCEL_SWEEP_INTERVAL):
+            try:
+                ended = sweep_cancels(settings)
+                if ended:
+                    log.info("cancel sweep: %d cancelled run(s) ended before they started", ended)
+            except Exception:
+                log.exception("cancel sweep failed")

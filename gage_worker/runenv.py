@@ -12,14 +12,13 @@ WORKER_ENV_NAMES = frozenset({"BROKER_URL", "FORKED_BY_MULTIPROCESSING"})
 
 def run_env(
     broker_url: str | None,
-    gpu: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment a run inherits: the worker's, without its secrets.
 
     Drops the worker's own settings (`GAGE_*`, `CELERY_*`, `BROKER_URL`)
-    and any variable that holds the broker's password; sets
-    `CUDA_VISIBLE_DEVICES` to the worker slot's GPU if it has one.
+    and any variable that holds the broker's password (the keeper's slot
+    part sets `CUDA_VISIBLE_DEVICES`).
     """
     environ = os.environ if environ is None else environ
     password = _password(broker_url)
@@ -30,8 +29,6 @@ def run_env(
         and name not in WORKER_ENV_NAMES
         and not (password and password in value)
     }
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
     return env
 
 

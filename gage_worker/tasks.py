@@ -17,20 +17,25 @@ next delivery or by reconcile (`finalize`).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from celery import Task
 from celery.exceptions import Reject
 
+from gage_queue.broker.messages import EXEC_TASK, FINALIZE_TASK
 from gage_queue.broker.send import send_finalize
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.settings import Settings
+from gage_queue.states import ended_state
 from gage_runs.errors import RunLookupError
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
-from gage_worker.celery_app import EXEC_TASK, FINALIZE_TASK, GageApp
 from gage_worker.finalize import finalize_phase
 from gage_worker.keeper.job import Verdict
 from gage_worker.launch import run_keeper
+
+if TYPE_CHECKING:
+    from gage_worker.celery_app import GageApp
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,8 @@ def exec_task(task: Task, run_id: str) -> None:
     if outcome.verdict is Verdict.FINALIZE:
         _finalize_owed(app, run)
         if outcome.exit_code not in (0, None):
-            status = "terminated" if outcome.exit_code < 0 else "error"
-            raise RunFailed(f"run {run.id} {status} (exit {outcome.exit_code}): {outcome.message}")
+            state = ended_state(outcome.exit_code)
+            raise RunFailed(f"run {run.id} {state} (exit {outcome.exit_code}): {outcome.message}")
 
 
 def _finalize_owed(app: GageApp, run: Run) -> None:

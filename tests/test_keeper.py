@@ -19,9 +19,10 @@ import pytest
 from support.workers import wait_for
 
 from gage_queue.broker.send import enqueue_run
+from gage_queue.cancel import request_cancel
 from gage_queue.locks import is_locked, read_record
 from gage_queue.queue_meta import queue_path, requester
-from gage_queue.snapshots import queue_status, request_cancel
+from gage_queue.snapshots import run_state
 from gage_queue.states import EndReason, RunState
 from gage_runs.meta import run_meta_path
 from gage_runs.types import Run
@@ -154,7 +155,7 @@ time.sleep(3)
     for _ in range(4):
         enqueue_run(run.id, settings=redis_bed.settings())
     time.sleep(1.5)
-    assert queue_status(run) == "running" and is_locked(run)  # the keeper put it back
+    assert run_state(run) == "running" and is_locked(run)  # the keeper put it back
 
     assert redis_bed.wait_status([run], timeout=20) == {run.id: "completed"}
     assert (redis_bed.counts_dir / run.id).read_text() == "ran\n"
@@ -228,7 +229,7 @@ def test_finalize_killed_half_way_is_completed_by_the_next_delivery(redis_bed):
     wait_for(lambda: os.path.exists(os.path.join(run.run_dir, "hook")), 20, "finalize to begin")
     a.kill()  # in the middle of the finalize hook
 
-    assert queue_status(run) == "finalizing"
+    assert run_state(run) == "finalizing"
     redis_bed.start_worker("-c", "1")
     assert redis_bed.wait_status([run], timeout=30) == {run.id: "completed"}
     record = read_record(run)
@@ -240,7 +241,7 @@ def test_finalize_killed_half_way_is_completed_by_the_next_delivery(redis_bed):
 def test_finalize_that_keeps_failing_gives_up(redis_bed):
     worker = redis_bed.start_worker("-c", "1")
     run = redis_bed.submit(redis_bed.stage_script("print('hi')", finalize="exit 3"))
-    wait_for(lambda: queue_status(run) == "finalize-failed", 40, "finalize to give up")
+    wait_for(lambda: run_state(run) == "finalize-failed", 40, "finalize to give up")
 
     record = read_record(run)
     assert record.finalize_attempts == 3
@@ -290,7 +291,7 @@ def test_an_error_before_the_command_starts_leaves_the_run_queued(redis_bed):
     os.mkdir(runner_log)  # logging now fails on this host, before the command starts
     worker = redis_bed.start_worker("-c", "1")
     wait_for(lambda: "stops taking runs from gage" in worker.log(), 20, "the worker to give up")
-    assert queue_status(run) == "queued"
+    assert run_state(run) == "queued"
     assert redis_bed.executions(run) == []
     assert read_record(run).state is RunState.QUEUED
 
@@ -311,18 +312,18 @@ def test_a_run_started_by_gage_itself_is_left_to_gage(redis_bed, real_gage):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: queue_status(run) == "running", 20, "gage to start it")
+        wait_for(lambda: run_state(run) == "running", 20, "gage to start it")
         worker = redis_bed.start_worker("-c", "1")
         enqueue_run(run.id, settings=redis_bed.settings())
         wait_for(lambda: f"run {run.id}: nothing: started outside the queue" in worker.log(),
                  20, "the delivery to leave it alone")
-        assert queue_status(run) == "running"
+        assert run_state(run) == "running"
         assert gage.wait(30) == 0
     finally:
         gage.kill()
-    assert queue_status(run) == "completed"
+    assert run_state(run) == "completed"
     time.sleep(1.5)  # a reconcile pass or two
-    assert queue_status(run) == "completed"
+    assert run_state(run) == "completed"
     assert "lost" not in worker.log()
     assert _output(run) == "by gage\n"
 

@@ -14,13 +14,13 @@ import pytest
 from support.workers import wait_for
 
 from gage_queue.broker.send import record_submission
+from gage_queue.layout import slot_lock
 from gage_queue.locks import is_locked, lock_fd, open_lock_file, read_record
 from gage_queue.settings import Settings
 from gage_queue.states import RunState
 from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
 from gage_worker import launch
 from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
-from gage_worker.keeper.parts import hosts_dir
 from gage_worker.launch import KeeperLauncher, run_keeper
 from gage_worker.runenv import run_env
 
@@ -167,7 +167,7 @@ def test_the_next_spare_is_forked_once_the_keeper_started_its_run_not_while_it_s
     first = submitted_run()
     assert run_keeper(first.id, settings, node="n@h", slots=1).verdict is Verdict.FINALIZE
     (server,) = _launchers()
-    slot = os.path.join(hosts_dir(settings.runs_dir), "n@h", "slot-0.lock")
+    slot = slot_lock(settings.runs_dir, socket.gethostname(), "n@h", 0)
     held = open_lock_file(slot, create=True)  # the keeper must wait for the node's one slot
     assert lock_fd(held)
     run = submitted_run()

@@ -15,8 +15,9 @@ from collections import Counter
 from support.workers import wait_for
 
 from gage_queue.broker.send import enqueue_run
+from gage_queue.cancel import request_cancel
 from gage_queue.locks import is_locked, read_record, try_lock
-from gage_queue.snapshots import queue_state, request_cancel
+from gage_queue.snapshots import queue_state
 from gage_queue.states import EndReason, RunState
 
 

@@ -15,7 +15,7 @@ from support.records import commit, hold, submitted
 from gage_queue.locks import LockFileMissing, is_locked, lock_path, read_record, try_lock
 from gage_queue.queue_meta import queue_path, requester, write_cancel
 from gage_queue.record import RunRecord, decode_record
-from gage_queue.snapshots import queue_state, queue_status
+from gage_queue.snapshots import queue_state, run_state
 from gage_queue.states import (
     ENDED,
     TRANSITIONS,
@@ -190,26 +190,26 @@ def test_no_lock_file_no_lock(worker_bed):
 
 def test_queue_states(worker_bed, holder):
     plain = worker_bed.stage()
-    assert queue_status(plain) == "staged"  # not submitted: Gage's status
+    assert run_state(plain) == "staged"  # not submitted: Gage's status
 
     queued = submitted(worker_bed.stage())
-    assert queue_status(queued) == "queued"
+    assert run_state(queued) == "queued"
 
     running = submitted(worker_bed.stage())
     write_timestamp(running, "started")
     commit(running, state=S.RUNNING, host="gpu7", node="w1@gpu7")
     holder(running)
     state = queue_state(running)
-    assert (state.status, state.host, state.node) == ("running", "gpu7", "w1@gpu7")
+    assert (state.state, state.host, state.node) == ("running", "gpu7", "w1@gpu7")
 
     lost = submitted(worker_bed.stage())
     write_timestamp(lost, "started")
     commit(lost, state=S.RUNNING, host="gpu7")
-    assert queue_status(lost) == "lost"
+    assert run_state(lost) == "lost"
 
     exited = submitted(worker_bed.stage())
     commit(exited, state=S.FINALIZING, exit_code=3, reason=EndReason.FAILED, detail="exit 3")
-    assert (queue_status(exited), queue_state(exited).reason) == ("finalizing", "exit 3")
+    assert (run_state(exited), queue_state(exited).reason) == ("finalizing", "exit 3")
 
     failed = submitted(worker_bed.stage())
     commit(failed, state=S.FINALIZE_FAILED, exit_code=0, finalize_error="OSError: disk full")
@@ -274,15 +274,15 @@ def test_reconcile(worker_bed, holder):
         "re-sent to queue gage",
         "sent finalize to queue gage-finalize",
     ])
-    assert queue_status(plain) == "staged" and queue_status(plain_started) == "staged"
-    assert queue_status(by_gage) == "staged"  # Gage's now: never re-sent, never lost
-    assert queue_status(fresh) == queue_status(stale) == "queued"
+    assert run_state(plain) == "staged" and run_state(plain_started) == "staged"
+    assert run_state(by_gage) == "staged"  # Gage's now: never re-sent, never lost
+    assert run_state(fresh) == run_state(stale) == "queued"
     assert meta_exit_code(cancelled) == -15 and meta_exit_code(lost) == -9
     assert read_record(lost).reason is EndReason.WORKER_LOST
     assert read_record(cancelled).reason is EndReason.CANCELLED
-    assert queue_status(running) == "running"
-    assert queue_status(exited) == queue_status(retried) == "finalizing"
-    assert queue_status(given_up) == "finalize-failed"
+    assert run_state(running) == "running"
+    assert run_state(exited) == run_state(retried) == "finalizing"
+    assert run_state(given_up) == "finalize-failed"
     assert len(_embedded_messages(worker_bed, "gage")) == 1
     assert len(_embedded_messages(worker_bed, "gage-finalize")) == 1
 
@@ -318,7 +318,7 @@ def test_reconcile_goes_on_past_a_bad_run(worker_bed):
     write_timestamp(lost, "started")
     commit(lost, state=S.RUNNING, host=socket.gethostname())
     reconcile(worker_bed.settings())
-    assert queue_status(lost) == "terminated"
+    assert run_state(lost) == "terminated"
 
 
 def test_a_held_lock_is_never_recovered(worker_bed):
@@ -326,4 +326,4 @@ def test_a_held_lock_is_never_recovered(worker_bed):
     write_timestamp(run, "started")
     with hold(run, state=S.RUNNING, host=socket.gethostname()):
         assert reconcile(worker_bed.settings()) == []
-        assert queue_status(run) == "running"
+        assert run_state(run) == "running"

@@ -18,14 +18,16 @@ from support.records import commit, submitted
 from support.workers import wait_for
 
 from gage_queue import active
+from gage_queue.cancel import request_cancel
 from gage_queue.locks import read_record
 from gage_queue.settings import Settings
-from gage_queue.snapshots import queue_status, request_cancel
+from gage_queue.snapshots import run_state
 from gage_queue.states import EndReason, RunState
 from gage_runs.meta import init_run_meta, make_run, meta_exit_code, write_timestamp
 from gage_runs.runs_dir import list_runs, select_runs
 from gage_runs.types import OpCmd, OpDef, OpRef, Run
-from gage_worker.lease import hold_worker_presence, try_lease
+from gage_worker.cancels import sweep_cancels
+from gage_worker.lease import hold_workers_lock, try_lease
 from gage_worker.reconcile import reconcile, reconcile_if_due
 from gage_worker.worker import WorkerOptions, finalize_warning, worker_argv
 
@@ -63,7 +65,9 @@ def test_submit_adds_the_entry_and_finalize_removes_it(tmp_path):
     """The entry exists from submit on; a finalize that ends the run removes it."""
     run = submitted(staged(tmp_path))
     assert entries(tmp_path) == {run.id}
-    assert request_cancel(run) == "terminated"  # finalized at once: a queued run
+    assert request_cancel(run) == "queued"
+    assert sweep_cancels(settings_for(tmp_path)) == 1  # a worker's cancel sweep ends it
+    assert run_state(run) == "terminated"
     assert entries(tmp_path) == set()
 
 
@@ -80,11 +84,11 @@ def test_reconcile_on_a_missing_index_entry(tmp_path):
     active.remove(str(tmp_path), run.id)
 
     reconcile(settings_for(tmp_path))
-    assert queue_status(run) == "lost"  # the periodic pass reads the index only
+    assert run_state(run) == "lost"  # the periodic pass reads the index only
 
     done = reconcile(settings_for(tmp_path), full=True)
     assert done[0] == "1 active run(s) missing from the index: added"
-    assert queue_status(run) == "terminated" and meta_exit_code(run) == -9
+    assert run_state(run) == "terminated" and meta_exit_code(run) == -9
     assert read_record(run).reason is EndReason.WORKER_LOST
     assert entries(tmp_path) == set()
 
@@ -180,12 +184,12 @@ def test_the_lease_is_held_by_one_and_a_pass_is_done_once_per_interval(tmp_path)
 
 
 def test_the_first_worker_is_the_one_no_other_worker_precedes(tmp_path):
-    first_fd, first = hold_worker_presence(str(tmp_path))
-    second_fd, second = hold_worker_presence(str(tmp_path))
+    first_fd, first = hold_workers_lock(str(tmp_path))
+    second_fd, second = hold_workers_lock(str(tmp_path))
     assert (first, second) == (True, False)
     os.close(first_fd)
     os.close(second_fd)
-    third_fd, third = hold_worker_presence(str(tmp_path))
+    third_fd, third = hold_workers_lock(str(tmp_path))
     assert third
     os.close(third_fd)
 
@@ -195,7 +199,7 @@ def test_the_first_worker_repairs_the_index_at_start(redis_bed):
     run = lost(redis_bed.runs_dir)
     active.remove(str(redis_bed.runs_dir), run.id)
     redis_bed.start_worker()
-    wait_for(lambda: queue_status(run) == "terminated", 20, "the lost run to be recovered")
+    wait_for(lambda: run_state(run) == "terminated", 20, "the lost run to be recovered")
     assert "missing from the index" in redis_bed.logs()
 
 

@@ -10,7 +10,7 @@ import gage_queue.broker.send as enqueue
 from gage_queue.broker.send import BrokerSession, submit_runs
 from gage_queue.errors import BrokerUnavailable, SettingsError
 from gage_queue.queue_meta import read_enqueued, read_submitted
-from gage_queue.snapshots import queue_status
+from gage_queue.snapshots import run_state
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_submit_runs_with_the_broker_down(redis_bed, connects):
     assert "\n" not in message
     assert connects == [False], "no send tried after the broker was found down"
     for run in runs:
-        assert queue_status(run) == "queued"
+        assert run_state(run) == "queued"
         assert read_submitted(run)["schedule"] == "nightly"
         assert read_enqueued(run) is None
 
@@ -84,7 +84,7 @@ def test_submit_runs_when_the_broker_goes_down_midway(redis_bed, connects, monke
         submit_runs(runs, settings=redis_bed.settings())
 
     assert [read_enqueued(run) is not None for run in runs] == [True, True, False, False, False]
-    assert all(queue_status(run) == "queued" for run in runs)
+    assert all(run_state(run) == "queued" for run in runs)
     # The connection, then a fresh one when the third send failed; none after.
     assert connects == [False, True]
 

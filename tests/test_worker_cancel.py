@@ -6,9 +6,10 @@ import time
 
 from support.workers import wait_for
 
+from gage_queue.cancel import request_cancel
 from gage_queue.locks import is_locked
 from gage_queue.queue_meta import requester, write_cancel
-from gage_queue.snapshots import queue_status, request_cancel
+from gage_queue.snapshots import queue_state, run_state
 from gage_runs.meta import meta_exit_code
 
 
@@ -23,11 +24,14 @@ def _runner_log(run) -> str:
 
 
 def test_cancel_queued_runs(redis_bed):
-    """At once when nothing holds it; else when its message arrives."""
+    """A request only, from the laptop; a worker ends the run before it starts:
+    its cancel sweep, or the keeper its message reaches."""
     at_once = redis_bed.submit(redis_bed.stage())
-    assert queue_status(at_once) == "queued"
-    assert request_cancel(at_once, redis_bed.settings()) == "terminated"
-    assert meta_exit_code(at_once) == -15
+    assert run_state(at_once) == "queued"
+    assert request_cancel(at_once) == "queued"  # the state it was in: nothing else done
+    assert run_state(at_once) == "queued"
+    assert queue_state(at_once).reason.startswith(f"cancelled by {requester()}: requested")
+    assert meta_exit_code(at_once) is None
 
     on_delivery = redis_bed.submit(redis_bed.stage())
     write_cancel(on_delivery)  # as if a cancel raced with the worker taking the lock
@@ -41,8 +45,26 @@ def test_cancel_queued_runs(redis_bed):
     assert redis_bed.executions(at_once) == []
     assert redis_bed.executions(on_delivery) == []
     assert len(redis_bed.executions(normal)) == 1
+    assert meta_exit_code(at_once) == -15
+    assert queue_state(at_once).reason == f"cancelled by {requester()} before it started"
     wait_for(lambda: f"run {at_once.id}: nothing: already terminated" in worker.log(), 10,
              "the cancelled run's message to be acked as a no-op")
+
+
+def test_the_cancel_sweep_ends_a_queued_run_behind_a_long_backlog(redis_bed):
+    """A cancelled run deep in a queue ends within seconds, long before its message
+    would reach a keeper: the sweep, not the delivery, ends it."""
+    redis_bed.start_worker("-c", "1")
+    blocker = redis_bed.submit(redis_bed.stage(sleep=60))
+    wait_for(lambda: redis_bed.executions(blocker), 20, "the blocker to start")
+    waiting = redis_bed.submit(redis_bed.stage())
+    assert request_cancel(waiting) == "queued"
+    wait_for(lambda: run_state(waiting) == "terminated", 5, "the sweep to end the run")
+    assert redis_bed.executions(waiting) == []
+    assert meta_exit_code(waiting) == -15
+    assert run_state(blocker) == "running"  # the sweep touched nothing else
+    request_cancel(blocker)
+    assert redis_bed.wait_status([blocker], timeout=20) == {blocker.id: "terminated"}
 
 
 def test_cancel_running_runs_within_two_seconds(redis_bed):
@@ -54,9 +76,9 @@ def test_cancel_running_runs_within_two_seconds(redis_bed):
         wait_for(lambda run=run: "started" in _output(run), 10, "live output")
 
     started = time.monotonic()
-    assert request_cancel(polite, redis_bed.settings()) == "running"
-    assert request_cancel(stubborn, redis_bed.settings()) == "running"
-    wait_for(lambda: queue_status(polite) in ("finalizing", "terminated"), 2.0,
+    assert request_cancel(polite) == "running"
+    assert request_cancel(stubborn) == "running"
+    wait_for(lambda: run_state(polite) in ("finalizing", "terminated"), 2.0,
              "SIGTERM to end the run")
     elapsed = time.monotonic() - started
 

@@ -16,7 +16,7 @@ from support.workers import wait_for
 from gage_queue.broker.send import enqueue_run
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.locks import is_locked, read_record
-from gage_queue.snapshots import queue_status
+from gage_queue.snapshots import run_state
 from gage_queue.states import EndReason, RunState
 from gage_runs.meta import meta_exit_code
 
@@ -40,7 +40,7 @@ def test_sigkill_worker_mid_run(redis_bed):
 
     a.kill()
 
-    assert queue_status(run) == "running" and is_locked(run)
+    assert run_state(run) == "running" and is_locked(run)
     b = redis_bed.start_worker("-c", "1")
     assert redis_bed.wait_status([run], timeout=30) == {run.id: "completed"}
     assert meta_exit_code(run) == 0
@@ -116,7 +116,7 @@ def test_redis_restarted_without_persistence(redis_bed):
     """Queued messages are lost; reconcile re-sends them; the running run goes on."""
     worker = redis_bed.start_worker("-c", "1")
     first = redis_bed.submit(redis_bed.stage(sleep=2))
-    wait_for(lambda: queue_status(first) == "running", 20, "the first run to start")
+    wait_for(lambda: run_state(first) == "running", 20, "the first run to start")
     queued = redis_bed.stage_and_submit(5)
     assert redis_bed.redis.client().llen("gage") == 5
 
@@ -136,7 +136,7 @@ def test_broker_down_at_submit_and_at_worker_start(redis_bed):
     with pytest.raises(BrokerUnavailable, match="stays staged and reconcile will send it"):
         redis_bed.submit(run)
     assert time.monotonic() - started < 8
-    assert queue_status(run) == "queued"
+    assert run_state(run) == "queued"
 
     worker = redis_bed.start_worker("-c", "1", wait=False)
     time.sleep(2)

@@ -63,9 +63,8 @@ def test_run_env_drops_worker_settings_and_secrets():
         "GAGE_RUNS": "/runs", "CELERY_BROKER_URL": "x", "BROKER_URL": "y",
         "MY_COPY": "redis://:s3cret@h/0", "CUDA_VISIBLE_DEVICES": "0,1,2",
     }
-    env = run_env("redis://:s3cret@h/0", None, environ)
+    env = run_env("redis://:s3cret@h/0", environ)
     assert env == {"PATH": "/bin", "HOME": "/h", "CUDA_VISIBLE_DEVICES": "0,1,2"}
-    assert run_env(None, "1", environ)["CUDA_VISIBLE_DEVICES"] == "1"
 
 
 # -- the command line

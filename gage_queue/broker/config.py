@@ -39,11 +39,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gage_queue.layout import broker_dir
 from gage_queue.settings import Settings
 from gage_runs.fsmode import make_dirs
 
 EMBEDDED_URL = "filesystem://localhost/"
-EMBEDDED_DIR = os.path.join(".gage-queue", "broker")
 EMBEDDED_TRANSPORT = "gage_queue.broker.embedded:Transport"
 CONNECT_TIMEOUT = 3.0
 FILESYSTEM_POLL = 0.5
@@ -76,7 +76,7 @@ def broker_transport(settings: Settings) -> str | None:
 
 
 def embedded_dir(settings: Settings) -> str:
-    return os.path.join(settings.require_runs_dir(), EMBEDDED_DIR)
+    return broker_dir(settings.require_runs_dir())
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:

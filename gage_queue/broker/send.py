@@ -372,7 +372,7 @@ def settings_for_run(settings: Settings, run: Run) -> Settings:
     """
     if settings.runs_dir:
         return settings
-    return settings.with_overrides(runs_dir=os.path.dirname(os.path.abspath(run.run_dir)))
+    return settings.with_overrides(runs_dir=run.runs_dir)
 
 
 def send_finalize(run_id: str, settings: Settings) -> None:

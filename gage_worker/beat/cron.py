@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 
 from celery.schedules import ParseException, crontab_parser
 
-from gage_queue.errors import GageWorkerError
+from gage_queue.errors import QueueError
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -37,7 +37,7 @@ _ITEM = re.compile(r"(\*|(\d+|[a-z]+)(-(\d+|[a-z]+))?)(/\d+)?\Z")
 _SEARCH_YEARS = 28
 
 
-class CronError(GageWorkerError):
+class CronError(QueueError):
     """A cron expression is malformed or never matches."""
 
 

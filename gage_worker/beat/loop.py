@@ -40,11 +40,12 @@ from datetime import datetime
 
 from gage_queue.broker.config import broker_url
 from gage_queue.broker.send import submit_run
-from gage_queue.errors import BrokerUnavailable, GageWorkerError
+from gage_queue.errors import BrokerUnavailable, CommandFailed
+from gage_queue.layout import beat_lock
 from gage_queue.queue_meta import read_submitted
 from gage_queue.settings import Settings, redact_url
 from gage_queue.snapshots import run_state
-from gage_queue.states import ACTIVE, RunState
+from gage_queue.states import OWED, RunState
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import make_dirs, writable_file_mode
 from gage_runs.runs_dir import check_runs_dir, scan_runs
@@ -58,7 +59,7 @@ LOCK_POLL = 1.0  # seconds between tries of a held beat lock
 MAX_SLEEP = 1.0  # the loop re-reads the clock at least this often
 
 
-class BeatLockError(GageWorkerError):
+class BeatLockError(CommandFailed):
     """Another beat holds the schedule's lock (`--no-wait`), or it cannot be taken."""
 
 
@@ -103,7 +104,7 @@ class BeatLock:
 
     def __init__(self, runs_dir: str, schedule_path: str):
         key = hashlib.sha1(os.path.realpath(schedule_path).encode()).hexdigest()
-        self.path = os.path.join(runs_dir, ".gage-queue", f"beat-{key}.lock")
+        self.path = beat_lock(runs_dir, key)
         self.schedule_path = schedule_path
         self._fd: int | None = None
 
@@ -216,7 +217,7 @@ class Beat:
                 continue
             tick, run = last[job.name]
             states[job.name] = JobState(job.trigger.next_tick(tick, now), tick, run)
-            log.info("%s: last run %s, submitted %s", job.name, _label(run), _when(tick))
+            log.info("%s: last run %s, submitted %s", job.name, run.brief, _when(tick))
         return states
 
     def _tick(self, job: Job, state: JobState) -> bool:
@@ -232,8 +233,8 @@ class Beat:
         previous = state.last_run
         if previous is not None and not job.overlap:
             status = _status(previous)
-            if status in ACTIVE:
-                return True, f"skipped: its last run {_label(previous)} is {status}"
+            if status in OWED:
+                return True, f"skipped: its last run {previous.brief} is {status}"
         try:
             op = load_job_op(job)
             run = stage_op(
@@ -249,8 +250,8 @@ class Beat:
                 settings=self.settings,
             )
         except BrokerUnavailable as e:
-            return False, f"error: run {_label(run)} not sent: {e}"
-        return True, f"submitted run {_label(run)} to queue {queue}"
+            return False, f"error: run {run.brief} not sent: {e}"
+        return True, f"submitted run {run.brief} to queue {queue}"
 
 
 def _status(run: Run) -> RunState | None:
@@ -270,10 +271,6 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _label(run: Run) -> str:
-    return f"{run.id[:8]} ({run.name})"
 
 
 def _when(t: float) -> str:

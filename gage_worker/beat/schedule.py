@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-from gage_queue.errors import GageWorkerError
+from gage_queue import durations
+from gage_queue.durations import DurationError
+from gage_queue.errors import QueueError
 from gage_queue.settings import check_queue_name
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
@@ -59,11 +61,9 @@ MIN_EVERY = 1.0
 CATCH_UP = 120.0
 
 _JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\Z")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class ScheduleError(GageWorkerError):
+class ScheduleError(QueueError):
     """A schedule file is malformed, or one of its jobs cannot be loaded."""
 
 
@@ -78,7 +78,7 @@ class Every:
         return now if last is None else max(last + self.seconds, now)
 
     def __str__(self) -> str:
-        return f"every {format_duration(self.seconds)}"
+        return f"every {durations.format_duration(self.seconds)}"
 
 
 @dataclass(frozen=True)
@@ -166,28 +166,11 @@ def load_job_op(job: Job) -> JobOp:
 
 
 def parse_duration(value: object, key: str) -> float:
-    """Seconds from `30s`, `5m`, `2h`, `1d` or a number; ScheduleError if not positive."""
-    seconds = -1.0
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value.strip())
-        if match:
-            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not 0 < seconds < math.inf:
-        raise ScheduleError(
-            f"invalid {key} {value!r}: expected a duration like '30s', '5m', '2h', '1d'"
-            " or a number of seconds"
-        )
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """`30s`, `5m`, `2h`, `1d`, or seconds when no unit divides them."""
-    for unit in ("d", "h", "m"):
-        if seconds >= _UNIT_SECONDS[unit] and seconds % _UNIT_SECONDS[unit] == 0:
-            return f"{int(seconds // _UNIT_SECONDS[unit])}{unit}"
-    return f"{seconds:g}s"
+    """Seconds from the one duration grammar (`gage_queue.durations`); ScheduleError if bad."""
+    try:
+        return durations.parse_duration(value)  # type: ignore[arg-type]
+    except DurationError as e:
+        raise ScheduleError(f"invalid {key}: {e}") from None
 
 
 def _read_toml(path: str) -> dict[str, Any]:

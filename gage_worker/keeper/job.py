@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 
 class Verdict(str, enum.Enum):
@@ -55,11 +55,10 @@ class Outcome:
     verdict: Verdict
     message: str = ""
     exit_code: int | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         data = {"verdict": self.verdict.value, "message": self.message,
-                "exit_code": self.exit_code, **self.extra}
+                "exit_code": self.exit_code}
         return (json.dumps(data) + "\n").encode()
 
     @classmethod
@@ -67,6 +66,6 @@ class Outcome:
         try:
             raw = json.loads(data.decode())
             return cls(Verdict(raw.pop("verdict")), raw.pop("message", ""),
-                       raw.pop("exit_code", None), raw)
+                       raw.pop("exit_code", None))
         except (ValueError, KeyError, TypeError, AttributeError):
             return None

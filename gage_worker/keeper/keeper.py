@@ -36,7 +36,15 @@ from dataclasses import dataclass
 
 from gage_queue.locks import LockFileMissing, RunLock, try_lock
 from gage_queue.record import RunRecord
-from gage_queue.states import EndReason, Event, RunState, check_transition
+from gage_queue.states import (
+    KILLED_EXIT,
+    STOPPED_EXIT,
+    EndReason,
+    Event,
+    RunState,
+    before_start_words,
+    exit_words,
+)
 from gage_runs.errors import GageRunsError, RunExecError
 from gage_runs.execute import exec_run
 from gage_runs.fsmode import walk_once
@@ -48,12 +56,12 @@ from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
 from gage_worker.keeper.parts import (
     CancelPart,
     HostPart,
-    NotStarted,
     Part,
     RunFilesPart,
     ShutdownPart,
     SlotPart,
     Stop,
+    StoppedBeforeStart,
     SubmittedFilesPart,
     TimeLimitPart,
     cancel_stop,
@@ -61,7 +69,6 @@ from gage_worker.keeper.parts import (
 )
 
 AFTER_KILL_SECONDS = 5.0  # how long to wait for SIGKILLed processes to go
-STOPPED_EXIT = -signal.SIGTERM  # a stopped run's exit code when it exited >= 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,7 @@ class Keeper:
             if stop is None:
                 for part in self.parts:
                     part.acquire(self)
-        except NotStarted as e:
+        except StoppedBeforeStart as e:
             stop = e.stop
         except GageRunsError as e:  # the run's own files are bad (a planted link, say)
             self._release_parts()
@@ -150,8 +157,8 @@ class Keeper:
             return Outcome(Verdict.CANNOT_START, f"cannot take a run slot: {e}")
         if stop is not None:
             self._release_parts()
-            self._commit(record, Event.CANCEL, RunState.FINALIZING, exit_code=STOPPED_EXIT,
-                         reason=stop.reason, detail=f"{stop.detail} before it started",
+            self.lock.advance(record, Event.CANCEL, RunState.FINALIZING, exit_code=STOPPED_EXIT,
+                         reason=stop.reason, detail=before_start_words(stop.detail),
                          ended=make_run_timestamp())
             return Outcome(Verdict.FINALIZE, stop.detail, STOPPED_EXIT)
         try:
@@ -161,7 +168,7 @@ class Keeper:
 
     def _refuse(self, queued: RunRecord, why: str) -> Outcome:
         """End a run that can never start here or anywhere: error, exit 1."""
-        running = self._commit(queued, Event.START, RunState.RUNNING, host=self.me.hostname,
+        running = self.lock.advance(queued, Event.START, RunState.RUNNING, host=self.me.hostname,
                                node=self.job.node)
         self._record_exit(running, 1, EndReason.CANNOT_START, why)
         return Outcome(Verdict.FINALIZE, why, 1)
@@ -170,7 +177,7 @@ class Keeper:
         return cancel_stop(self)
 
     def _execute(self, queued: RunRecord) -> Outcome:
-        running = self._running = self._commit(
+        running = self._running = self.lock.advance(
             queued, Event.START, RunState.RUNNING, host=self.me.hostname, node=self.job.node,
             keeper_pid=self.me.pid, keeper_started=self.me.start_time,
             slot=self.slot.slot, started=make_run_timestamp(),
@@ -182,7 +189,7 @@ class Keeper:
         self.started_at = time.monotonic()
         try:
             exit_code = self._exec(env, inherited)
-        except _NotStarted as e:
+        except _CannotStartHere as e:
             self._unstart(running, str(e))
             return Outcome(Verdict.CANNOT_START, str(e))
         except _BadRun as e:
@@ -194,9 +201,9 @@ class Keeper:
                 return Outcome(Verdict.DELETED, deleted.detail)
             with contextlib.suppress(OSError):
                 os.remove(run_meta_path(self.run, "proc", "lock"))
-            self._record_exit(self._running, -signal.SIGKILL, EndReason.SUPERVISION_FAILED,
+            self._record_exit(self._running, KILLED_EXIT, EndReason.SUPERVISION_FAILED,
                               f"supervision failed: {type(e).__name__}: {e}")
-            return Outcome(Verdict.FINALIZE, f"supervision failed: {e}", -signal.SIGKILL)
+            return Outcome(Verdict.FINALIZE, f"supervision failed: {e}", KILLED_EXIT)
         if deleted := self._deletion():
             return Outcome(Verdict.DELETED, deleted.detail)
         exit_code, reason, detail = self._verdict(exit_code)
@@ -222,7 +229,7 @@ class Keeper:
             return e.exit_code
         except OSError as e:
             if self._proc is None:  # this host's fault (disk, permissions): not the run's
-                raise _NotStarted(f"cannot start the run: {e}") from None
+                raise _CannotStartHere(f"cannot start the run: {e}") from None
             raise
         except GageRunsError as e:
             if self._proc is None:  # the run's own files are bad: it can never start
@@ -237,11 +244,8 @@ class Keeper:
                 detail += f" (it exited {exit_code} after SIGTERM)"
                 exit_code = STOPPED_EXIT
             return exit_code, self.stop.reason, detail
-        if exit_code == 0:
-            return 0, EndReason.COMPLETED, "completed"
-        if exit_code < 0:
-            return exit_code, EndReason.FAILED, f"killed by {_signal_name(-exit_code)}"
-        return exit_code, EndReason.FAILED, f"exit {exit_code}"
+        reason = EndReason.COMPLETED if exit_code == 0 else EndReason.FAILED
+        return exit_code, reason, exit_words(exit_code)
 
     # -- the phase watcher: gage_runs calls these around the command ----------
 
@@ -308,14 +312,9 @@ class Keeper:
 
     # -- records ---------------------------------------------------------------
 
-    def _commit(self, record: RunRecord, event: Event, state: RunState, **changes) -> RunRecord:
-        new = record.but(state=check_transition(record.state, event, state), **changes)
-        self.lock.commit(new)
-        return new
-
     def _record_exit(self, running: RunRecord, exit_code: int, reason: EndReason,
                      detail: str) -> None:
-        self._commit(running, Event.EXIT, RunState.FINALIZING, exit_code=exit_code,
+        self.lock.advance(running, Event.EXIT, RunState.FINALIZING, exit_code=exit_code,
                      reason=reason, detail=detail, ended=make_run_timestamp())
         self.log(f"exited {exit_code}: {detail}")
 
@@ -323,7 +322,7 @@ class Keeper:
         """Back to queued: the command never started (this host's fault, not the run's)."""
         with contextlib.suppress(FileNotFoundError):
             os.remove(run_meta_path(self.run, "started"))
-        self._commit(running, Event.NOT_STARTED, RunState.QUEUED, host=None, node=None,
+        self.lock.advance(running, Event.NOT_STARTED, RunState.QUEUED, host=None, node=None,
                      keeper_pid=None, keeper_started=None, slot=None, started=None)
         self.log(f"not started, left queued: {why}")
 
@@ -333,16 +332,10 @@ class Keeper:
                 part.release(self)
 
 
-class _NotStarted(Exception):
+class _CannotStartHere(Exception):
     """The command could not be started here; nothing of the run ran."""
 
 
 class _BadRun(Exception):
     """The run's own files say it can never start."""
 
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"

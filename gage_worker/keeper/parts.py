@@ -2,7 +2,7 @@
 
 A part may implement any of:
 
-    acquire(keeper)           before the command starts; may wait, or raise NotStarted
+    acquire(keeper)           before the command starts; may wait, or raise StoppedBeforeStart
     env(keeper, env)          add to the run's environment
     fds(keeper) -> [fd]       descriptors the run inherits (its locks)
     tick(keeper, now) -> Stop about twice a second while the run lives
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gage_queue.locks import lock_fd, open_lock_file
+from gage_queue.layout import gpu_lock, slot_lock
+from gage_queue.locks import hold_host_alive, lock_fd, open_lock_file
 from gage_queue.queue_meta import read_cancel, read_submitted
-from gage_queue.states import EndReason
+from gage_queue.states import EndReason, cancelled_words
 from gage_worker.keeper.integrity import check_run_files
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class Stop:
     detail: str
 
 
-class NotStarted(Exception):
+class StoppedBeforeStart(Exception):
     """The run must not start after all (cancelled while waiting for a slot)."""
 
     def __init__(self, stop: Stop):
@@ -61,15 +61,6 @@ class Part:
     def release(self, keeper: Keeper) -> None: ...
 
 
-def hosts_dir(runs_dir: str) -> str:
-    return os.path.join(runs_dir, ".gage-queue", "hosts", socket.gethostname())
-
-
-def host_alive_path(runs_dir: str, host: str) -> str:
-    """A shared lock held by every keeper and worker of `host` while it lives."""
-    return os.path.join(runs_dir, ".gage-queue", "hosts", host, "alive.lock")
-
-
 class HostPart(Part):
     """Hold this host's alive lock (shared), so others can tell host from worker loss."""
 
@@ -77,9 +68,7 @@ class HostPart(Part):
         self.fd = -1
 
     def acquire(self, keeper: Keeper) -> None:
-        self.fd = open_lock_file(host_alive_path(keeper.job.runs_dir, socket.gethostname()),
-                                 create=True)
-        lock_fd(self.fd, shared=True)
+        self.fd = hold_host_alive(keeper.job.runs_dir, keeper.me.hostname)
 
     def release(self, keeper: Keeper) -> None:
         if self.fd >= 0:
@@ -100,13 +89,12 @@ class SlotPart(Part):
         self.gpu: str | None = None
 
     def _candidates(self, keeper: Keeper) -> list[tuple[str, str, str | None]]:
-        root = hosts_dir(keeper.job.runs_dir)
+        runs_dir, host = keeper.job.runs_dir, keeper.me.hostname
         if keeper.job.gpus:
-            return [(os.path.join(root, f"gpu-{gpu}.lock"), f"gpu {gpu}", gpu)
-                    for gpu in keeper.job.gpus]
+            return [(gpu_lock(runs_dir, host, gpu), f"gpu {gpu}", gpu) for gpu in keeper.job.gpus]
         if keeper.job.slots:
             node = (keeper.job.node or "worker").replace("/", "_")
-            return [(os.path.join(root, node, f"slot-{n}.lock"), f"slot {n}", None)
+            return [(slot_lock(runs_dir, host, node, n), f"slot {n}", None)
                     for n in range(keeper.job.slots)]
         return []
 
@@ -124,7 +112,7 @@ class SlotPart(Part):
                 os.close(fd)
             stop = keeper.stop_before_start()
             if stop:
-                raise NotStarted(stop)
+                raise StoppedBeforeStart(stop)
             if not said:
                 keeper.log("every slot of this node is held by a running run; waiting")
                 said = True
@@ -147,7 +135,7 @@ def cancel_stop(keeper: Keeper) -> Stop | None:
     if request is None:
         return None
     by = request.get("by")
-    return Stop(EndReason.CANCELLED, f"cancelled by {by}" if by else "cancelled")
+    return Stop(EndReason.CANCELLED, cancelled_words(by))
 
 
 class CancelPart(Part):

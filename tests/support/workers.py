@@ -26,7 +26,7 @@ import pytest
 
 from gage_queue.broker.send import submit_run
 from gage_queue.settings import Settings
-from gage_queue.snapshots import queue_status
+from gage_queue.snapshots import run_state
 from gage_runs import OpCmd, OpDef, OpRef, Run, init_run_meta, make_run, stage_run
 
 # Short intervals so every fault is recovered within seconds.
@@ -150,13 +150,13 @@ class Watching:
         """Wait until every run has one of `statuses`; id -> status."""
 
         def all_done() -> dict[str, str] | None:
-            found = {run.id: queue_status(run) for run in runs}
+            found = {run.id: run_state(run) for run in runs}
             return found if all(s in statuses for s in found.values()) else None
 
         try:
             return wait_for(all_done, timeout, f"runs to be {'/'.join(statuses)}", 0.1)
         except AssertionError:
-            states = {run.id[:8]: queue_status(run) for run in runs}
+            states = {run.id[:8]: run_state(run) for run in runs}
             raise AssertionError(f"timed out; states: {states}\n{self.logs()}") from None
 
     def logs(self) -> str:

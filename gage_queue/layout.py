@@ -1,0 +1,95 @@
+"""Where the queue keeps its files: every `.gage-queue` path of a runs dir
+and every `<id>.meta/queue` path of a run, in one place.
+
+Gage lists neither: `.gage-queue` is not a run id, and `queue/` is a
+meta dir folder Gage ignores (run-format.md).
+
+    <runs>/.gage-queue/
+        active/<id>                  the active index (`active`)
+        broker/                      the embedded broker (`broker.embedded`)
+        cancel/<id>                  cancel requests not yet acted on
+        hosts/<host>/alive.lock      shared by every worker and keeper of the host
+        hosts/<host>/gpu-<id>.lock   a GPU, held by the keeper of the run using it
+        hosts/<host>/<node>/slot-<n>.lock   a run slot of a node without GPUs
+        queues/<queue>.lock          shared by every worker consuming the queue
+        reconcile.lock               the reconcile lease and its times
+        workers.lock                 shared by every worker: tells the first one
+        beat-<key>.lock              one beat per schedule file
+
+    <id>.meta/queue/
+        submitted   enqueued   cancel   lock   rerun-of
+"""
+
+from __future__ import annotations
+
+import os
+
+from gage_runs.fsmode import QUEUE_DIR as QUEUE_HOME
+from gage_runs.meta import run_meta_path
+from gage_runs.types import Run
+
+RUN_QUEUE_DIR = "queue"
+
+SUBMITTED = "submitted"
+ENQUEUED = "enqueued"
+CANCEL = "cancel"
+LOCK = "lock"
+RERUN_OF = "rerun-of"
+
+
+def queue_home(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME)
+
+
+def active_dir(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "active")
+
+
+def broker_dir(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "broker")
+
+
+def cancel_requests_dir(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "cancel")
+
+
+def host_dir(runs_dir: str, host: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "hosts", host)
+
+
+def host_alive_lock(runs_dir: str, host: str) -> str:
+    return os.path.join(host_dir(runs_dir, host), "alive.lock")
+
+
+def gpu_lock(runs_dir: str, host: str, gpu: str) -> str:
+    return os.path.join(host_dir(runs_dir, host), f"gpu-{gpu}.lock")
+
+
+def slot_lock(runs_dir: str, host: str, node: str, slot: int) -> str:
+    return os.path.join(host_dir(runs_dir, host), node, f"slot-{slot}.lock")
+
+
+def consumer_lock(runs_dir: str, queue: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "queues", f"{queue}.lock")
+
+
+def reconcile_lease(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "reconcile.lock")
+
+
+def workers_lock(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "workers.lock")
+
+
+def beat_lock(runs_dir: str, key: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, f"beat-{key}.lock")
+
+
+def queue_file(run: Run, name: str) -> str:
+    """A file of the run's `<id>.meta/queue/`."""
+    return run_meta_path(run, RUN_QUEUE_DIR, name)
+
+
+def queue_file_in(runs_dir: str, run_id: str, name: str) -> str:
+    """The same, from a run id, without making a `Run`."""
+    return os.path.join(runs_dir, f"{run_id}.meta", RUN_QUEUE_DIR, name)
