@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import IO, Any
 
-from gage_queue.snapshots import queue_status
+from gage_queue.snapshots import run_state
+from gage_queue.states import RunState
 from gage_runs.errors import RunFormatError
 from gage_runs.meta import meta_config, run_summary
 from gage_runs.types import Run
@@ -31,7 +32,7 @@ class Compared:
     id: str
     name: str
     op: str
-    status: str
+    status: RunState
     flags: dict[str, Any]
     metrics: dict[str, Any]
 
@@ -54,7 +55,7 @@ def compared(run: Run, namespace: str | None = None) -> Compared:
     }
     opref = run.opref
     op = opref.op_name if opref.op_ns == namespace else opref.get_full_name()
-    return Compared(run.id, run.name, op, queue_status(run), flags, metrics)
+    return Compared(run.id, run.name, op, run_state(run), flags, metrics)
 
 
 def _metric_value(value: Any) -> Any:

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Mapping
 
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, parse_flag_assigns, parse_flag_list, parse_flag_value
 
-from .errors import SubmitError
-
 Grid = dict[str, list[FlagValue]]
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_flags(args: list[str]) -> Grid:
@@ -78,14 +73,3 @@ def _reparses_as(text: str) -> FlagValue:
     except GageRunsError:
         return None
 
-
-def parse_duration(text: str) -> float:
-    """Seconds from `90`, `90s`, `30m`, `2h`, `1h30m` or `1.5d`; SubmitError if bad."""
-    s = text.strip().lower()
-    parts = list(_DURATION_PART.finditer(s))
-    if not parts or "".join(m.group() for m in parts) != s:
-        raise SubmitError(f"invalid duration {text!r}: use seconds, or e.g. 30m, 2h, 1h30m")
-    seconds = sum(float(m.group(1)) * _UNIT_SECONDS[m.group(2)] for m in parts)
-    if not 0 < seconds < math.inf:
-        raise SubmitError(f"invalid duration {text!r}: must be more than zero")
-    return seconds

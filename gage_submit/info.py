@@ -8,12 +8,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gage_queue.locks import is_locked, read_record
+from gage_queue.layout import RERUN_OF, RUN_QUEUE_DIR, SUBMITTED
 from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
-from gage_queue.snapshots import QueueState
-from gage_queue.states import ENDED, GageFacts, RunSnapshot, RunState, derive_state
-from gage_queue.states import FINISHED as QUEUE_FINISHED
+from gage_queue.snapshots import QueueState, read_queue_state
+from gage_queue.states import GageFacts, RunState
 from gage_runs.errors import RunFormatError
 from gage_runs.meta import meta_config, read_small, run_summary
 from gage_runs.sidecars import run_label
@@ -21,10 +20,6 @@ from gage_runs.types import Run, RunSummary
 
 from .lineage import read_rerun_of
 
-STOPPED = tuple(sorted(state.value for state in ENDED))
-FAILED = ("error", "terminated", "lost", "finalize-failed")
-# Nothing of a lost run is alive: reconcile finalizes it as terminated, so it is over.
-FINISHED = (*sorted(state.value for state in QUEUE_FINISHED), RunState.LOST.value)
 TIMESTAMPS = ("initialized", "staged", "started", "stopped")
 
 
@@ -39,7 +34,7 @@ class RunInfo:
     id: str
     name: str
     op: str
-    status: str
+    status: RunState  # a str: JSON has its name
     host: str | None
     node: str | None
     reason: str | None
@@ -81,7 +76,7 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
     files = _MetaFiles(run)
     exit_code = files.exit_code()
     state = _queue_state(run, files, exit_code)
-    submitted = (read_submitted(run) or {}) if "submitted" in files.queue and not brief else {}
+    submitted = (read_submitted(run) or {}) if SUBMITTED in files.queue and not brief else {}
     times = () if brief else TIMESTAMPS
     summary = run_summary(run) if "summary.json" in files.names else RunSummary({})
     opref = run.opref
@@ -89,7 +84,7 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
         id=run.id,
         name=run.name,
         op=opref.op_name if opref.op_ns == namespace else opref.get_full_name(),
-        status=state.status,
+        status=state.state,
         host=state.host,
         node=state.node,
         reason=state.reason,
@@ -107,7 +102,7 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
         run_dir=run.run_dir,
         config=_config(run) if detail else None,
         summary=summary.as_json() if detail else {},
-        rerun_of=read_rerun_of(run) if "rerun-of" in files.queue and not brief else None,
+        rerun_of=read_rerun_of(run) if RERUN_OF in files.queue and not brief else None,
     )
 
 
@@ -127,8 +122,8 @@ class _MetaFiles:
     def __init__(self, run: Run):
         self.meta_dir = run.meta_dir
         self.names = _names(self.meta_dir)
-        self.queue = _names(os.path.join(self.meta_dir, "queue")) if "queue" in self.names \
-            else frozenset()
+        self.queue = _names(os.path.join(self.meta_dir, RUN_QUEUE_DIR)) \
+            if RUN_QUEUE_DIR in self.names else frozenset()
 
     def timestamp(self, name: str) -> int | None:
         return self._int(name) if name in self.names else None
@@ -151,10 +146,10 @@ def _names(path: str) -> frozenset[str]:
 
 
 def _queue_state(run: Run, files: _MetaFiles, exit_code: int | None) -> QueueState:
-    """`state.queue_state` from the listing: the same facts, the one `derive_state`.
+    """`read_queue_state` given the facts this one listing of the meta dir has.
 
-    The lock is probed only when the record says running, the only state
-    `derive_state` asks the lock about; `proc/lock` only without an exit code.
+    Only `proc/lock` costs a stat, and only without an exit code; the lock
+    is probed only where the record leaves the state to it.
     """
     proc_lock = (
         exit_code is None and "proc" in files.names
@@ -164,11 +159,7 @@ def _queue_state(run: Run, files: _MetaFiles, exit_code: int | None) -> QueueSta
         exit_code=exit_code, proc_lock=proc_lock, staged="staged" in files.names,
         started="started" in files.names, initialized="initialized" in files.names,
     )
-    submitted = "submitted" in files.queue
-    record = read_record(run) if submitted else None
-    locked = record is not None and record.state is RunState.RUNNING and is_locked(run)
-    committed = record.state if record else None
-    return QueueState(derive_state(RunSnapshot(facts, submitted, committed, locked)), record)
+    return read_queue_state(run, facts, submitted=SUBMITTED in files.queue)
 
 
 def _config(run: Run) -> dict[str, Any] | None:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
-
+from gage_queue.layout import RERUN_OF, queue_file
 from gage_runs.fsmode import write_text
 from gage_runs.types import Run
 
-RERUN_OF = os.path.join("queue", "rerun-of")
-
 
 def write_rerun_of(run: Run, source: Run) -> None:
-    write_text(os.path.join(run.meta_dir, RERUN_OF), source.id, readonly=False)
+    write_text(queue_file(run, RERUN_OF), source.id, readonly=False)
 
 
 def read_rerun_of(run: Run) -> str | None:
     """The id of the run this run reruns, or None."""
     try:
-        with open(os.path.join(run.meta_dir, RERUN_OF)) as f:
+        with open(queue_file(run, RERUN_OF)) as f:
             return f.read().strip() or None
     except FileNotFoundError:
         return None

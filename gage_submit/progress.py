@@ -12,6 +12,7 @@ from collections import Counter
 from types import TracebackType
 from typing import IO, Any
 
+from gage_queue.states import RunState
 from gage_runs.types import Run
 
 from .term import console, is_terminal, styled_status
@@ -19,12 +20,17 @@ from .term import console, is_terminal, styled_status
 STATUS_WIDTH = 10
 
 
-def run_line(status: str, run: Run, detail: str = "") -> str:
+def run_line(status: RunState, run: Run, detail: str = "") -> str:
     """The plain text of a run line."""
     return f"{status:<{STATUS_WIDTH}} {run.name}  {run.id}  {detail}".rstrip()
 
 
-def status_counts(statuses: dict[str, str]) -> str:
+def run_ref(run: Run) -> str:
+    """How messages name a run: `gidik-livih (1a2b3c4d)`."""
+    return f"{run.name} ({run.id[:8]})"
+
+
+def status_counts(statuses: dict[str, RunState]) -> str:
     """`2 running, 1 queued, 3 completed`: counts by status, most first."""
     counts = Counter(statuses.values())
     return ", ".join(f"{n} {status}" for status, n in counts.most_common())
@@ -67,7 +73,7 @@ class RunLines:
         if self._progress is not None:
             self._progress.stop()
 
-    def line(self, status: str, run: Run, detail: str = "") -> None:
+    def line(self, status: RunState, run: Run, detail: str = "") -> None:
         """Print one run line (nothing when quiet)."""
         if self._quiet:
             return

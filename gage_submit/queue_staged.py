@@ -9,26 +9,25 @@ checked before any is queued.
 from __future__ import annotations
 
 from gage_queue.queue_meta import read_submitted
-from gage_queue.snapshots import queue_status
-from gage_runs.meta import meta_timestamp
-from gage_runs.status import run_status
+from gage_queue.snapshots import gage_facts, run_state
+from gage_queue.states import RunState
 from gage_runs.types import Run
 
 from .errors import SubmitError
+from .progress import run_ref
 
 
 def check_queueable(runs: list[Run]) -> None:
     """SubmitError naming the first run that is not staged outside the queue."""
     for run in runs:
-        label = f"run {run.name} ({run.id[:8]})"
         if read_submitted(run) is not None:
             raise SubmitError(
-                f"{label} was queued already (it is {queue_status(run)}): queue takes runs"
-                " staged with `gage run --stage`; use `gage-submit rerun` to run it again"
+                f"run {run_ref(run)} was queued already (it is {run_state(run)}): queue takes"
+                " runs staged with `gage run --stage`; use `gage-submit rerun` to run it again"
             )
-        status = run_status(run)
-        if status != "staged" or meta_timestamp(run, "started") is not None:
+        facts = gage_facts(run)  # Gage's own run: its state is Gage's status
+        if facts.status() is not RunState.STAGED or facts.started:
             raise SubmitError(
-                f"{label} is {status}, not staged: queue takes runs staged with"
-                " `gage run --stage` and not started"
+                f"run {run_ref(run)} is {facts.status()}, not staged: queue takes runs staged"
+                " with `gage run --stage` and not started"
             )

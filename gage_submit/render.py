@@ -11,7 +11,9 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any
 
-from gage_queue.snapshots import queue_state
+from gage_queue.durations import format_duration
+from gage_queue.snapshots import read_queue_state
+from gage_queue.states import RunState, exit_words
 from gage_runs.meta import meta_exit_code, meta_timestamp
 from gage_runs.types import Run
 
@@ -27,9 +29,9 @@ DROPPED_FIRST = ("worker", "started", "host", "op", "time", "reason")
 
 def table_row(index: int, info: RunInfo) -> tuple[str, ...]:
     """A run's cells in TABLE_COLUMNS order: how long it took, where it ran, why it ended."""
-    took = "" if info.duration is None else format_duration(info.duration)
+    took = format_duration(info.duration)
     return (
-        str(index), info.name, info.op, short_time(info.started), took, info.status,
+        str(index), info.name, info.op, short_time(info.started), took, str(info.status),
         info.host or "", info.node or "", info.reason or "", info.label or "",
     )
 
@@ -92,7 +94,7 @@ def detail_fields(info: RunInfo) -> list[tuple[str, str]]:
         ("id", info.id),
         ("name", info.name),
         ("operation", info.op),
-        ("status", info.status),
+        ("status", str(info.status)),
         ("exit code", "" if info.exit_code is None else str(info.exit_code)),
         ("reason", info.reason or ""),
         ("host", info.host or ""),
@@ -101,7 +103,7 @@ def detail_fields(info: RunInfo) -> list[tuple[str, str]]:
         ("queue", info.queue or ""),
         ("schedule", info.schedule or ""),
         ("rerun of", info.rerun_of or ""),
-        ("time limit", format_seconds(info.time_limit)),
+        ("time limit", format_duration(info.time_limit)),
         ("submitted", short_time(info.submitted)),
         ("started", short_time(info.started)),
         ("stopped", short_time(info.stopped)),
@@ -162,36 +164,24 @@ def format_value(value: Any) -> str:
 
 def end_line(run: Run) -> str:
     """How a run ended, in one line: `completed in 3m12s`, `error (exit 3)`, ..."""
-    status, detail = end_detail(run)
-    if status == "completed":
+    state, detail = end_detail(run)
+    if state is RunState.COMPLETED:
         started, stopped = meta_timestamp(run, "started"), meta_timestamp(run, "stopped")
         if started and stopped:
-            return f"completed in {format_duration((stopped - started) / 1e6)}"
-        return status
-    return f"{status} ({detail})" if detail else status
+            return f"{state} in {format_duration((stopped - started) / 1e6)}"
+        return str(state)
+    return f"{state} ({detail})" if detail else str(state)
 
 
-def end_detail(run: Run) -> tuple[str, str]:
-    """A run's status, and its exit code with why it ended when that says more."""
-    state = queue_state(run)
+def end_detail(run: Run) -> tuple[RunState, str]:
+    """A run's state, and its exit code with why it ended when that says more."""
+    state = read_queue_state(run)
     code = state.record.exit_code if state.record else meta_exit_code(run)
     exit_text = "" if code is None else f"exit {code}"
-    reason = state.reason if state.reason not in (None, "completed", exit_text) else ""
-    return state.status, ": ".join(part for part in (exit_text, reason) if part)
-
-
-def format_duration(seconds: float) -> str:
-    """`0.42` -> `0.4s`, `192` -> `3m12s`."""
-    return f"{seconds:.1f}s" if seconds < 10 else format_seconds(seconds)
-
-
-def format_seconds(seconds: float | None) -> str:
-    """`5400` -> `1h30m`, `90` -> `1m30s`, None -> `""`."""
-    if seconds is None:
-        return ""
-    total = round(seconds)
-    parts = [(total // 3600, "h"), (total % 3600 // 60, "m"), (total % 60, "s")]
-    return "".join(f"{n}{unit}" for n, unit in parts if n) or f"{seconds:g}s"
+    # left out: a reason that only says what the exit code says (`completed`, `exit 3`)
+    said = {exit_text, exit_words(code)} if code is not None and code >= 0 else {exit_text}
+    reason = state.reason if state.reason and state.reason not in said else ""
+    return state.state, ": ".join(part for part in (exit_text, reason) if part)
 
 
 def print_json(data: Any, out: IO[str]) -> None:

@@ -27,6 +27,7 @@ from gage_runs.types import OpCmd, OpDef, Run
 
 from .errors import SubmitError
 from .lineage import write_rerun_of
+from .progress import run_ref
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def rerun_source(run: Run) -> RerunSource:
 
     if meta_timestamp(run, "staged") is None:
         raise SubmitError(
-            f"run {run.name} ({run.id[:8]}) was never staged, so it has no source code to rerun"
+            f"run {run_ref(run)} was never staged, so it has no source code to rerun"
         )
     return RerunSource(run, meta_opdef(run), meta_opcmd(run), meta_config(run))
 

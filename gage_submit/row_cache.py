@@ -49,7 +49,7 @@ WORTH_IT = 100
 """Rows to read from which the cache is used (below, reading the runs is cheaper)."""
 
 _VERSION = 1
-_ENDED = frozenset(state.value for state in ENDED)
+_ENDED_BY_NAME = {state.value: state for state in ENDED}  # only ended runs' rows are kept
 _FIELDS = ("name", "status", "host", "node", "reason", "label", "started", "duration",
            "exit_code", "run_dir")
 
@@ -95,17 +95,18 @@ class RowCache:
             # _FIELDS, in order; RunInfo made positionally (a long listing makes thousands)
             name, status, host, node, reason, label, started, duration, exit_code, run_dir = fields
             info = RunInfo(
-                entry.id, name, op_name if op_ns == namespace else opref.get_full_name(), status,
+                entry.id, name, op_name if op_ns == namespace else opref.get_full_name(),
+                _ENDED_BY_NAME[status],
                 host, node, reason, label, None, None, None, None, None, None, started, None,
                 duration, exit_code, run_dir,
             )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, KeyError):
             return None
         return info, opref
 
     def keep(self, entry: RunEntry, opref: OpRef, info: RunInfo) -> None:
         """Keep the row of an ended run whose meta dir has settled."""
-        if info.status not in _ENDED or self.path is None:
+        if info.status not in ENDED or self.path is None:
             return
         meta_ns = _mtime(entry.meta_dir)
         if meta_ns is None or self._now - meta_ns < SETTLE_SECONDS * 1e9:

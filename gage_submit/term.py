@@ -5,17 +5,20 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from gage_queue.states import RunState
+
 STATUS_STYLES = {
-    "completed": "green",
-    "error": "red",
-    "terminated": "yellow",
-    "lost": "bold red",
-    "running": "cyan",
-    "finalizing": "cyan",
-    "queued": "blue",
-    "staged": "blue",
-    "pending": "dim",
-    "unknown": "dim",
+    RunState.COMPLETED: "green",
+    RunState.ERROR: "red",
+    RunState.TERMINATED: "yellow",
+    RunState.LOST: "bold red",
+    RunState.FINALIZE_FAILED: "bold red",
+    RunState.RUNNING: "cyan",
+    RunState.FINALIZING: "cyan",
+    RunState.QUEUED: "blue",
+    RunState.STAGED: "blue",
+    RunState.PENDING: "dim",
+    RunState.UNKNOWN: "dim",
 }
 
 
@@ -34,5 +37,5 @@ def console(stream: IO[str] | None = None) -> Any:
 
 
 def styled_status(status: str) -> str:
-    """Rich markup for a status in its colour."""
+    """Rich markup for a status (a RunState, or its name) in its colour."""
     return f"[{STATUS_STYLES.get(status, '')}]{status}[/]"

@@ -13,15 +13,14 @@ from collections.abc import Callable
 
 from gage_queue.consumers import queue_has_consumer
 from gage_queue.queue_meta import read_submitted
-from gage_queue.snapshots import queue_status
+from gage_queue.snapshots import run_state
+from gage_queue.states import UNFINISHED, WAIT_DONE, RunState
 from gage_runs.types import Run
 
-from .info import FINISHED, run_output_path
+from .info import run_output_path
+from .progress import run_ref
 
 POLL_SECONDS = 0.25
-# While a run is in one of these, its output may still grow.
-ACTIVE = ("pending", "queued", "running", "finalizing")
-
 
 NOTICE_AFTER_SECONDS = 5.0  # GAGE_NO_WORKER_NOTICE overrides it
 
@@ -30,7 +29,7 @@ class NoWorkerNotice:
     """Says once per queue that runs wait on it and no worker consumes it.
 
     A run must have been seen queued for `after` seconds first; whether a
-    worker consumes its queue is read from the runs dir (`presence`).
+    worker consumes its queue is read from the runs dir (`gage_queue.consumers`).
     """
 
     def __init__(self, say: Callable[[str], None], after: float | None = None):
@@ -41,40 +40,45 @@ class NoWorkerNotice:
         self._queued_since: dict[str, float] = {}
         self._told: set[str] = set()
 
-    def check(self, run: Run, status: str) -> None:
-        if status != "queued":
+    def check(self, run: Run, state: RunState) -> None:
+        if state is not RunState.QUEUED:
             self._queued_since.pop(run.id, None)
             return
         waited = time.monotonic() - self._queued_since.setdefault(run.id, time.monotonic())
-        queue = str((read_submitted(run) or {}).get("queue") or "gage")
+        queue = run_queue(run)
         if waited < self.after or queue in self._told:
             return
-        if not queue_has_consumer(os.path.dirname(run.run_dir), queue):
+        if not queue_has_consumer(run.runs_dir, queue):
             self._told.add(queue)
             self.say(
-                f"run {run.name} ({run.id[:8]}) has waited {waited:.0f} s on queue {queue!r},"
+                f"run {run_ref(run)} has waited {waited:.0f} s on queue {queue!r},"
                 f" which no worker consumes (start one: gage-worker -Q {queue}); still waiting"
             )
+
+
+def run_queue(run: Run) -> str:
+    """The queue the run was submitted to."""
+    return str((read_submitted(run) or {}).get("queue") or "gage")  # the default queue
 
 
 def follow_output(
     run: Run, write: Callable[[bytes], None], *, poll: float = POLL_SECONDS,
     notice: NoWorkerNotice | None = None,
-) -> str:
-    """Copy the run's output to `write` as it grows, until the run ends; its last status.
+) -> RunState:
+    """Copy the run's output to `write` as it grows, until the run ends; its last state.
 
-    The status is read before each copy, so the copy after the run is seen
+    The state is read before each copy, so the copy after the run is seen
     ended has all of its output.
     """
     path = run_output_path(run)
     offset = 0
     while True:
-        status = queue_status(run)
+        state = run_state(run)
         if notice:
-            notice.check(run, status)
+            notice.check(run, state)
         offset = copy_output(path, offset, write)
-        if status not in ACTIVE:
-            return status
+        if state not in UNFINISHED:
+            return state
         time.sleep(poll)
 
 
@@ -96,31 +100,31 @@ def wait_for_runs(
     *,
     timeout: float | None = None,
     poll: float = POLL_SECONDS,
-    on_status: Callable[[dict[str, str]], None] = lambda statuses: None,
-    on_finished: Callable[[Run, str], None] = lambda run, status: None,
+    on_status: Callable[[dict[str, RunState]], None] = lambda states: None,
+    on_finished: Callable[[Run, RunState], None] = lambda run, state: None,
     notice: NoWorkerNotice | None = None,
-) -> dict[str, str]:
-    """Poll until every run has finished (or `timeout` seconds pass); statuses by run id.
+) -> dict[str, RunState]:
+    """Poll until every run is done (`WAIT_DONE`, or `timeout` seconds pass); states by run id.
 
-    `on_finished` is called once per run as it finishes, `on_status` after
-    every poll with all statuses. A lost run counts as finished: its
-    worker died and reconcile finalizes it as terminated.
+    `on_finished` is called once per run as it is done, `on_status` after
+    every poll with all states. A lost run counts as done: nothing of it
+    is alive, and reconcile records it terminated.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    statuses: dict[str, str] = {}
+    states: dict[str, RunState] = {}
     waiting = list(runs)
     while True:
         still_waiting = []
         for run in waiting:
-            status = statuses[run.id] = queue_status(run)
+            state = states[run.id] = run_state(run)
             if notice:
-                notice.check(run, status)
-            if status in FINISHED:
-                on_finished(run, status)
+                notice.check(run, state)
+            if state in WAIT_DONE:
+                on_finished(run, state)
             else:
                 still_waiting.append(run)
         waiting = still_waiting
-        on_status(statuses)
+        on_status(states)
         if not waiting or (deadline is not None and time.monotonic() >= deadline):
-            return statuses
+            return states
         time.sleep(poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic())))

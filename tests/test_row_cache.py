@@ -27,7 +27,8 @@ from gage_runs.sidecars import log_user_attrs
 from gage_runs.types import OpCmd, OpDef, OpRef, Run
 from gage_submit import info as info_module
 from gage_submit import row_cache
-from gage_submit.listing import ListFilter, list_rows
+from gage_submit.filters import RunFilter
+from gage_submit.listing import list_rows
 
 OPDEF = OpDef("train", {"exec": "python train.py"})
 RUNS = 120  # above row_cache.WORTH_IT: `list -a` uses the cache
@@ -88,13 +89,13 @@ def bed(tmp_path, monkeypatch) -> Bed:
     return Bed(root, queued)
 
 
-def _listing(runs_dir: Path, where: ListFilter | None = None) -> list[dict]:
-    rows, _ = list_rows(str(runs_dir), where or ListFilter(), limit=None, namespace="proj",
+def _listing(runs_dir: Path, where: RunFilter | None = None) -> list[dict]:
+    rows, _ = list_rows(str(runs_dir), where or RunFilter(), limit=None, namespace="proj",
                         detail=False)
     return [{"index": index, **asdict(info)} for index, info in rows]
 
 
-def _uncached(runs_dir: Path, monkeypatch, where: ListFilter | None = None) -> list[dict]:
+def _uncached(runs_dir: Path, monkeypatch, where: RunFilter | None = None) -> list[dict]:
     with monkeypatch.context() as m:
         m.setenv("GAGE_LIST_CACHE", "off")
         return _listing(runs_dir, where)
@@ -134,14 +135,14 @@ def test_a_listing_from_the_cache_is_the_listing_from_the_runs(bed, monkeypatch)
     read = _count_reads(monkeypatch)
     assert _listing(runs_dir) == expected  # warm: the same rows ...
     assert read == [queued.id]  # ... reading only the run that has not ended
-    for where in (ListFilter(ops=("eval",)), ListFilter(statuses=("error", "terminated")),
-                  ListFilter(ops=("proj:train",), statuses=("completed",))):
+    for where in (RunFilter(ops=("eval",)), RunFilter(statuses=("error", "terminated")),
+                  RunFilter(ops=("proj:train",), statuses=("completed",))):
         assert _listing(runs_dir, where) == _uncached(runs_dir, monkeypatch, where)
 
 
 def test_a_short_listing_does_not_use_the_cache(bed):
     runs_dir = bed.runs_dir
-    rows, _ = list_rows(str(runs_dir), ListFilter(), limit=20, namespace=None, detail=False)
+    rows, _ = list_rows(str(runs_dir), RunFilter(), limit=20, namespace=None, detail=False)
     assert len(rows) == 20
     assert not _cache_file(runs_dir).exists()
 

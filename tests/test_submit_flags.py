@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from gage_queue.durations import DurationError, parse_duration
 from gage_runs.errors import ConfigError
 from gage_runs.flags import check_flags
-from gage_submit.errors import SubmitError
-from gage_submit.flags import (
-    expand_grid,
-    format_flags,
-    grid_size,
-    parse_duration,
-    parse_flags,
-)
+from gage_submit.flags import expand_grid, format_flags, grid_size, parse_flags
 
 CONFIG = {"lr": 0.1, "batch": 32, "optimizer": "adam", "debug": False, "seed": None}
 
@@ -155,15 +149,16 @@ def test_format_flags_reads_back_as_the_same_values():
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1.5d", 129600),
-     (".5h", 1800)],
+     (".5h", 1800), ("1h 30m", 5400)],
 )
 def test_durations(text, seconds):
-    """Time limits are seconds, or a number with s, m, h or d, and may combine units."""
+    """Time limits are seconds, or a number with s, m, h or d, and may combine units
+    (`gage_queue.durations`, the grammar of every duration)."""
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "m", "5x", "1h 30m", "-5", "0", "0m"])
+@pytest.mark.parametrize("text", ["", "m", "5x", "-5", "0", "0m", "400d"])
 def test_bad_durations(text):
-    """Anything else, and zero, is an error that shows the accepted forms."""
-    with pytest.raises(SubmitError, match="invalid duration"):
+    """Anything else, zero and more than a year are errors that say why."""
+    with pytest.raises(DurationError, match="invalid duration"):
         parse_duration(text)

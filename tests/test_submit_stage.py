@@ -15,7 +15,7 @@ import pytest
 from support.submit_cli import GageSubmit, assert_one_line_error, run_line_fields, write_project
 
 from gage_queue.queue_meta import read_submitted
-from gage_queue.snapshots import queue_status
+from gage_queue.snapshots import run_state
 from gage_runs.meta import meta_config
 from gage_runs.runs_dir import list_runs
 from gage_runs.sidecars import run_user_attrs
@@ -53,7 +53,7 @@ def test_submit_stages_a_gage_run_and_queues_it(gage_submit, project):
     (run,) = list_runs(str(runs_dir))
     assert (run.id, run.name) == (run_id, name)
     assert run_status(run) == "staged"
-    assert queue_status(run) == "queued"
+    assert run_state(run) == "queued"
     # config.json: the project's values overlaid by the flag; the staged copy is patched.
     assert meta_config(run) == {"lr": 0.01, "batch": 32, "optimizer": "adam"}
     assert "lr = 0.01\n" in (Path(run.run_dir) / "train.py").read_text()
@@ -108,7 +108,7 @@ def test_big_grid_is_staged_completely_and_in_order(gage_submit, project):
     runs = {run.id: run for run in list_runs(str(project / ".gage" / "runs"))}
     assert sorted(runs) == sorted(run_id for _, _, run_id, _ in lines)
     assert sorted(sent_messages(project / ".gage" / "runs")) == sorted(runs)
-    assert {queue_status(run) for run in runs.values()} == {"queued"}
+    assert {run_state(run) for run in runs.values()} == {"queued"}
 
 
 def test_the_default_op_and_a_flag_first(gage_submit, project):
@@ -168,7 +168,7 @@ def test_broker_down_leaves_the_run_queued_for_reconcile(gage_submit, project):
     assert "reconcile sends them when the broker is back" in line
     (run,) = list_runs(str(runs_dir))
     assert run_line_fields(result.out)[2] == run.id
-    assert queue_status(run) == "queued"
+    assert run_state(run) == "queued"
     assert meta_config(run)["lr"] == 0.2
     assert not (Path(run.meta_dir) / "queue" / "enqueued").exists()
 
@@ -192,7 +192,7 @@ def test_broker_down_leaves_a_grid_queued_for_reconcile(gage_submit, project, re
     assert len(result.lines()) == runs
     listed = list_runs(str(runs_dir))
     assert len(listed) == runs
-    assert {queue_status(run) for run in listed} == {"queued"}
+    assert {run_state(run) for run in listed} == {"queued"}
     assert not any((Path(run.meta_dir) / "queue" / "enqueued").exists() for run in listed)
 
 
