@@ -11,6 +11,7 @@ meta dir folder Gage ignores (run-format.md).
         hosts/<host>/alive.lock      shared by every worker and keeper of the host
         hosts/<host>/gpu-<id>.lock   a GPU, held by the keeper of the run using it
         hosts/<host>/<node>/slot-<n>.lock   a run slot of a node without GPUs
+        hosts/<host>/nodes/<node>.lock      a worker's default node name, while it lives
         queues/<queue>.lock          shared by every worker consuming the queue
         reconcile.lock               the reconcile lease and its times
         workers.lock                 shared by every worker: tells the first one
@@ -67,6 +68,11 @@ def gpu_lock(runs_dir: str, host: str, gpu: str) -> str:
 
 def slot_lock(runs_dir: str, host: str, node: str, slot: int) -> str:
     return os.path.join(host_dir(runs_dir, host), node, f"slot-{slot}.lock")
+
+
+def node_lock(runs_dir: str, host: str, node: str) -> str:
+    """Held by the worker that uses the default node name `node` on `host`."""
+    return os.path.join(host_dir(runs_dir, host), "nodes", f"{node.replace('/', '_')}.lock")
 
 
 def consumer_lock(runs_dir: str, queue: str) -> str:

@@ -153,6 +153,41 @@ def resolve_runs_dir(
     return os.path.abspath(os.path.expanduser(path))
 
 
+def runs_dir_source(
+    start: str,
+    override: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> tuple[str, str]:
+    """The runs dir every command uses from `start`, and where it came from in words.
+
+    The order of `resolve_runs_dir` with the project found from `start`
+    as Gage finds it; a missing or broken Gage file means the project's
+    default runs dir, as in Gage.
+    """
+    project_dir = find_project_dir(start)
+    gagefile = None
+    path = find_gagefile(project_dir) if project_dir else None
+    if path:
+        try:
+            gagefile = load_gagefile(path)
+        except GageFileError:
+            gagefile = None
+    runs_dir = resolve_runs_dir(project_dir, gagefile, override, env)
+    if override:
+        source = "--runs-dir"
+    elif env.get("GAGE_RUNS"):
+        source = "GAGE_RUNS"
+    elif env.get("RUNS_DIR"):
+        source = "RUNS_DIR"
+    elif project_dir and gagefile is not None and gagefile.get_runs_dir():
+        source = f"$runs-dir of {path}"
+    elif project_dir:
+        source = f"the project {project_dir}"
+    else:
+        source = "the default, no project here"
+    return runs_dir, source
+
+
 def _project_runs_dir(project_dir: str | None, gagefile: GageFile | None) -> str | None:
     if not project_dir:
         return None

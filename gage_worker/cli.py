@@ -14,6 +14,7 @@ unexpected failed; 2 bad input (options, settings, runs dir, schedule);
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,8 @@ import click
 from gage_queue import exits
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.settings import Settings, check_broker_url, check_queue_name, parse_gpus
-from gage_runs.fsmode import check_shared_mode
+from gage_runs.fsmode import check_shared_mode, make_dirs
+from gage_runs.gagefile import runs_dir_source
 from gage_runs.runs_dir import check_runs_dir
 
 PROG = "gage-worker"
@@ -71,20 +73,41 @@ def _run(invoke: Callable[[], Any]) -> int:
     return exits.run_command(PROG, invoke)
 
 
-def _settings(runs_dir: str | None, broker: str | None, **overrides: Any) -> Settings:
-    """The environment's settings with the options over them; the runs dir checked."""
+def _settings(runs_dir: str | None, broker: str | None, *, announce: bool = False,
+              **overrides: Any) -> Settings:
+    """The environment's settings with the options over them; the runs dir checked.
+
+    The runs dir is found as gage-submit finds it (`--runs-dir`,
+    `GAGE_RUNS`, `RUNS_DIR`, the Gage file's `$runs-dir`, `.gage/runs` of
+    the project the command stands in), so a worker started next to a
+    submitter serves its runs; a project's own runs dir is made if missing,
+    as Gage makes it at the first run.
+    """
+    path, source = runs_dir_source(os.getcwd(), runs_dir)
+    if not os.path.exists(path) and source.startswith(PROJECT_SOURCES):
+        make_dirs(path)
     settings = Settings.from_env().with_overrides(
-        runs_dir=runs_dir, broker_url=check_broker_url(broker) if broker else None, **overrides
+        runs_dir=check_runs_dir(path, writable=True),
+        broker_url=check_broker_url(broker) if broker else None, **overrides,
     )
-    return settings.with_overrides(
-        runs_dir=check_runs_dir(settings.require_runs_dir(), writable=True)
-    )
+    if announce:
+        _say("INFO", f"runs dir {settings.runs_dir} (from {source})")
+    return settings
+
+
+PROJECT_SOURCES = ("$runs-dir of ", "the project ")
+
+
+def _say(level: str, message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    click.echo(f"[{stamp}: {level}] {PROG}: {message}", err=True)
 
 
 def _common(fn: Callable) -> Callable:
     fn = click.option("--broker", metavar="URL", help="Broker URL (env GAGE_BROKER_URL).")(fn)
     fn = click.option(
-        "--runs-dir", metavar="DIR", help="Runs dir (env GAGE_RUNS)."
+        "--runs-dir", metavar="DIR",
+        help="Runs dir (default: as gage-submit finds it: GAGE_RUNS, RUNS_DIR, the project's)."
     )(fn)
     return fn
 
@@ -111,7 +134,10 @@ def main() -> None:
     "--finalize/--no-finalize", default=None,
     help="Consume the finalize queue (default: yes, unless the worker has GPUs).",
 )
-@click.option("-n", "--hostname", default="gage@%h", show_default=True, help="Worker node name.")
+@click.option(
+    "-n", "--hostname", metavar="NAME",
+    help="Worker node name (default: gage@HOST, gage2@HOST, ...: the first not in use on this host).",
+)
 @click.option(
     "-E", "--events", is_flag=True, envvar="GAGE_TASK_EVENTS",
     help="Send task events, for Flower and `celery events` (env GAGE_TASK_EVENTS=1).",
@@ -124,13 +150,14 @@ def main() -> None:
 @_loglevel_option
 def worker_cmd(
     runs_dir: str | None, broker: str | None, queues: str | None, concurrency: int | None,
-    gpus: str | None, finalize: bool | None, hostname: str, events: bool, broker_wait: float,
+    gpus: str | None, finalize: bool | None, hostname: str | None, events: bool, broker_wait: float,
     loglevel: str,
 ) -> None:
     """Start a worker (the default command)."""
     from gage_worker.worker import WorkerOptions, run_worker
 
-    settings = _settings(runs_dir, broker, gpus=parse_gpus(gpus) if gpus is not None else None)
+    settings = _settings(runs_dir, broker, announce=True,
+                         gpus=parse_gpus(gpus) if gpus is not None else None)
     options = WorkerOptions(
         queues=_queue_names(queues) if queues is not None else (),
         concurrency=concurrency,
@@ -179,9 +206,7 @@ def wait_for_broker(settings: Settings, wait: float) -> None:
             delay = min(_RETRY_DELAYS[tries] if tries < len(_RETRY_DELAYS) else _MAX_RETRY_DELAY,
                         left)
             tries += 1
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            reason = str(e).rstrip(".")
-            click.echo(f"[{stamp}: WARNING] {PROG}: {reason}; retrying in {delay:.0f} s", err=True)
+            _say("WARNING", f"{str(e).rstrip('.')}; retrying in {delay:.0f} s")
             time.sleep(delay)
 
 

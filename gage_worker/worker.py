@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from celery.exceptions import CPendingDeprecationWarning
 
 from gage_queue.broker.config import prepare_broker
 from gage_queue.errors import SettingsError
+from gage_queue.layout import node_lock
+from gage_queue.locks import lock_fd, open_lock_file
 from gage_queue.settings import Settings, check_queue_name
 from gage_runs.runs_dir import check_runs_dir
 from gage_worker.celery_app import app_for
 
 DEFAULT_CONCURRENCY = 1
+DEFAULT_NODE_NAME = "gage@%h"
+MAX_DEFAULT_NODES = 64
+
+
+def claim_node_name(runs_dir: str, host: str) -> tuple[str, int]:
+    """The first default node name no live worker of this host uses, and its lock.
+
+    `gage@HOST`, then `gage2@HOST`, ...: each held by an exclusive lock
+    while its worker lives (`layout.node_lock`). Two workers of a host get
+    two names; a worker restarted after its predecessor died gets that
+    name back, and with it its slot locks (`hosts/HOST/NODE/slot-N.lock`),
+    so runs its predecessor left running still count against its slots.
+    """
+    for n in range(1, MAX_DEFAULT_NODES + 1):
+        name = f"gage{n if n > 1 else ''}@{host}"
+        fd = open_lock_file(node_lock(runs_dir, host, name), create=True)
+        if lock_fd(fd):
+            return name, fd
+        os.close(fd)
+    raise SettingsError(f"{MAX_DEFAULT_NODES} workers run on {host} already: name this one (-n)")
 
 
 @dataclass(frozen=True)
@@ -25,7 +49,7 @@ class WorkerOptions:
     queues: tuple[str, ...] = ()
     concurrency: int | None = None
     loglevel: str = "info"
-    hostname: str = "gage@%h"
+    hostname: str | None = None  # None: the first free default name (`claim_node_name`)
     finalize: bool | None = None  # consume the finalize queue; None: unless it has GPUs
     events: bool = False  # send task events (Flower, `celery events`)
 
@@ -62,7 +86,7 @@ def worker_argv(settings: Settings, options: WorkerOptions) -> list[str]:
         f"--queues={','.join(queues)}",
         f"--concurrency={concurrency}",
         f"--loglevel={options.loglevel}",
-        f"--hostname={options.hostname}",
+        f"--hostname={options.hostname or DEFAULT_NODE_NAME}",
         *(["--task-events"] if options.events else []),
     ]
 
@@ -90,7 +114,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
     """Check the runs dir and run a worker until it is stopped."""
     runs_dir = check_runs_dir(settings.require_runs_dir(), writable=True)
     settings = settings.with_overrides(runs_dir=runs_dir)
-    argv = worker_argv(settings, options)
+    argv = worker_argv(settings, options)  # checked before anything is claimed
     warning = finalize_warning(settings, options)
     if warning:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -106,7 +130,10 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
     # when there are GPUs), so a restarted worker never oversubscribes.
     app.slots = None if settings.gpus else _concurrency(argv)
     app.finalizes = consumes_finalize(settings, options)
-    app.worker_main(argv)
+    if options.hostname is None:
+        name, _held_while_the_worker_lives = claim_node_name(runs_dir, socket.gethostname())
+        options = replace(options, hostname=name)
+    app.worker_main(worker_argv(settings, options))
 
 
 def _concurrency(argv: list[str]) -> int:
