@@ -1,4 +1,5 @@
-"""`list`, `show`, `logs`, `wait` and `cancel` read the runs dir; no broker is involved.
+"""`list`, `show`, `logs`, `wait` and `cancel` read (and cancel writes) the runs dir;
+no broker is involved.
 
 Runs are made in-process with gage_runs in each state a queue adds:
 completed and failed runs are executed and finalized here; a queued run
@@ -26,6 +27,7 @@ from support.submit_cli import (
     write_project,
 )
 
+from gage_queue.settings import Settings
 from gage_queue.states import RunState
 from gage_runs.errors import RunExecError
 from gage_runs.execute import exec_run
@@ -34,6 +36,7 @@ from gage_runs.lifecycle import finalize_run
 from gage_runs.meta import init_run_meta, make_run, meta_exit_code, write_timestamp
 from gage_runs.staging import stage_op
 from gage_runs.types import OpCmd, OpRef, Run
+from gage_worker.cancels import sweep_cancels
 
 
 class Runs:
@@ -279,19 +282,30 @@ def test_wait_exit_code_says_whether_any_run_failed(runs, gage_submit):
     assert run_line_fields(timed_out.out)[0] == "completed"
 
 
-def test_cancel_a_queued_run_finishes_it_at_once(runs, gage_submit):
-    """A queued run is finalized as terminated by `cancel`; a stopped one is left alone."""
+def test_cancel_a_queued_run_asks_a_worker_to_end_it(runs, gage_submit):
+    """`cancel` only writes the request: with no worker on the runs dir a queued run
+    stays queued, and the line says so; any worker's cancel sweep then ends it without
+    running. A stopped run is left alone."""
     queued = runs.queued()
     done = runs.finished()
 
     result = gage_submit("cancel", queued.name, done.name, check=True)
 
     assert [run_line_fields(line) for line in result.lines()] == [
-        ("terminated", queued.name, queued.id, "cancelled before it started"),
+        ("queued", queued.name, queued.id,
+         "cancel requested: a worker ends it before it starts (no worker consumes queue 'gage' now)"),
         ("completed", done.name, done.id, "already completed: nothing to cancel"),
     ]
+    assert meta_exit_code(queued) is None and meta_exit_code(done) == 0
+    shown = gage_submit("show", queued.name, "--json", check=True).json()
+    assert shown["status"] == "queued"
+    assert shown["reason"].endswith(": requested, not yet acted on")
+
+    assert sweep_cancels(Settings(runs_dir=str(runs.runs_dir))) == 1  # as any worker does
     assert meta_exit_code(queued) == -15
-    assert meta_exit_code(done) == 0
+    shown = gage_submit("show", queued.name, "--json", check=True).json()
+    assert (shown["status"], shown["started"]) == ("terminated", None)
+    assert shown["reason"].endswith("before it started")
 
 
 def test_a_terminal_gets_colour_and_a_pipe_gets_plain_text(runs, project):

@@ -28,7 +28,7 @@ from support.submit_cli import (
 )
 from support.workers import Bed, wait_for
 
-from gage_queue.snapshots import queue_status
+from gage_queue.snapshots import run_state
 from gage_runs.runs_dir import find_run
 from gage_runs.sidecars import run_user_attrs
 
@@ -105,11 +105,11 @@ def test_follow_streams_the_output_while_the_run_goes(pool):
     _, name, run_id, _ = run_line_fields(proc.stdout.readline())
     assert proc.stdout.readline() == "step 0\n"
     run = find_run(str(pool.bed.runs_dir), run_id)
-    assert queue_status(run) == "running"  # the first line arrived while it runs
+    assert run_state(run) == "running"  # the first line arrived while it runs
     rest = proc.stdout.read()
     assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
     assert rest == "".join(f"step {i}\n" for i in range(1, 8)) + "finished\n"
-    assert queue_status(run) == "completed"
+    assert run_state(run) == "completed"
 
     failed = pool.gage_submit("fail", "code=7", "--follow", timeout=60)
     assert failed.code == 1, str(failed)
@@ -147,7 +147,8 @@ def test_cancel_a_running_run(pool):
 
 
 def test_cancel_a_run_no_worker_has_taken(pool):
-    """A run on a queue no worker serves ends at once when cancelled, without ever starting."""
+    """A run on a queue no worker consumes is ended, without ever starting, by the cancel
+    sweep of the worker that shares its runs dir; `cancel` waits for that and says so."""
     _, name, run_id, _ = run_line_fields(pool.gage_submit("train", "-q", "nobody", check=True).out)
     assert pool.status(name)["status"] == "queued"
 

@@ -1,0 +1,73 @@
+"""What the commands share: options, the status choices, settings, run lookup, exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from gage_queue.states import FAILED, RunState
+
+from ..cli import PROG
+
+if TYPE_CHECKING:
+    from gage_queue.settings import Settings
+    from gage_runs.types import Run
+
+    from ..watch import NoWorkerNotice
+
+DEFAULT_MAX_RUNS = 100
+STATUSES = [state.value for state in RunState]
+"""`--status` choices: every state a run can be in."""
+
+
+def project_options(fn: Callable) -> Callable:
+    fn = click.option(
+        "--runs-dir", metavar="DIR", help="Runs dir (else GAGE_RUNS, RUNS_DIR, $runs-dir, .gage/runs)."
+    )(fn)
+    return click.option(
+        "-C", "--project-dir", metavar="DIR", help="Project dir (default: found from the cwd up)."
+    )(fn)
+
+
+broker_option = click.option("--broker", metavar="URL", help="Broker URL (else GAGE_BROKER_URL).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def settings_for(runs_dir: str | None, broker: str | None) -> Settings:
+    """The settings from the environment, with the command line's runs dir and broker."""
+    from gage_queue.settings import Settings, check_broker_url
+
+    return Settings.from_env().with_overrides(
+        runs_dir=runs_dir, broker_url=check_broker_url(broker) if broker else None
+    )
+
+
+def select_run(spec: str, project_dir: str | None, runs_dir: str | None) -> Run:
+    """The one run `spec` names (an index, id or name, or a prefix of one)."""
+    from gage_runs.runs_dir import find_run
+
+    from ..project import runs_dir_for_reading
+
+    return find_run(runs_dir_for_reading(project_dir, runs_dir), spec)
+
+
+def state_exit_code(state: RunState) -> int:
+    """The exit code of `--follow`, `logs -f` and `wait` for a run that ended so: 0 or 1."""
+    from gage_queue import exits
+
+    return exits.FAILED if state in FAILED else exits.OK
+
+
+def write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def no_worker_notice() -> NoWorkerNotice:
+    """A notice on stderr when runs wait on a queue no worker consumes."""
+    from ..watch import NoWorkerNotice
+
+    return NoWorkerNotice(lambda message: print(f"{PROG}: {message}", file=sys.stderr))

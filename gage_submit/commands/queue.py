@@ -1,0 +1,53 @@
+"""`gage-submit queue RUN...`: hand runs staged by `gage run --stage` to the queue."""
+
+from __future__ import annotations
+
+import click
+
+from .common import broker_option, project_options, settings_for
+
+
+@click.command("queue", short_help="Queue runs staged by `gage run --stage`.")
+@click.argument("specs", nargs=-1, required=True, metavar="RUN...")
+@project_options
+@click.option("-q", "--queue", "queue_name", metavar="NAME",
+              help="Queue to send to (default: GAGE_QUEUE or gage).")
+@click.option("--time-limit", metavar="DURATION", help="Stop a run after this long: 90, 30m, 2h.")
+@broker_option
+def command(
+    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
+    queue_name: str | None, time_limit: str | None, broker: str | None,
+) -> int:
+    """Queue staged runs for the workers: from now on they are the queue's.
+
+    Each RUN must be staged and not yet queued or started (as `gage run
+    --stage` leaves it). All are checked before any is queued.
+    """
+    from gage_queue.broker.send import Submitter
+    from gage_queue.durations import parse_duration
+    from gage_queue.errors import BrokerUnavailable
+    from gage_queue.states import RunState
+    from gage_runs.runs_dir import select_runs
+
+    from ..progress import run_line
+    from ..project import runs_dir_for_reading
+    from ..queue_staged import check_queueable
+
+    resolved = runs_dir_for_reading(project_dir, runs_dir)
+    runs = select_runs(resolved, list(specs))
+    check_queueable(runs)
+    settings = settings_for(resolved, broker)
+    limit = parse_duration(time_limit) if time_limit else None
+    unsent = 0
+    with Submitter(queue=queue_name, time_limit=limit, settings=settings) as submitter:
+        for run in runs:
+            sent = submitter.submit(run)
+            unsent += not sent
+            print(run_line(RunState.QUEUED, run, "" if sent else "not sent: waits for reconcile"),
+                  flush=True)
+    if submitter.error is not None:
+        raise BrokerUnavailable(
+            f"{submitter.error}; {unsent} of {len(runs)} runs stay queued in {resolved}"
+            " and reconcile sends them when the broker is back"
+        )
+    return 0

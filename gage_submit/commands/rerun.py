@@ -1,0 +1,61 @@
+"""`gage-submit rerun RUN [NAME=VALUE]...`: run a run again from its staged source code."""
+
+from __future__ import annotations
+
+import click
+
+from .common import (
+    DEFAULT_MAX_RUNS,
+    broker_option,
+    json_option,
+    project_options,
+    select_run,
+    settings_for,
+)
+
+
+@click.command("rerun", short_help="Run a run again from its staged source code, flags changed.")
+@click.argument("spec", metavar="RUN")
+@click.argument("flag_args", nargs=-1, metavar="[NAME=VALUE]...")
+@project_options
+@click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: the run's).")
+@click.option("-l", "--label", help="Label for the new runs (default: the run's).")
+@click.option("--time-limit", metavar="DURATION", help="Stop a run after this long (default: the run's).")
+@click.option(
+    "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS, show_default=True,
+    help="Refuse a grid of more runs than this.",
+)
+@click.option("--wait", is_flag=True, help="Wait for the runs; exit 1 if any does not complete.")
+@click.option("--follow", is_flag=True, help="Stream the run's output until it ends (implies --wait).")
+@json_option
+@broker_option
+def command(
+    spec: str, flag_args: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
+    queue: str | None, label: str | None, time_limit: str | None, max_runs: int, wait: bool,
+    follow: bool, as_json: bool, broker: str | None,
+) -> int:
+    """Queue new runs of RUN's op from RUN's source code, with its config overlaid by flags.
+
+    The code is what RUN staged, not the project's current code. A list
+    value, lr=[0.1,0.01], makes one run per combination. Each new run
+    records RUN as the run it reruns (`show` prints it).
+    """
+    from gage_queue.durations import parse_duration
+
+    from ..rerun import rerun_source
+    from ..submit import SubmitOptions, plan_rerun
+    from .submit import submit_plan
+
+    if follow and as_json:
+        raise click.UsageError("--follow streams output; it cannot be used with --json")
+    source = rerun_source(select_run(spec, project_dir, runs_dir))
+    settings = settings_for(None, broker)
+    plan = plan_rerun(
+        source,
+        SubmitOptions(
+            op_name=None, flag_args=list(flag_args), queue=queue, label=label, max_runs=max_runs,
+            time_limit=parse_duration(time_limit) if time_limit else None,
+        ),
+        settings,
+    )
+    return submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json)

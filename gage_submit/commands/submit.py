@@ -1,0 +1,146 @@
+"""`gage-submit [submit] OP [NAME=VALUE]...`: stage runs of an op and queue them."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from .common import (
+    DEFAULT_MAX_RUNS,
+    broker_option,
+    json_option,
+    project_options,
+    settings_for,
+    state_exit_code,
+)
+
+if TYPE_CHECKING:  # imported where used: a submit must not pay for what list needs
+    from gage_queue.errors import BrokerUnavailable
+    from gage_queue.settings import Settings
+    from gage_runs.types import Run
+
+    from ..errors import StagingFailed
+    from ..submit import Plan, Submitted
+
+
+@click.command("submit", short_help="Stage runs of an op and queue them (the default command).")
+@click.argument("args", nargs=-1, metavar="[OP] [NAME=VALUE]...")
+@project_options
+@click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: GAGE_QUEUE or gage).")
+@click.option("-l", "--label", help="Label for the runs (stored as Gage stores it).")
+@click.option("--time-limit", metavar="DURATION", help="Stop a run after this long: 90, 30m, 2h.")
+@click.option(
+    "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS, show_default=True,
+    help="Refuse a grid of more runs than this.",
+)
+@click.option("--wait", is_flag=True, help="Wait for the runs; exit 1 if any does not complete.")
+@click.option("--follow", is_flag=True, help="Stream the run's output until it ends (implies --wait).")
+@json_option
+@broker_option
+@click.option("-y", "--yes", is_flag=True, hidden=True)  # `gage run -y` habit; never prompts
+def command(
+    args: tuple[str, ...], project_dir: str | None, runs_dir: str | None, queue: str | None,
+    label: str | None, time_limit: str | None, max_runs: int, wait: bool, follow: bool,
+    as_json: bool, broker: str | None, yes: bool,
+) -> int:
+    """Stage runs of OP with flags NAME=VALUE and queue them for the workers.
+
+    OP defaults to the project's default op. A list value, lr=[0.1,0.01],
+    submits one run per combination of all list values. Prints one line
+    per run: `queued NAME ID FLAGS`.
+    """
+    from gage_queue.durations import parse_duration
+
+    from ..submit import SubmitOptions, plan_submit
+
+    if follow and as_json:
+        raise click.UsageError("--follow streams output; it cannot be used with --json")
+    op_name, flag_args = split_op(list(args))
+    settings = settings_for(None, broker)
+    plan = plan_submit(
+        SubmitOptions(
+            op_name=op_name, flag_args=flag_args, project_dir=project_dir, runs_dir=runs_dir,
+            queue=queue, label=label, max_runs=max_runs,
+            time_limit=parse_duration(time_limit) if time_limit else None,
+        ),
+        settings,
+    )
+    return submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json)
+
+
+def split_op(args: list[str]) -> tuple[str | None, list[str]]:
+    """The op name and the flags; a first word with `=` is a flag (as in Gage)."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
+                as_json: bool) -> int:
+    """Stage and queue a plan's runs, then wait or follow as asked; the exit code."""
+    from ..errors import SubmitError
+    from .logs import follow_run
+    from .wait import wait_runs
+
+    count = len(plan.configs)
+    if follow and count > 1:
+        raise SubmitError(f"--follow takes a single run and the flags make {count}: use --wait")
+    submitted, failure = _submit_all(plan, settings, quiet=as_json)
+    runs = [s.run for s in submitted]
+    if failure is not None:
+        if as_json:
+            _print_runs_json(runs)
+        raise failure
+    if follow:
+        return state_exit_code(follow_run(runs[0]))
+    code = wait_runs(runs, None, quiet=as_json) if wait else 0
+    if as_json:
+        _print_runs_json(runs)
+    return code
+
+
+def _submit_all(
+    plan: Plan, settings: Settings, *, quiet: bool
+) -> tuple[list[Submitted], StagingFailed | BrokerUnavailable | None]:
+    """Stage and queue the plan's runs with a line each; what was submitted, and any failure.
+
+    The failure is a staging error, or the broker being unreachable (then
+    the runs stay queued for reconcile).
+    """
+    from gage_queue.errors import BrokerUnavailable
+    from gage_queue.states import RunState
+
+    from ..errors import StagingFailed
+    from ..flags import format_flags
+    from ..progress import RunLines
+    from ..submit import Submission
+
+    count = len(plan.configs)
+    submitted: list[Submitted] = []
+    with Submission(plan, settings) as submission, RunLines(
+        sys.stdout, count, f"Submitting {count} runs", quiet=quiet
+    ) as lines:
+        try:
+            for item in submission:
+                submitted.append(item)
+                lines.line(RunState.QUEUED, item.run, format_flags(item.flags))
+                lines.update(len(submitted))
+        except StagingFailed as e:
+            return submitted, e
+    if submission.broker_error is None:
+        return submitted, None
+    unsent = sum(not s.sent for s in submitted)
+    return submitted, BrokerUnavailable(
+        f"{submission.broker_error}; {unsent} of {count} runs stay queued in {plan.runs_dir}"
+        " and reconcile sends them when the broker is back (any worker on start, or"
+        " `gage-worker reconcile`)"
+    )
+
+
+def _print_runs_json(runs: list[Run]) -> None:
+    from ..info import run_info
+    from ..render import print_json
+
+    print_json([run_info(run, detail=True).as_json() for run in runs], sys.stdout)

@@ -1,0 +1,84 @@
+"""`gage-submit wait RUN...`: wait for runs to end; the exit code says whether all completed."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from .common import no_worker_notice, project_options, state_exit_code
+
+if TYPE_CHECKING:
+    from gage_queue.states import RunState
+    from gage_runs.types import Run
+
+
+@click.command("wait", short_help="Wait for runs to end.")
+@click.argument("specs", nargs=-1, required=True, metavar="RUN...")
+@project_options
+@click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 4): 90, 30m, 2h.")
+def command(
+    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, timeout: str | None
+) -> int:
+    """Wait for runs to end; exit 0 if all completed, 1 if any did not."""
+    from gage_queue.durations import parse_duration
+    from gage_runs.runs_dir import select_runs
+
+    from ..project import runs_dir_for_reading
+
+    seconds = parse_duration(timeout) if timeout else None
+    runs = select_runs(runs_dir_for_reading(project_dir, runs_dir), list(specs))
+    _check_waitable(runs)
+    return wait_runs(runs, seconds)
+
+
+def _check_waitable(runs: list[Run]) -> None:
+    """SubmitError for a run that nothing will move on: staged outside the queue, or pending."""
+    from gage_queue.snapshots import run_state
+    from gage_queue.states import NOT_YET_RUN
+
+    from ..errors import SubmitError
+    from ..progress import run_ref
+
+    for run in runs:
+        state = run_state(run)
+        if state in NOT_YET_RUN:
+            raise SubmitError(
+                f"run {run_ref(run)} is {state} and not queued, so it will not end"
+                " on its own: submit it, or start it with `gage run --start`"
+            )
+
+
+def wait_runs(runs: list[Run], timeout: float | None, *, quiet: bool = False) -> int:
+    """Wait with run lines and a bar; the exit code for the runs' states."""
+    from gage_queue.durations import format_duration
+
+    from ..errors import WaitTimeout
+    from ..progress import RunLines, status_counts
+    from ..render import end_detail
+    from ..watch import wait_for_runs
+
+    finished: list[Run] = []
+    with RunLines(sys.stdout, len(runs), "Waiting", quiet=quiet) as lines:
+
+        def on_finished(run: Run, state: RunState) -> None:
+            finished.append(run)
+            lines.line(state, run, end_detail(run)[1])
+
+        states = wait_for_runs(
+            runs,
+            timeout=timeout,
+            on_finished=on_finished,
+            notice=no_worker_notice(),
+            on_status=lambda states: lines.update(len(finished), status_counts(states)),
+        )
+    if len(finished) < len(runs):
+        assert timeout is not None
+        raise WaitTimeout(
+            f"timed out after {format_duration(timeout)}:"
+            f" {len(runs) - len(finished)} of {len(runs)} runs have not ended"
+        )
+    if not quiet and len(runs) > 1:
+        print(f"{len(runs)} runs: {status_counts(states)}", file=sys.stderr)
+    return max(state_exit_code(state) for state in states.values())
