@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from gage_runs.errors import GageFileError, RunsDirError
 from gage_runs.gagefile import (
     GageFile,
-    find_gagefile,
     find_project_dir,
-    load_gagefile,
     load_project_op,
     project_namespace,
     resolve_runs_dir,
+    runs_dir_source,
 )
 from gage_runs.runs_dir import check_runs_dir
 from gage_runs.types import OpDef, OpRef
@@ -75,15 +74,7 @@ def runs_dir_for_reading(start: str | None, override: str | None) -> str:
     A missing or broken Gage file doesn't matter here: Gage then uses the
     project's default runs dir.
     """
-    project_dir = find_project_dir(_start_dir(start))
-    gagefile = None
-    path = find_gagefile(project_dir) if project_dir else None
-    if path:
-        try:
-            gagefile = load_gagefile(path)
-        except GageFileError:
-            gagefile = None
-    runs_dir = resolve_runs_dir(project_dir, gagefile, override)
+    runs_dir, _ = runs_dir_source(_start_dir(start), override)
     if os.path.exists(runs_dir) and not os.path.isdir(runs_dir):
         raise RunsDirError(f"runs dir {runs_dir} is not a directory")
     return runs_dir
