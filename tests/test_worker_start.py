@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 
 import pytest
 from support.workers import Worker, wait_for, worker_command
 
 from gage_queue.broker.send import submit_run
+from gage_queue.queue_meta import read_enqueued
 from gage_queue.settings import Settings
 from gage_queue.snapshots import run_state
 from gage_runs.gagefile import runs_dir_source
@@ -76,3 +78,20 @@ def test_two_workers_on_a_host_get_distinct_default_names(worker_bed):
     first.kill()
     third = _start(worker_bed, worker_bed.root, "third")
     assert f"gage@{HOST} ready." in third.log()
+
+
+def test_runs_queued_before_the_first_worker_are_sent_once(worker_bed):
+    """200 runs wait on the embedded broker longer than the reconcile threshold; the
+    first worker's reconcile passes (every second here) re-send none of those its
+    pool has claimed: each runs once, and no exec task is sent twice."""
+    runs = worker_bed.stage_and_submit(200)
+    threshold = float(worker_bed.settings().reconcile_threshold)
+    stamps = {run.id: read_enqueued(run) for run in runs}
+    oldest = min(stamps.values()) / 1e6
+    wait_for(lambda: time.time() - oldest > threshold, threshold + 5, "the runs to be stale")
+
+    worker = worker_bed.start_worker("-c", "2")
+    assert worker_bed.wait_status(runs, timeout=240) == {run.id: "completed" for run in runs}
+    assert {run.id: len(worker_bed.executions(run)) for run in runs} == {run.id: 1 for run in runs}
+    assert {run.id: read_enqueued(run) for run in runs} == stamps  # none was sent again
+    assert "re-sent to queue" not in worker.log()

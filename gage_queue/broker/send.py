@@ -104,12 +104,13 @@ class BrokerSession:
         self._call(lambda conn: publish_task(conn, task_name, [run_id], queue, display))
 
     def queue_size(self, queue: str) -> int:
-        """Messages waiting in `queue` (not counting ones being worked on)."""
+        """Messages of `queue` the broker holds: waiting, and (embedded) claimed, unacked.
+
+        A claimed message is on its way to a keeper: counting it keeps
+        reconcile from re-sending a run a worker has taken but not started.
+        """
         if self._folder is not None:
-            suffix = f"{queue}.msg"  # counted as kombu's filesystem transport counts
-            return self._in_folder(
-                lambda folder: sum(name.partition(".")[2] == suffix for name in os.listdir(folder))
-            )
+            return self._in_folder(lambda folder: _embedded_count(folder, queue))
 
         def size(conn: Connection) -> int:
             channel = conn.channel()
@@ -379,3 +380,23 @@ def send_finalize(run_id: str, settings: Settings) -> None:
     """Send the finalize task of an executed run."""
     with BrokerSession(settings) as session:
         session.send(FINALIZE_TASK, run_id, settings.finalize_queue)
+
+
+def _embedded_count(messages: str, queue: str) -> int:
+    """Messages of `queue` in the embedded broker's `messages/` and every claim folder."""
+    from gage_queue.broker.embedded import claimed_folder  # kombu's transport: workers only
+
+    suffix = f"{queue}.msg"  # counted as kombu's filesystem transport counts
+
+    def count(folder: str) -> int:
+        try:
+            return sum(name.partition(".")[2] == suffix for name in os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return 0  # a claim folder removed as its consumer closed
+
+    claimed = claimed_folder(os.path.dirname(messages))
+    try:
+        consumers = os.listdir(claimed)
+    except FileNotFoundError:
+        consumers = []
+    return count(messages) + sum(count(os.path.join(claimed, name)) for name in consumers)
