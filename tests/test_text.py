@@ -1,0 +1,37 @@
+"""Run text made safe to show, and user text checked at the door."""
+
+from __future__ import annotations
+
+import pytest
+
+from gage_queue.text import BadText, check_user_text, has_control, shown
+
+
+@pytest.mark.parametrize(("raw", "safe"), [
+    ("plain label", "plain label"),
+    ("\x1b[31mRED\x1b[0m", "\\x1b[31mRED\\x1b[0m"),
+    ("a\nb\rc", "a\\nb\\rc"),
+    ("tab\there", "tab here"),
+    ("\x7f\x9b2J", "\\x7f\\x9b2J"),  # DEL and the 8-bit CSI
+    ("abc\u202edcba", "abc\\u202edcba"),  # a right-to-left override
+    ("naïve ✓ 日本", "naïve ✓ 日本"),
+])
+def test_shown_escapes_every_control_character(raw, safe):
+    assert shown(raw) == safe
+    assert not has_control(shown(raw))
+
+
+def test_shown_cuts_long_text():
+    assert shown("x" * 10_000) == "x" * 399 + "…"
+    assert shown("x" * 10, limit=5) == "xxxx…"
+    assert shown("x" * 10_000, limit=None) == "x" * 10_000
+
+
+def test_user_text_is_checked_at_the_door():
+    assert check_user_text("fine-label 1", "label") == "fine-label 1"
+    with pytest.raises(BadText, match=r"label .*\\x1b.* has a control character"):
+        check_user_text("\x1b[2J", "label")
+    with pytest.raises(BadText, match="label is 201 characters long: at most 200"):
+        check_user_text("x" * 201, "label")
+    with pytest.raises(BadText):
+        check_user_text("a\nb", "label")
