@@ -28,6 +28,7 @@ import enum
 import signal
 from dataclasses import dataclass
 
+from gage_queue.text import shown
 from gage_runs.status import gage_status, status_for_exit_code
 
 
@@ -166,7 +167,7 @@ class EndReason(str, enum.Enum):
 
 def cancelled_words(by: str | None) -> str:
     """Why a cancelled run stopped: "cancelled by ann@laptop"."""
-    return f"cancelled by {by}" if by else "cancelled"
+    return f"cancelled by {shown(by, 100)}" if by else "cancelled"
 
 
 def before_start_words(stopped: str) -> str:

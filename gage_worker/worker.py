@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -10,12 +11,14 @@ import warnings
 from dataclasses import dataclass, replace
 
 from celery.exceptions import CPendingDeprecationWarning
+from celery.signals import after_setup_logger, after_setup_task_logger
 
 from gage_queue.broker.config import prepare_broker
 from gage_queue.errors import SettingsError
 from gage_queue.layout import node_lock
 from gage_queue.locks import lock_fd, open_lock_file
 from gage_queue.settings import Settings, check_queue_name
+from gage_queue.text import has_control, shown
 from gage_runs.runs_dir import check_runs_dir
 from gage_worker.celery_app import app_for
 
@@ -110,6 +113,28 @@ def finalize_warning(settings: Settings, options: WorkerOptions) -> str | None:
     )
 
 
+class SafeLogText(logging.Filter):
+    """Escapes control characters in every log message (`gage_queue.text.shown`).
+
+    Labels, cancel requesters, schedule job names and run messages reach
+    the worker's log lines: a run must not be able to write an escape
+    sequence to the terminal that tails them, nor forge a line with a
+    newline. Tracebacks (`exc_info`) are formatted apart and kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if has_control(message):
+            record.msg, record.args = shown(message, limit=None), None
+        return True
+
+
+def _filter_log_handlers(logger: logging.Logger, **_: object) -> None:
+    for handler in logger.handlers:
+        if not any(isinstance(f, SafeLogText) for f in handler.filters):
+            handler.addFilter(SafeLogText())
+
+
 def run_worker(settings: Settings, options: WorkerOptions) -> None:
     """Check the runs dir and run a worker until it is stopped."""
     runs_dir = check_runs_dir(settings.require_runs_dir(), writable=True)
@@ -125,6 +150,8 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
         "ignore", message=r"\s*In Celery 5.1 we introduced", category=CPendingDeprecationWarning
     )
     prepare_broker(settings)
+    after_setup_logger.connect(_filter_log_handlers, weak=False)
+    after_setup_task_logger.connect(_filter_log_handlers, weak=False)
     app = app_for(settings)
     # Keepers hold one of the node's slot locks per run (GPUs are the slots
     # when there are GPUs), so a restarted worker never oversubscribes.
