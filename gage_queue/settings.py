@@ -12,6 +12,11 @@
 | `GAGE_RECONCILE_THRESHOLD` | seconds a queued run waits before reconcile re-sends it | `300` |
 | `GAGE_CANCEL_GRACE` | seconds between SIGTERM and SIGKILL on cancel or time limit | `10` |
 | `GAGE_GPUS` | GPU slots of a worker, e.g. `0,1`: one run per GPU | none |
+| `GAGE_NO_WORKER_NOTICE` | seconds a run waits on a queue no worker consumes before `--wait`, `wait` and `logs -f` say so | `5` |
+| `GAGE_LIST_CACHE` | `on` or `off`: `list`'s per-user cache of ended runs' rows (also 1/0, yes/no, true/false) | `on` |
+
+Every variable is checked when settings load, before anything is staged
+or sent: a bad value is a one-line error (exit 2), never a default.
 
 A broker URL is checked when settings load: a known scheme, a host and a
 port in 1-65535 for Redis and AMQP, a Redis database number, a socket path
@@ -48,6 +53,8 @@ class Settings:
     reconcile_threshold: float = 300.0
     cancel_grace: float = 10.0
     gpus: tuple[str, ...] = ()
+    no_worker_notice: float = 5.0
+    list_cache: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +73,8 @@ class Settings:
             ),
             cancel_grace=_seconds(env, "GAGE_CANCEL_GRACE", default.cancel_grace),
             gpus=parse_gpus(env.get("GAGE_GPUS") or ""),
+            no_worker_notice=_seconds(env, "GAGE_NO_WORKER_NOTICE", default.no_worker_notice),
+            list_cache=_switch(env, "GAGE_LIST_CACHE", default.list_cache),
         ).validated()
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -170,6 +179,20 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0 or value == float("inf"):
         raise SettingsError(f"{name} must be a positive number of seconds, not {text!r}")
     return value
+
+
+_SWITCH = {"on": True, "1": True, "yes": True, "true": True,
+           "off": False, "0": False, "no": False, "false": False}
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return _SWITCH[text.strip().lower()]
+    except KeyError:
+        raise SettingsError(f"{name} must be on or off, not {text!r}") from None
 
 
 def redact_url(url: str) -> str:

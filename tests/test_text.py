@@ -35,3 +35,23 @@ def test_user_text_is_checked_at_the_door():
         check_user_text("x" * 201, "label")
     with pytest.raises(BadText):
         check_user_text("a\nb", "label")
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("GAGE_NO_WORKER_NOTICE", "abc", "GAGE_NO_WORKER_NOTICE must be a positive number"),
+    ("GAGE_LIST_CACHE", "maybe", "GAGE_LIST_CACHE must be on or off, not 'maybe'"),
+    ("GAGE_CANCEL_GRACE", "-1", "GAGE_CANCEL_GRACE must be a positive number"),
+])
+def test_every_setting_is_checked_when_settings_load(name, value, message):
+    from gage_queue.errors import SettingsError
+    from gage_queue.settings import Settings
+
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({name: value})
+
+
+def test_switches_read_the_usual_words():
+    from gage_queue.settings import Settings
+
+    assert [Settings.from_env({"GAGE_LIST_CACHE": word}).list_cache
+            for word in ("off", "0", "No", "on", "TRUE", "")] == [False] * 3 + [True] * 3
