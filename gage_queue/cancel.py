@@ -16,7 +16,7 @@ import os
 
 from gage_queue.layout import cancel_requests_dir
 from gage_queue.queue_meta import write_cancel
-from gage_queue.snapshots import run_state
+from gage_queue.snapshots import read_queue_state
 from gage_queue.states import CANCELLABLE, WAITING_TO_START, RunState
 from gage_runs.fsmode import touch_shared
 from gage_runs.names import is_run_id
@@ -24,9 +24,14 @@ from gage_runs.types import Run
 
 
 def request_cancel(run: Run) -> RunState:
-    """Ask for `run` to stop; its state as it was (nothing done unless cancellable)."""
-    state = run_state(run)
-    if state not in CANCELLABLE:
+    """Ask for `run` to stop; its state as it was.
+
+    Nothing is written unless the queue owns the run (Gage's own runs have
+    no keeper to act on a request) and its state is cancellable.
+    """
+    current = read_queue_state(run)
+    state = current.state
+    if current.record is None or state not in CANCELLABLE:
         return state
     write_cancel(run)
     if state in WAITING_TO_START:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gage_queue.layout import consumer_lock
+from gage_queue.layout import consumer_lock, workers_lock
 from gage_queue.locks import lock_fd, open_lock_file, probe_path
 
 
@@ -23,6 +23,11 @@ def announce_queues(runs_dir: str, queues: Iterable[str]) -> list[int]:
         lock_fd(fd, shared=True)
         fds.append(fd)
     return fds
+
+
+def runs_dir_has_worker(runs_dir: str) -> bool:
+    """True if some worker shares this runs dir (every worker holds the workers lock)."""
+    return probe_path(workers_lock(runs_dir))
 
 
 def queue_has_consumer(runs_dir: str, queue: str) -> bool:

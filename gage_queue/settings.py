@@ -35,6 +35,7 @@ from gage_queue.errors import SettingsError
 
 BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "filesystem")
 _NETWORK_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+DEFAULT_QUEUE = "gage"
 MAX_URL_FILE = 4096  # bytes
 _GPU_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:.-]*\Z")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*\Z")
@@ -46,7 +47,7 @@ class Settings:
 
     runs_dir: str | None = None
     broker_url: str | None = field(default=None, repr=False)  # may hold a password
-    queue: str = "gage"
+    queue: str = DEFAULT_QUEUE
     finalize_queue: str = "gage-finalize"
     visibility_timeout: float = 86400.0
     reconcile_interval: float = 60.0

@@ -7,3 +7,5 @@ queues them); `info`, `listing`, `filters`, `watch`, `render`, `progress`
 and `term` serve the commands that list, show, follow, wait for and
 cancel runs.
 """
+
+PROG = "gage-submit"

@@ -34,7 +34,8 @@ from typing import Any
 
 import click
 
-PROG = "gage-submit"
+from gage_submit import PROG
+
 COMMANDS = {  # name -> its module in gage_submit.commands, loaded when asked for
     "submit": "submit",
     "list": "list",

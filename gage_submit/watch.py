@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from gage_queue.consumers import queue_has_consumer
 from gage_queue.queue_meta import read_submitted
+from gage_queue.settings import DEFAULT_QUEUE
 from gage_queue.snapshots import run_state
 from gage_queue.states import UNFINISHED, WAIT_DONE, RunState
 from gage_runs.types import Run
@@ -58,7 +59,7 @@ class NoWorkerNotice:
 
 def run_queue(run: Run) -> str:
     """The queue the run was submitted to."""
-    return str((read_submitted(run) or {}).get("queue") or "gage")  # the default queue
+    return str((read_submitted(run) or {}).get("queue") or DEFAULT_QUEUE)
 
 
 def follow_output(

@@ -73,9 +73,14 @@ def _run(invoke: Callable[[], Any]) -> int:
     return exits.run_command(PROG, invoke)
 
 
-def _settings(runs_dir: str | None, broker: str | None, *, announce: bool = False,
-              **overrides: Any) -> Settings:
-    """The environment's settings with the options over them; the runs dir checked.
+def _settings(runs_dir: str | None, broker: str | None, **overrides: Any) -> Settings:
+    """The environment's settings with the options over them; the runs dir checked."""
+    return _settings_and_source(runs_dir, broker, **overrides)[0]
+
+
+def _settings_and_source(runs_dir: str | None, broker: str | None,
+                         **overrides: Any) -> tuple[Settings, str]:
+    """The settings, and where their runs dir came from in words.
 
     The runs dir is found as gage-submit finds it (`--runs-dir`,
     `GAGE_RUNS`, `RUNS_DIR`, the Gage file's `$runs-dir`, `.gage/runs` of
@@ -90,9 +95,7 @@ def _settings(runs_dir: str | None, broker: str | None, *, announce: bool = Fals
         runs_dir=check_runs_dir(path, writable=True),
         broker_url=check_broker_url(broker) if broker else None, **overrides,
     )
-    if announce:
-        _say("INFO", f"runs dir {settings.runs_dir} (from {source})")
-    return settings
+    return settings, source
 
 
 PROJECT_SOURCES = ("$runs-dir of ", "the project ")
@@ -156,8 +159,8 @@ def worker_cmd(
     """Start a worker (the default command)."""
     from gage_worker.worker import WorkerOptions, run_worker
 
-    settings = _settings(runs_dir, broker, announce=True,
-                         gpus=parse_gpus(gpus) if gpus is not None else None)
+    settings, source = _settings_and_source(
+        runs_dir, broker, gpus=parse_gpus(gpus) if gpus is not None else None)
     options = WorkerOptions(
         queues=_queue_names(queues) if queues is not None else (),
         concurrency=concurrency,
@@ -167,6 +170,7 @@ def worker_cmd(
         events=events,
     )
     wait_for_broker(settings, broker_wait)
+    _say("INFO", f"runs dir {settings.runs_dir} (from {source})")  # once all is checked
     logging.getLogger(CONSUMER_LOGGER).addFilter(OneLineLogs())
     run_worker(settings, options)
 

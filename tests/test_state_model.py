@@ -115,7 +115,13 @@ def _status_literals(tree: ast.AST) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
-            for operand in (node.left, *node.comparators):
+            # `"staged" in files` asks for Gage's timestamp file: only a literal
+            # container on the right of `in` lists states.
+            membership = all(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)
+            operands = node.comparators if membership else (node.left, *node.comparators)
+            for operand in operands:
+                if membership and isinstance(operand, ast.Constant):
+                    continue
                 found += [(node.lineno, name) for name in _names_in(operand)]
         elif isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(_names_in(node)) >= 2:
             found += [(node.lineno, ", ".join(_names_in(node)))]
@@ -136,6 +142,7 @@ def test_no_module_compares_or_lists_status_names():
 def test_the_check_finds_what_it_looks_for():
     tree = ast.parse('if s == "running": pass\nACTIVE = ("queued", "running")\n'
                      'TIMES = ("initialized", "staged", "started")\n'
-                     'COLOURS = {"completed": "green", "error": "red"}\n')
+                     'COLOURS = {"completed": "green", "error": "red"}\n'
+                     'if "staged" in names: pass\nif s in ("lost",): pass\n')
     assert _status_literals(tree) == [(1, "running"), (2, "queued, running"),
-                                      (4, "completed, error")]
+                                      (4, "completed, error"), (6, "lost")]

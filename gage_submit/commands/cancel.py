@@ -151,11 +151,9 @@ def _request(run: Run) -> _Request:
 def _worker_there(runs_dir: str, queue: str) -> bool:
     """True if a worker can end a run of `queue` waiting to start: one consumes the
     queue, or shares the runs dir at all (every worker sweeps its cancel requests)."""
-    from gage_queue.consumers import queue_has_consumer
-    from gage_queue.layout import workers_lock
-    from gage_queue.locks import probe_path
+    from gage_queue.consumers import queue_has_consumer, runs_dir_has_worker
 
-    return queue_has_consumer(runs_dir, queue) or probe_path(workers_lock(runs_dir))
+    return queue_has_consumer(runs_dir, queue) or runs_dir_has_worker(runs_dir)
 
 
 def _settled(run: Run, deadline: float) -> QueueState:

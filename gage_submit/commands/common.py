@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from gage_queue.states import FAILED, RunState
-
-from ..cli import PROG
+from gage_submit import PROG
 
 if TYPE_CHECKING:
     from gage_queue.settings import Settings
