@@ -34,15 +34,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_the_named_sets_say_what_they_mean():
-    assert ENDED == {S.COMPLETED, S.ERROR, S.TERMINATED}
-    assert FINISHED == ENDED | {S.FINALIZE_FAILED}
-    assert WAIT_DONE == FINISHED | {S.LOST}
-    assert OWED == {S.QUEUED, S.RUNNING, S.LOST, S.FINALIZING}
-    assert INDEXED == OWED | {S.FINALIZE_FAILED}
-    assert CANCELLABLE == WAITING_TO_START | {S.RUNNING}
+    assert {S.COMPLETED, S.ERROR, S.TERMINATED} == ENDED
+    assert ENDED | {S.FINALIZE_FAILED} == FINISHED
+    assert FINISHED | {S.LOST} == WAIT_DONE
+    assert {S.QUEUED, S.RUNNING, S.LOST, S.FINALIZING} == OWED
+    assert OWED | {S.FINALIZE_FAILED} == INDEXED
+    assert WAITING_TO_START | {S.RUNNING} == CANCELLABLE
     assert not (OWED & FINISHED) and not (UNFINISHED & WAIT_DONE)
     assert S.COMPLETED not in FAILED and FAILED <= WAIT_DONE
-    assert LOCK_DECIDES == {S.RUNNING}
+    assert {S.RUNNING} == LOCK_DECIDES
     # Every state the queue owes something can be reached and left by the table.
     sources = {state for state, _ in states.TRANSITIONS}
     targets = set().union(*states.TRANSITIONS.values())
