@@ -8,9 +8,9 @@ For every run submitted to the queue, by its state (`state.queue_state`):
   still hold the lock: those processes are killed (the same-host sweep),
   so the next pass finds the run lost;
 - queued with a cancel request and a free lock: finalized as terminated;
-- finalizing (exit recorded) for longer than the threshold, or since the
-  last failed attempt for longer than the threshold times 2^(attempts-1):
-  finalize re-sent;
+- finalizing (exit recorded) for longer than a short grace (its worker
+  died: a live one finalizes at once), or since the last failed attempt
+  for longer than the threshold times 2^(attempts-1): finalize sent;
 - queued for longer than the threshold (since its last enqueue): re-sent.
 
 Re-sends are bounded by what the broker is missing: for each queue, at
@@ -85,6 +85,7 @@ Backlogs = dict[tuple[str, str], list[tuple[int, Run]]]
 
 
 FULL_SCAN_INTERVAL = 3600.0  # seconds between full scans of the runs dir
+FIRST_FINALIZE_GRACE = 10.0  # seconds after a run's exit before reconcile sends its finalize
 CANCEL_SWEEP_INTERVAL = 1.0  # seconds between cancel sweeps, in every worker
 NEW_ENTRY_GRACE = 600.0  # an entry this young without a record may be a submit in progress
 
@@ -237,9 +238,19 @@ def _reconcile_run(run: Run, submitted: dict, state: QueueState, settings: Setti
 
 
 def _finalize_due(record: RunRecord, threshold: float) -> bool:
-    """Finalize is owed and its last attempt (or the exit) is old enough to retry."""
+    """Finalize is owed and nobody is about to do it.
+
+    A first attempt is due `FIRST_FINALIZE_GRACE` seconds after the exit:
+    a live worker finalizes its run right after its keeper answers, so an
+    exit older than that lost its worker, and its finalize has nothing to
+    wait for. A failed attempt is retried after the threshold times
+    2^(attempts-1).
+    """
     since = record.finalize_tried or record.ended or 0
-    wait = threshold * 2 ** max(record.finalize_attempts - 1, 0)
+    if record.finalize_attempts == 0:
+        wait = FIRST_FINALIZE_GRACE
+    else:
+        wait = threshold * 2 ** (record.finalize_attempts - 1)
     return time.time_ns() // 1000 - since > wait * 1_000_000
 
 
