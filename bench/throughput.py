@@ -1,17 +1,19 @@
 """Benchmark: trivial runs through staging, the broker and 2 worker slots.
 
     python bench/throughput.py [--runs 200] [--latency-runs 50] [--embedded | --broker URL]
-                               [--dir DIR]
+                               [--dir DIR] [--python PY]
 
 Three figures, all from this one invocation:
 
-1. Floor: the same `python say.py` spawned `--runs` times, 2 at a time, by
-   a plain Python loop (the run's whole cost with no queue at all),
+1. Floor: the same `say.py` spawned `--runs` times, 2 at a time, by a
+   plain Python loop (the run's whole cost with no queue at all),
    measured before and after the queue figure; the ratio uses their mean,
-   so a load change on a shared machine skews it less. The interpreter is
-   this venv's: setuptools' default editable install (an import-hook
-   finder, not what `make install` makes) adds ~33 ms to every Python
-   start, the floor's too, and so flatters the ratio.
+   so a load change on a shared machine skews it less. The floor and the
+   runs' command both use a bare interpreter with nothing installed
+   (`--python`, default: the interpreter this venv was made from, started
+   `-I -S`, as in bench/peers.py), never a venv's `python`: a venv's
+   start-up (its site-packages, an editable install's finder) would add to
+   the floor's every run and flatter the ratio.
 2. Queue: `--runs` runs staged (`gage_runs.stage_op`), submitted
    (`gage_queue.broker.send.submit_run`) and executed and finalized by one
    `gage-worker -c 2`, timed from the first staging to the last `stopped`.
@@ -22,7 +24,9 @@ Three figures, all from this one invocation:
    is split by process (psutil): staging and submitting (this process),
    the worker's main and pool processes, the keeper launchers, and the
    rest (keepers, setpriv, sh, the runs, the kernel), less the floor's
-   CPU per run for what the queue adds around each run.
+   CPU per run for what the queue adds around each run. The last lines
+   give both ratios as bench/peers.py does: wall time / x floor, and CPU
+   per run with what it adds beyond the floor's run.
 3. Dispatch latency, enqueue to process start: `--latency-runs` runs
    submitted one at a time to the idle worker, from just before
    `submit_run` to the run's `started` timestamp (written right before the
@@ -48,6 +52,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -69,11 +74,19 @@ from gage_runs import OpDef, OpRef, Run, stage_op  # noqa: E402
 from gage_runs.meta import meta_timestamp  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import bare_python  # noqa: E402
+
 SLOTS = 2
 TARGET_RATIO = 2.0
 TARGET_LATENCY_MS = 20.0
 TARGET_EMBEDDED_MS = 10.0
 SAY_PY = 'print("Hi there")\n'
+BARE: list[str] = []  # the floor's and the runs' interpreter, [python, -I, -S] (`bare_python`)
+
+
+def say_command() -> str:
+    return f"{shlex.join(BARE)} say.py"
 
 
 def file_system(path: str) -> str:
@@ -116,10 +129,10 @@ def process_cpu(worker: subprocess.Popen) -> dict[str, float]:
 
 
 def floor_seconds(project: Path, runs: int) -> float:
-    """`runs` x `python say.py`, 2 at a time, from a plain loop."""
+    """`runs` x `say.py` by the bare interpreter, 2 at a time, from a plain loop."""
 
     def one(_: int) -> None:
-        subprocess.run([sys.executable, "say.py"], cwd=project, check=True,
+        subprocess.run([*BARE, "say.py"], cwd=project, check=True,
                        stdout=subprocess.DEVNULL)
 
     started = time.perf_counter()
@@ -134,7 +147,8 @@ def start_worker(root: Path, settings: Settings) -> subprocess.Popen:
     if settings.broker_url:
         env["GAGE_BROKER_URL"] = settings.broker_url
     log = root / "worker.log"
-    script = shutil.which("gage-worker") or "gage-worker"
+    beside = Path(sys.executable).parent / "gage-worker"  # this venv's, activated or not
+    script = str(beside) if beside.exists() else shutil.which("gage-worker") or "gage-worker"
     proc = subprocess.Popen([script, "-c", str(SLOTS)], env=env, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
@@ -166,7 +180,7 @@ def wait_stopped(runs: list[Run], timeout: float = 600) -> float:
 
 
 def queue_seconds(project: Path, settings: Settings, runs: int) -> float:
-    opdef = OpDef("say", {"exec": "python say.py"})
+    opdef = OpDef("say", {"exec": say_command()})
     started = time.perf_counter()
     submitted = []
     for _ in range(runs):
@@ -177,7 +191,7 @@ def queue_seconds(project: Path, settings: Settings, runs: int) -> float:
 
 
 def latencies_ms(project: Path, settings: Settings, runs: int) -> list[float]:
-    opdef = OpDef("say", {"exec": "python say.py"})
+    opdef = OpDef("say", {"exec": say_command()})
     result = []
     for _ in range(runs):
         run = stage_op(str(project), opdef, OpRef("project", "say"), {}, settings.runs_dir)
@@ -261,7 +275,7 @@ def verdict(value: float, target: float) -> str:
 def report(figures: Figures, target_ratio: float, target_ms: float) -> None:
     f = figures
     print(f"{f.broker}:")
-    print(f"  floor (plain loop, {f.runs} x python say.py, {SLOTS} at a time): {f.floor:.2f} s "
+    print(f"  floor (plain loop, {f.runs} x {say_command()}, {SLOTS} at a time): {f.floor:.2f} s "
           f"(before {f.floor_before:.2f} s, after {f.floor_after:.2f} s)")
     print(f"  queue (stage + submit + exec + finalize, {f.runs} runs): {f.queue:.2f} s, "
           f"{f.runs / f.queue:.1f} runs/s")
@@ -288,7 +302,10 @@ def main() -> None:
                        help="measure the embedded broker, then a private Redis")
     group.add_argument("--broker", metavar="URL")
     parser.add_argument("--dir", help="where the runs dirs go (default: the system's temp dir)")
+    parser.add_argument("--python", help="the floor's and the runs' bare interpreter (default:"
+                        " this venv's base interpreter), run with -I -S")
     args = parser.parse_args()
+    BARE[:] = bare_python(args.python)
 
     root = Path(tempfile.mkdtemp(prefix="gage-throughput-", dir=args.dir))
     redis = None
@@ -317,6 +334,20 @@ def main() -> None:
               f" dispatch median {embedded.median / redis_figures.median:.2f}x")
     else:
         report(figures[0], TARGET_RATIO, TARGET_LATENCY_MS)
+    peers_table(figures)
+
+
+def peers_table(figures: list[Figures]) -> None:
+    """Both ratios as bench/peers.py prints them: wall / x floor, CPU per run beyond the floor's."""
+    runs = figures[0].runs
+    print(f"\n| broker | {runs} trivial runs: wall / x floor | CPU per run, machine"
+          " (beyond the floor's) / x floor |")
+    print("|---|---|---|")
+    for f in figures:
+        floor_ms = f.floor_cpu / (2 * f.runs) * 1000
+        queue_ms = f.queue_cpu / f.runs * 1000
+        print(f"| {f.broker} | {f.queue:.2f} s / {f.ratio:.2f}x (floor {f.floor:.2f} s) |"
+              f" {queue_ms:.1f} ms (+{queue_ms - floor_ms:.1f}) / {f.cpu_ratio:.2f}x |")
 
 
 if __name__ == "__main__":
