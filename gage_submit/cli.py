@@ -36,6 +36,8 @@ import click
 
 from gage_submit import PROG
 
+DISTRIBUTION = "gage-queue"  # `--version` is its version, from the installed metadata
+
 COMMANDS = {  # name -> its module in gage_submit.commands, loaded when asked for
     "submit": "submit",
     "list": "list",
@@ -66,7 +68,7 @@ class _Commands(click.Group):
         return importlib.import_module(f"{__package__}.commands.{module}").command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in COMMANDS and args[0] not in ("-h", "--help"):
+        if args and args[0] not in COMMANDS and args[0] not in ("-h", "--help", "--version"):
             args = ["submit", *args]
         return super().parse_args(ctx, args)
 
@@ -78,6 +80,7 @@ class _Commands(click.Group):
     cls=_Commands,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+@click.version_option(package_name=DISTRIBUTION, prog_name=PROG, message="%(prog)s %(version)s")
 def cli() -> None:
     """Submit Gage ops to a pool of workers, and watch and manage their runs.
 

@@ -56,7 +56,8 @@ class _DefaultWorkerGroup(click.Group):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             commands = ", ".join(sorted(self.commands))
             raise click.UsageError(f"no such command {args[0]!r} (commands: {commands})")
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+        if not args or (args[0] not in self.commands
+                        and args[0] not in ("--help", "-h", "--version")):
             args = ["worker", *args]
         return super().parse_args(ctx, args)
 
@@ -123,6 +124,7 @@ def _loglevel_option(fn: Callable) -> Callable:
 
 
 @click.group(cls=_DefaultWorkerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gage-queue", prog_name=PROG, message="%(prog)s %(version)s")
 def main() -> None:
     """Run staged Gage runs from a queue."""
     check_shared_mode()
