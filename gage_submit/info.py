@@ -186,3 +186,27 @@ def short_time(timestamp: int | None) -> str:
 def run_output_path(run: Run) -> str:
     """The run's live output: `output/40_run` in its meta dir."""
     return os.path.join(run.meta_dir, "output", "40_run")
+
+
+TAIL_BYTES = 65536
+"""How much of the end of a run's output `output_tail` reads, at most."""
+
+
+def output_tail(run: Run, count: int) -> list[str]:
+    """The last `count` lines of the run's output, escaped for display (`shown`).
+
+    Reads at most the last TAIL_BYTES of `output/40_run`; a missing file has no lines.
+    """
+    from gage_queue.text import shown
+
+    try:
+        with open(run_output_path(run), "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read(TAIL_BYTES)
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if len(data) == TAIL_BYTES and size > TAIL_BYTES and lines:
+        lines = lines[1:]  # the first line read may be cut: leave it out
+    return [shown(line) for line in lines[-count:]]

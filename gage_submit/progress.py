@@ -8,6 +8,7 @@ lines and goes away when done.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from types import TracebackType
 from typing import IO, Any
@@ -28,6 +29,29 @@ def run_line(status: RunState, run: Run, detail: str = "") -> str:
 def run_ref(run: Run) -> str:
     """How messages name a run: `gidik-livih (1a2b3c4d)`."""
     return f"{run.name} ({run.id[:8]})"
+
+
+RUNNING_NAMED = 3
+"""How many running runs the bar of `wait` names."""
+
+
+def waiting_description(states: dict[str, RunState], runs: dict[str, Run]) -> str:
+    """What a bar says while runs are waited for: the running ones by name and op first,
+    then the counts of the rest: `3 running: lapis-x (train), ... +1; 2 queued, 1 completed`.
+
+    `states` and `runs` are by run id; run text is escaped (`gage_queue.text.shown`).
+    """
+    from gage_queue.text import shown
+
+    running = [runs[run_id] for run_id, state in states.items() if state is RunState.RUNNING]
+    others = status_counts({k: v for k, v in states.items() if v is not RunState.RUNNING})
+    if not running:
+        return others
+    named = ", ".join(f"{run.name} ({shown(run.opref.op_name, 16)})"
+                      for run in running[:RUNNING_NAMED])
+    more = f" +{len(running) - RUNNING_NAMED}" if len(running) > RUNNING_NAMED else ""
+    described = f"{len(running)} running: {named}{more}"
+    return f"{described}; {others}" if others else described
 
 
 def status_counts(statuses: dict[str, RunState]) -> str:
@@ -88,9 +112,26 @@ class RunLines:
             .rstrip()
         )
 
+    def notice(self, message: str) -> None:
+        """A notice for stderr (`PROG: message`). While the bar is live and stderr is the
+        terminal too, it goes through the bar's console, which prints it above the bar
+        and draws the bar again below it: a plain write to stderr would garble the bar."""
+        from gage_submit import PROG
+
+        text = f"{PROG}: {message}"
+        if self._progress is not None and is_terminal(sys.stderr):
+            from rich.markup import escape
+
+            self._progress.console.print(f"[yellow]{escape(text)}[/]", soft_wrap=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def update(self, completed: int, description: str | None = None) -> None:
         """Move the bar (terminal only)."""
         if self._progress is not None:
+            from rich.markup import escape
+
             self._progress.update(
-                self._task, completed=completed, description=description or self._description
+                self._task, completed=completed,
+                description=escape(description or self._description),
             )

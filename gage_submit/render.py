@@ -107,6 +107,7 @@ def detail_fields(info: RunInfo) -> list[tuple[str, str]]:
         ("submitted", short_time(info.submitted)),
         ("started", short_time(info.started)),
         ("stopped", short_time(info.stopped)),
+        ("duration", format_duration(info.duration)),
         ("run dir", info.run_dir),
     ]
     return [(name, text) for name, text in fields if text]
@@ -122,9 +123,11 @@ def detail_sections(info: RunInfo) -> list[tuple[str, dict[str, Any]]]:
     return sections
 
 
-def print_run_detail(info: RunInfo, out: IO[str]) -> None:
-    """One run in full: `name: value` lines, then indented sections."""
-    fields = detail_fields(info)
+def print_run_detail(info: RunInfo, out: IO[str], *, notes: Iterable[tuple[str, str]] = ()
+                     ) -> None:
+    """One run in full: `name: value` lines (`notes` after the fields), then indented
+    sections."""
+    fields = [*detail_fields(info), *notes]
     sections = detail_sections(info)
     if is_terminal(out):
         _rich_detail(info, fields, sections, out)
@@ -187,3 +190,18 @@ def end_detail(run: Run) -> tuple[RunState, str]:
 def print_json(data: Any, out: IO[str]) -> None:
     json.dump(data, out, indent=2, sort_keys=True)
     out.write("\n")
+
+
+def print_output_tail(title: str, lines: list[str], out: IO[str]) -> None:
+    """A section of output lines (escaped already) under `title`, indented."""
+    if is_terminal(out):
+        from rich.markup import escape
+
+        screen = console(out)
+        screen.print(f"[bold]{escape(title)}[/]")
+        for line in lines:
+            screen.print(f"  {escape(line)}", soft_wrap=True)
+        return
+    print(f"{title}:", file=out)
+    for line in lines:
+        print(f"  {line}", file=out)

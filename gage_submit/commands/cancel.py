@@ -20,7 +20,7 @@ import click
 
 from gage_queue.states import CANCELLABLE, RunState
 
-from .common import project_options
+from .common import json_option, project_options
 
 if TYPE_CHECKING:
     from gage_queue.snapshots import QueueState
@@ -44,11 +44,12 @@ POLL_SECONDS = 0.1
     help="Cancel the runs with this status (repeatable).",
 )
 @click.option("-y", "--yes", is_flag=True, help="Do not ask on a terminal.")
+@json_option
 @click.option("--broker", hidden=True)  # cancel sends nothing; accepted as before
 def command(
     specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
     ops: tuple[str, ...], label: str | None, statuses: tuple[str, ...], yes: bool,
-    broker: str | None,
+    as_json: bool, broker: str | None,
 ) -> int:
     """Cancel runs: a queued run is ended before it starts, a running one is stopped.
 
@@ -57,13 +58,16 @@ def command(
     Name the runs, or select them with --op, --label and --status (all
     must match; with RUNs, among those). Selected runs are the queue's
     pending, queued and running ones. A selection prints its count; on a
-    terminal it asks first unless --yes.
+    terminal it lists the runs and asks first unless --yes. --json prints
+    each run as it is after the cancel, with what the cancel did.
     """
     from gage_runs.runs_dir import list_runs, select_runs
 
     from ..filters import RunFilter
     from ..progress import run_line
-    from ..project import runs_dir_for_reading
+    from ..project import current_namespace, runs_dir_for_reading
+    from ..render import print_json
+    from .common import run_json
 
     selection = RunFilter(statuses=statuses, ops=ops, label=label)
     if not specs and not selection:
@@ -73,13 +77,24 @@ def command(
     if selection:
         active = RunFilter(statuses=statuses or CANCEL_STATUSES, ops=ops, label=label)
         runs = [run for run in runs if active.keeps(run) and _is_the_queues(run)]
-        if not _confirm_cancel(len(runs), active.describe(), yes):
+        if not _confirm_cancel(runs, active.describe(), yes, current_namespace(project_dir)):
+            if as_json:
+                print_json([], sys.stdout)
             return 0
     requests = [_request(run) for run in runs]  # every request first: workers act on them
     deadline = time.monotonic() + WAIT_SECONDS  # meanwhile, in one wait for all
+    reported = []
     for request in requests:
         state, detail = request.outcome(deadline)
-        print(run_line(state, request.run, detail), flush=True)
+        if as_json:
+            reported.append({
+                **run_json(request.run, current_namespace(project_dir)),
+                "cancel": {"requested": request.asked, "detail": detail},
+            })
+        else:
+            print(run_line(state, request.run, detail), flush=True)
+    if as_json:
+        print_json(reported, sys.stdout)
     return 0
 
 
@@ -170,16 +185,43 @@ def _settled(run: Run, deadline: float) -> QueueState:
         time.sleep(POLL_SECONDS)
 
 
-def _confirm_cancel(count: int, selection: str, yes: bool) -> bool:
-    """Say how many runs the selection cancels; on a terminal, ask unless `yes`."""
+LISTED_AT_MOST = 20
+"""How many runs the question before a cancel lists; the rest are counted."""
+
+
+def _confirm_cancel(runs: list[Run], selection: str, yes: bool, namespace: str | None) -> bool:
+    """Say how many runs the selection cancels; on a terminal, list them and ask unless
+    `yes`."""
+    count = len(runs)
     what = f"{count} run{'s' if count != 1 else ''} ({selection})"
     if count == 0:
         print(f"no runs to cancel ({selection})", file=sys.stderr)
         return False
     if sys.stdin.isatty() and not yes:
+        for line in listed_runs(runs, LISTED_AT_MOST, namespace):
+            print(line, file=sys.stderr)
         if not click.confirm(f"Cancel {what}?", default=False, err=True):
             print("nothing cancelled", file=sys.stderr)
             return False
         return True
     print(f"cancelling {what}", file=sys.stderr)
     return True
+
+
+def listed_runs(runs: list[Run], at_most: int, namespace: str | None) -> list[str]:
+    """The runs as lines of a table (name, op, status), at most `at_most` of them, then
+    `and N more`; ops as `list` shows them in `namespace`, escaped (`gage_queue.text.shown`)."""
+    from gage_queue.snapshots import run_state
+    from gage_queue.text import shown
+
+    from ..render import plain_table
+
+    def op(run: Run) -> str:
+        opref = run.opref
+        return opref.op_name if opref.op_ns == namespace else opref.get_full_name()
+
+    cells = [(run.name, shown(op(run), 60), str(run_state(run))) for run in runs[:at_most]]
+    lines = [f"  {line}" for line in plain_table([("name", "op", "status"), *cells])]
+    if len(runs) > at_most:
+        lines.append(f"  and {len(runs) - at_most} more")
+    return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -65,8 +65,24 @@ def write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def no_worker_notice() -> NoWorkerNotice:
-    """A notice on stderr when runs wait on a queue no worker consumes."""
+def no_worker_notice(say: Callable[[str], None] | None = None) -> NoWorkerNotice:
+    """A notice when runs wait on a queue no worker consumes: on stderr, or through `say`
+    (a bar's `RunLines.notice`, which prints it above the bar)."""
     from ..watch import NoWorkerNotice
 
-    return NoWorkerNotice(lambda message: print(f"{PROG}: {message}", file=sys.stderr))
+    return NoWorkerNotice(say or (lambda message: print(f"{PROG}: {message}", file=sys.stderr)))
+
+
+def run_json(run: Run, namespace: str | None) -> dict[str, Any]:
+    """The JSON object of a run, as every `--json` prints it (README "Scripting"); its op
+    without the namespace when that is `namespace`, the current project's."""
+    from ..info import run_info
+
+    return run_info(run, namespace=namespace, detail=True).as_json()
+
+
+def print_runs_json(runs: list[Run], namespace: str | None) -> None:
+    """The `--json` document of a command that reports on runs: an array of run objects."""
+    from ..render import print_json
+
+    print_json([run_json(run, namespace) for run in runs], sys.stdout)

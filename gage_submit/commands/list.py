@@ -38,15 +38,23 @@ def command(
     from ..render import print_json, print_runs_table
     from ..term import console, is_terminal
 
+    resolved = runs_dir_for_reading(project_dir, runs_dir)
+    selection = RunFilter(statuses=statuses, ops=ops, label=label, schedule=schedule)
     shown, matched = list_rows(
-        runs_dir_for_reading(project_dir, runs_dir),
-        RunFilter(statuses=statuses, ops=ops, label=label, schedule=schedule),
+        resolved,
+        selection,
         limit=None if show_all else limit,
         namespace=current_namespace(project_dir),
         detail=as_json,
     )
     if as_json:
         print_json([info.as_json() for _, info in shown], sys.stdout)
+        return 0
+    if not shown:  # no table, not even its header: say why, exit 0
+        from gage_queue.text import shown as escaped
+
+        what = f" match {selection.describe()}" if selection else ""
+        print(f"no runs{what} in {escaped(resolved)}", file=sys.stderr)
         return 0
     print_runs_table(shown, sys.stdout)
     if len(shown) < matched:

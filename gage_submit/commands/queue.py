@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import broker_option, project_options, settings_for
+from .common import broker_option, json_option, project_options, settings_for
 
 
 @click.command("queue", short_help="Queue runs staged by `gage run --stage`.")
@@ -13,10 +13,11 @@ from .common import broker_option, project_options, settings_for
 @click.option("-q", "--queue", "queue_name", metavar="NAME",
               help="Queue to send to (default: GAGE_QUEUE or gage).")
 @click.option("--time-limit", metavar="DURATION", help="Stop a run after this long: 90, 30m, 2h.")
+@json_option
 @broker_option
 def command(
     specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
-    queue_name: str | None, time_limit: str | None, broker: str | None,
+    queue_name: str | None, time_limit: str | None, as_json: bool, broker: str | None,
 ) -> int:
     """Queue staged runs for the workers: from now on they are the queue's.
 
@@ -30,8 +31,9 @@ def command(
     from gage_runs.runs_dir import select_runs
 
     from ..progress import run_line
-    from ..project import runs_dir_for_reading
+    from ..project import current_namespace, runs_dir_for_reading
     from ..queue_staged import check_queueable
+    from .common import print_runs_json
 
     resolved = runs_dir_for_reading(project_dir, runs_dir)
     runs = select_runs(resolved, list(specs))
@@ -43,8 +45,11 @@ def command(
         for run in runs:
             sent = submitter.submit(run)
             unsent += not sent
-            print(run_line(RunState.QUEUED, run, "" if sent else "not sent: waits for reconcile"),
-                  flush=True)
+            if not as_json:
+                print(run_line(RunState.QUEUED, run, "" if sent else "not sent: waits for reconcile"),
+                      flush=True)
+    if as_json:
+        print_runs_json(runs, current_namespace(project_dir))
     if submitter.error is not None:
         raise BrokerUnavailable(
             f"{submitter.error}; {unsent} of {len(runs)} runs stay queued in {resolved}"

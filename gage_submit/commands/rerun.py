@@ -42,6 +42,7 @@ def command(
     """
     from gage_queue.durations import parse_duration
 
+    from ..project import current_namespace
     from ..rerun import rerun_source
     from ..submit import SubmitOptions, plan_rerun
     from .submit import submit_plan
@@ -58,4 +59,5 @@ def command(
         ),
         settings,
     )
-    return submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json)
+    return submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json,
+                       namespace=current_namespace(project_dir))

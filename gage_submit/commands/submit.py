@@ -11,6 +11,7 @@ from .common import (
     DEFAULT_MAX_RUNS,
     broker_option,
     json_option,
+    print_runs_json,
     project_options,
     settings_for,
     state_exit_code,
@@ -19,7 +20,6 @@ from .common import (
 if TYPE_CHECKING:  # imported where used: a submit must not pay for what list needs
     from gage_queue.errors import BrokerUnavailable
     from gage_queue.settings import Settings
-    from gage_runs.types import Run
 
     from ..errors import StagingFailed
     from ..submit import Plan, Submitted
@@ -53,6 +53,7 @@ def command(
     """
     from gage_queue.durations import parse_duration
 
+    from ..project import current_namespace
     from ..submit import SubmitOptions, plan_submit
 
     if follow and as_json:
@@ -67,7 +68,8 @@ def command(
         ),
         settings,
     )
-    return submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json)
+    return submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json,
+                       namespace=current_namespace(project_dir))
 
 
 def split_op(args: list[str]) -> tuple[str | None, list[str]]:
@@ -78,8 +80,11 @@ def split_op(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
-                as_json: bool) -> int:
-    """Stage and queue a plan's runs, then wait or follow as asked; the exit code."""
+                as_json: bool, namespace: str | None = None) -> int:
+    """Stage and queue a plan's runs, then wait or follow as asked; the exit code.
+
+    `--json` prints the runs (`print_runs_json`), ops shown as in `namespace`.
+    """
     from ..errors import SubmitError
     from .logs import follow_run
     from .wait import wait_runs
@@ -91,13 +96,13 @@ def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
     runs = [s.run for s in submitted]
     if failure is not None:
         if as_json:
-            _print_runs_json(runs)
+            print_runs_json(runs, namespace)
         raise failure
     if follow:
         return state_exit_code(follow_run(runs[0]))
     code = wait_runs(runs, None, quiet=as_json) if wait else 0
     if as_json:
-        _print_runs_json(runs)
+        print_runs_json(runs, namespace)
     return code
 
 
@@ -137,10 +142,3 @@ def _submit_all(
         " and reconcile sends them when the broker is back (any worker on start, or"
         " `gage-worker reconcile`)"
     )
-
-
-def _print_runs_json(runs: list[Run]) -> None:
-    from ..info import run_info
-    from ..render import print_json
-
-    print_json([run_info(run, detail=True).as_json() for run in runs], sys.stdout)

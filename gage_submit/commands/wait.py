@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import no_worker_notice, project_options, state_exit_code
+from .common import json_option, no_worker_notice, project_options, state_exit_code
 
 if TYPE_CHECKING:
     from gage_queue.states import RunState
@@ -18,19 +18,36 @@ if TYPE_CHECKING:
 @click.argument("specs", nargs=-1, required=True, metavar="RUN...")
 @project_options
 @click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 4): 90, 30m, 2h.")
+@json_option
 def command(
-    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, timeout: str | None
+    specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None, timeout: str | None,
+    as_json: bool,
 ) -> int:
-    """Wait for runs to end; exit 0 if all completed, 1 if any did not."""
+    """Wait for runs to end; exit 0 if all completed, 1 if any did not.
+
+    The runs are resolved once, at the start: `wait 1:4` waits for the four
+    latest runs of that moment, whatever is submitted meanwhile. --json
+    prints the runs as they ended (on a timeout too, before the error).
+    """
     from gage_queue.durations import parse_duration
     from gage_runs.runs_dir import select_runs
 
-    from ..project import runs_dir_for_reading
+    from ..errors import WaitTimeout
+    from ..project import current_namespace, runs_dir_for_reading
+    from .common import print_runs_json
 
     seconds = parse_duration(timeout) if timeout else None
     runs = select_runs(runs_dir_for_reading(project_dir, runs_dir), list(specs))
     _check_waitable(runs)
-    return wait_runs(runs, seconds)
+    if not as_json:
+        return wait_runs(runs, seconds)
+    try:
+        code = wait_runs(runs, seconds, quiet=True)
+    except WaitTimeout:
+        print_runs_json(runs, current_namespace(project_dir))
+        raise
+    print_runs_json(runs, current_namespace(project_dir))
+    return code
 
 
 def _check_waitable(runs: list[Run]) -> None:
@@ -55,11 +72,12 @@ def wait_runs(runs: list[Run], timeout: float | None, *, quiet: bool = False) ->
     from gage_queue.durations import format_duration
 
     from ..errors import WaitTimeout
-    from ..progress import RunLines, status_counts
+    from ..progress import RunLines, status_counts, waiting_description
     from ..render import end_detail
     from ..watch import wait_for_runs
 
     finished: list[Run] = []
+    by_id = {run.id: run for run in runs}
     with RunLines(sys.stdout, len(runs), "Waiting", quiet=quiet) as lines:
 
         def on_finished(run: Run, state: RunState) -> None:
@@ -70,8 +88,9 @@ def wait_runs(runs: list[Run], timeout: float | None, *, quiet: bool = False) ->
             runs,
             timeout=timeout,
             on_finished=on_finished,
-            notice=no_worker_notice(),
-            on_status=lambda states: lines.update(len(finished), status_counts(states)),
+            notice=no_worker_notice(lines.notice),
+            on_status=lambda states: lines.update(
+                len(finished), waiting_description(states, by_id)),
         )
     if len(finished) < len(runs):
         assert timeout is not None
