@@ -72,6 +72,16 @@ class _Commands(click.Group):
             args = ["submit", *args]
         return super().parse_args(ctx, args)
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """The first word completes to a command or, as it may be one, an op of the project."""
+        items = super().shell_complete(ctx, incomplete)
+        if incomplete.startswith("-"):
+            return items
+        from .completion import op_items
+
+        commands = {item.value for item in items}
+        return [*items, *(item for item in op_items(ctx, incomplete) if item.value not in commands)]
+
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(PROG, "OP [NAME=VALUE]... [OPTIONS]\n       gage-submit COMMAND ...")
 

@@ -20,6 +20,7 @@ import click
 
 from gage_queue.states import CANCELLABLE, RunState
 
+from ..completion import complete_ops, complete_runs
 from .common import json_option, project_options
 
 if TYPE_CHECKING:
@@ -33,9 +34,9 @@ POLL_SECONDS = 0.1
 
 
 @click.command("cancel", short_help="Cancel queued or running runs.")
-@click.argument("specs", nargs=-1, metavar="[RUN]...")
+@click.argument("specs", nargs=-1, metavar="[RUN]...", shell_complete=complete_runs)
 @project_options
-@click.option("-o", "--op", "ops", multiple=True, metavar="OP",
+@click.option("-o", "--op", "ops", multiple=True, metavar="OP", shell_complete=complete_ops,
               help="Cancel the queued and running runs of this op (repeatable).")
 @click.option("-l", "--label", metavar="TEXT",
               help="Cancel the queued and running runs whose label contains TEXT.")

@@ -23,11 +23,15 @@ STATUSES = [state.value for state in RunState]
 
 
 def project_options(fn: Callable) -> Callable:
+    from ..completion import complete_dirs
+
     fn = click.option(
-        "--runs-dir", metavar="DIR", help="Runs dir (else GAGE_RUNS, RUNS_DIR, $runs-dir, .gage/runs)."
+        "--runs-dir", metavar="DIR", shell_complete=complete_dirs,
+        help="Runs dir (else GAGE_RUNS, RUNS_DIR, $runs-dir, .gage/runs).",
     )(fn)
     return click.option(
-        "-C", "--project-dir", metavar="DIR", help="Project dir (default: found from the cwd up)."
+        "-C", "--project-dir", metavar="DIR", shell_complete=complete_dirs,
+        help="Project dir (default: found from the cwd up).",
     )(fn)
 
 

@@ -6,13 +6,15 @@ import sys
 
 import click
 
+from ..completion import complete_ops, complete_runs
 from .common import STATUSES, json_option, project_options
 
 
 @click.command("compare", short_help="Compare runs' flags and metrics side by side.")
-@click.argument("specs", nargs=-1, metavar="[RUN]...")
+@click.argument("specs", nargs=-1, metavar="[RUN]...", shell_complete=complete_runs)
 @project_options
-@click.option("-o", "--op", "ops", multiple=True, metavar="OP", help="Only runs of this op (repeatable).")
+@click.option("-o", "--op", "ops", multiple=True, metavar="OP", shell_complete=complete_ops,
+              help="Only runs of this op (repeatable).")
 @click.option("-l", "--label", metavar="TEXT", help="Only runs whose label contains TEXT.")
 @click.option(
     "-s", "--status", "statuses", multiple=True, type=click.Choice(STATUSES),

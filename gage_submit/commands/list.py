@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..completion import complete_ops
 from .common import STATUSES, json_option, project_options
 
 DEFAULT_LIMIT = 20
@@ -17,7 +18,8 @@ DEFAULT_LIMIT = 20
     "-s", "--status", "statuses", multiple=True, type=click.Choice(STATUSES),
     help="Only runs with this status (repeatable).",
 )
-@click.option("-o", "--op", "ops", multiple=True, metavar="OP", help="Only runs of this op (repeatable).")
+@click.option("-o", "--op", "ops", multiple=True, metavar="OP", shell_complete=complete_ops,
+              help="Only runs of this op (repeatable).")
 @click.option("-l", "--label", metavar="TEXT", help="Only runs whose label contains TEXT.")
 @click.option("--schedule", metavar="NAME", help="Only runs submitted by this schedule entry.")
 @click.option(

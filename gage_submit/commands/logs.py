@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..completion import complete_runs
 from .common import no_worker_notice, project_options, select_run, state_exit_code, write_stdout
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @click.command("logs", short_help="Print a run's output; -f follows it.")
-@click.argument("spec", metavar="[RUN]", default="1")
+@click.argument("spec", metavar="[RUN]", default="1", shell_complete=complete_runs)
 @project_options
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the run ends.")
 def command(spec: str, project_dir: str | None, runs_dir: str | None, follow: bool) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from ..completion import complete_runs
 from .common import broker_option, json_option, project_options, settings_for
 
 
 @click.command("queue", short_help="Queue runs staged by `gage run --stage`.")
-@click.argument("specs", nargs=-1, required=True, metavar="RUN...")
+@click.argument("specs", nargs=-1, required=True, metavar="RUN...", shell_complete=complete_runs)
 @project_options
 @click.option("-q", "--queue", "queue_name", metavar="NAME",
               help="Queue to send to (default: GAGE_QUEUE or gage).")

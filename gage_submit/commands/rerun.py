@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..completion import complete_runs
 from .common import (
     DEFAULT_MAX_RUNS,
     broker_option,
@@ -15,7 +16,7 @@ from .common import (
 
 
 @click.command("rerun", short_help="Run a run again from its staged source code, flags changed.")
-@click.argument("spec", metavar="RUN")
+@click.argument("spec", metavar="RUN", shell_complete=complete_runs)
 @click.argument("flag_args", nargs=-1, metavar="[NAME=VALUE]...")
 @project_options
 @click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: the run's).")

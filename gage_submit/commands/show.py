@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..completion import complete_runs
 from .common import json_option, project_options, select_run
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ TAIL_LINES = 10
 
 
 @click.command("show", short_help="Show one run in full: status, host, times, config.")
-@click.argument("spec", metavar="[RUN]", default="1")
+@click.argument("spec", metavar="[RUN]", default="1", shell_complete=complete_runs)
 @project_options
 @json_option
 def command(spec: str, project_dir: str | None, runs_dir: str | None, as_json: bool) -> int:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..completion import complete_submit_args
 from .common import (
     DEFAULT_MAX_RUNS,
     broker_option,
@@ -26,7 +27,8 @@ if TYPE_CHECKING:  # imported where used: a submit must not pay for what list ne
 
 
 @click.command("submit", short_help="Stage runs of an op and queue them (the default command).")
-@click.argument("args", nargs=-1, metavar="[OP] [NAME=VALUE]...")
+@click.argument("args", nargs=-1, metavar="[OP] [NAME=VALUE]...",
+                shell_complete=complete_submit_args)
 @project_options
 @click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: GAGE_QUEUE or gage).")
 @click.option("-l", "--label", help="Label for the runs (stored as Gage stores it).")

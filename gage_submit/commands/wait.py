@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..completion import complete_runs
 from .common import json_option, no_worker_notice, project_options, state_exit_code
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @click.command("wait", short_help="Wait for runs to end.")
-@click.argument("specs", nargs=-1, required=True, metavar="RUN...")
+@click.argument("specs", nargs=-1, required=True, metavar="RUN...", shell_complete=complete_runs)
 @project_options
 @click.option("--timeout", metavar="DURATION", help="Give up after this long (exit 4): 90, 30m, 2h.")
 @json_option
