@@ -127,6 +127,7 @@ def submit_time(run: Run) -> float:
 # Real beats
 
 
+@pytest.mark.system
 def test_every_second_runs_complete_marked_with_the_job(redis_bed, start_beat):
     """Each tick stages and queues a run of the example project; a worker completes them all.
 
@@ -158,6 +159,7 @@ every = "1s"
     assert sorted(row["id"] for row in listed) == sorted(r.id for r in runs)
 
 
+@pytest.mark.system
 def test_tick_is_skipped_while_the_last_run_is_active(redis_bed, start_beat):
     """With overlap off (the default), ticks that find the last run queued or running are skipped.
 
@@ -188,6 +190,7 @@ every = "1s"
         assert started > stopped, "a run started before the previous one stopped"
 
 
+@pytest.mark.system
 def test_two_beats_submit_each_tick_once(worker_bed, start_beat):
     """A second beat on the same schedule waits, and takes over when the first stops.
 
@@ -222,6 +225,7 @@ overlap = true
     assert min(b - a for a, b in zip(times, times[1:], strict=False)) > 0.5
 
 
+@pytest.mark.system
 def test_no_wait_exits_while_another_beat_runs(worker_bed, start_beat):
     """`--no-wait` gives a one-line error naming the running beat, and exit 1."""
     nap_project(worker_bed)
@@ -246,6 +250,7 @@ cron = "0 3 * * *"
     assert first.stop() == 0
 
 
+@pytest.mark.system
 def test_restart_recovers_the_last_run(worker_bed, start_beat):
     """A restarted beat finds the job's last run in the runs dir and skips while it is queued."""
     nap_project(worker_bed)
@@ -269,6 +274,7 @@ every = "1s"
     assert [r.id for r in job_runs(worker_bed, "daily")] == [run.id]
 
 
+@pytest.mark.system
 def test_broker_down_at_a_tick(redis_bed, start_beat):
     """The tick logs one error line, the run stays queued, the beat keeps going; reconcile sends it.
 

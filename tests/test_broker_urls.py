@@ -140,6 +140,7 @@ def socket_redis(tmp_path: Path) -> Iterator[Path]:
         proc.wait(10)
 
 
+@pytest.mark.system
 def test_a_worker_with_the_url_in_a_file_over_a_unix_socket(tmp_path, socket_redis):
     """The URL comes from GAGE_BROKER_URL_FILE and is in no process environment."""
     url = f"redis+socket://{socket_redis}"
@@ -158,6 +159,7 @@ def test_a_worker_with_the_url_in_a_file_over_a_unix_socket(tmp_path, socket_red
         bed.close()
 
 
+@pytest.mark.system
 def test_the_embedded_broker_keeps_working_with_an_explicit_url(worker_bed):
     worker_bed.broker_url = "filesystem://localhost/"
     worker_bed.start_worker("-c", "1")

@@ -96,6 +96,7 @@ def deploy_redis(tmp_path):
         proc.wait(10)
 
 
+@pytest.mark.system
 def test_redis_conf_keeps_messages_never_evicts_and_requires_its_password(deploy_redis):
     port, password, workdir = deploy_redis
     anonymous = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
@@ -160,6 +161,7 @@ def in_image(argv: list[str]) -> list[str]:
     return [arg.replace(IMAGE_ROOT, str(REPO)) for arg in argv]
 
 
+@pytest.mark.system
 def test_compose_worker_and_beat_run_a_scheduled_run(deploy_redis, tmp_path):
     """The compose worker and beat commands, as written, run the schedule's first run."""
     port, password, _ = deploy_redis
@@ -203,6 +205,7 @@ def systemd_exec_start(unit: str, instance: str = "") -> list[str]:
     return [arg.replace(f"{IMAGE_ROOT}/bin", str(SCRIPTS)) for arg in command.split()]
 
 
+@pytest.mark.system
 def test_systemd_worker_unit_starts_a_worker_that_runs_a_run(deploy_redis, tmp_path):
     port, password, _ = deploy_redis
     bed = Bed(tmp_path / "bed", broker_url=f"redis://:{password}@127.0.0.1:{port}/0")

@@ -219,6 +219,7 @@ def test_an_ack_wakes_a_consumer_held_back_by_its_prefetch_limit(settings):
     assert got[1][0] - acked_at[0] < 5
 
 
+@pytest.mark.system
 def test_runs_claimed_by_a_killed_worker_run_once_after_a_restart(worker_bed):
     """kill -9 a worker holding claimed runs it has not started; a new worker runs each once.
 

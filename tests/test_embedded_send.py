@@ -115,6 +115,7 @@ SUBMIT_WITHOUT_KOMBU = textwrap.dedent("""\
 """)
 
 
+@pytest.mark.system
 def test_a_worker_runs_what_a_process_without_kombu_sent(worker_bed):
     worker_bed.start_worker("-c", "1")
     run = worker_bed.stage()

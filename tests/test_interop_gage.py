@@ -45,6 +45,8 @@ from gage_runs.config import read_project_config
 from gage_runs.files_log import file_sha256
 from gage_runs.gagefile import get_opdef, load_gagefile, project_namespace, resolve_runs_dir
 
+pytestmark = pytest.mark.system  # the real Gage CLI in its own venv
+
 SAY_PY = """\
 import json
 import sys

@@ -76,6 +76,7 @@ def _running_record(run):
     )
 
 
+@pytest.mark.system
 def test_sigterm_reaches_the_program_under_sh_and_the_grace_is_honoured(redis_bed):
     """Gage's `exec = "python train.py"` runs under /bin/sh -c; the program still saves.
 
@@ -104,6 +105,7 @@ def test_sigterm_reaches_the_program_under_sh_and_the_grace_is_honoured(redis_be
         assert "sending SIGKILL" not in f.read()
 
 
+@pytest.mark.system
 def test_an_escaped_process_cannot_hold_the_run(redis_bed):
     """A grandchild that calls setsid and keeps stdout is stopped when the command exits."""
     redis_bed.start_worker("-c", "1")
@@ -116,6 +118,7 @@ def test_an_escaped_process_cannot_hold_the_run(redis_bed):
     assert not is_locked(run)
 
 
+@pytest.mark.system
 def test_cancel_stops_every_descendant_within_grace_plus_two_seconds(redis_bed):
     redis_bed.start_worker("-c", "1")  # grace 1 s
     run = redis_bed.submit(redis_bed.stage_script(ESCAPE, cmd=["python", "script.py"],
@@ -131,6 +134,7 @@ def test_cancel_stops_every_descendant_within_grace_plus_two_seconds(redis_bed):
     assert redis_bed.wait_status([run], timeout=10) == {run.id: "terminated"}
 
 
+@pytest.mark.system
 def test_time_limit_is_recorded_as_the_reason(redis_bed):
     redis_bed.start_worker("-c", "1")
     run = redis_bed.submit(redis_bed.stage(sleep=60), time_limit=1)
@@ -140,6 +144,7 @@ def test_time_limit_is_recorded_as_the_reason(redis_bed):
         -15, EndReason.TIME_LIMIT, "time limit of 1 s reached")
 
 
+@pytest.mark.system
 def test_a_run_that_deletes_its_lock_file_is_neither_rerun_nor_killed(redis_bed):
     script = """\
 import os, time
@@ -162,6 +167,7 @@ time.sleep(3)
     assert "restoring it" in "".join(w.log() for w in redis_bed.workers)
 
 
+@pytest.mark.system
 def test_supervision_fails_closed(redis_bed):
     """An error in the keeper's own code kills the run before anything is recorded."""
     worker = redis_bed.start_worker("-c", "1")
@@ -181,6 +187,7 @@ def test_supervision_fails_closed(redis_bed):
     assert worker.proc.poll() is None
 
 
+@pytest.mark.system
 def test_gage_delete_of_a_running_and_of_a_queued_run(redis_bed):
     """`gage delete` renames a run's dirs: a running run is stopped, a queued one never starts."""
     worker = redis_bed.start_worker("-c", "1")
@@ -202,6 +209,7 @@ def test_gage_delete_of_a_running_and_of_a_queued_run(redis_bed):
     assert redis_bed.executions(queued) == []
 
 
+@pytest.mark.system
 def test_a_run_deleted_as_its_command_fails_is_deleted_not_recorded(redis_bed):
     """The command fails because its run was deleted, before a tick saw it: still `deleted`."""
     worker = redis_bed.start_worker("-c", "1")
@@ -222,6 +230,7 @@ def test_a_run_deleted_as_its_command_fails_is_deleted_not_recorded(redis_bed):
     assert deleted.state is RunState.RUNNING  # nothing was committed after the deletion
 
 
+@pytest.mark.system
 def test_finalize_killed_half_way_is_completed_by_the_next_delivery(redis_bed):
     finalize = "python -c \"import os, time; open(os.environ['run_dir'] + '/hook', 'a').write('x'); time.sleep(2)\""
     a = redis_bed.start_worker("-c", "1")
@@ -238,6 +247,7 @@ def test_finalize_killed_half_way_is_completed_by_the_next_delivery(redis_bed):
         assert os.stat(run_meta_path(run, *name.split("/"))).st_mode & 0o777 == 0o444, name
 
 
+@pytest.mark.system
 def test_finalize_that_keeps_failing_gives_up(redis_bed):
     worker = redis_bed.start_worker("-c", "1")
     run = redis_bed.submit(redis_bed.stage_script("print('hi')", finalize="exit 3"))
@@ -253,6 +263,7 @@ def test_finalize_that_keeps_failing_gives_up(redis_bed):
     assert read_record(run).finalize_attempts == 3
 
 
+@pytest.mark.system
 def test_a_restarted_worker_does_not_oversubscribe_its_slots(redis_bed):
     """The crashed worker's run still holds its slot (and GPU): the next run waits for it."""
     a = redis_bed.start_worker("-c", "1", "--hostname", "w0@%h")
@@ -268,6 +279,7 @@ def test_a_restarted_worker_does_not_oversubscribe_its_slots(redis_bed):
     assert redis_bed.executions(second)[0]["time"] >= first_end - 0.2
 
 
+@pytest.mark.system
 def test_gpu_slot_is_never_shared_after_a_worker_crash(redis_bed):
     a = redis_bed.start_worker("-Q", "gpu", "--gpus", "0", "--finalize")
     first = redis_bed.submit(redis_bed.stage(sleep=3), queue="gpu")
@@ -283,6 +295,7 @@ def test_gpu_slot_is_never_shared_after_a_worker_crash(redis_bed):
     assert redis_bed.executions(second)[0]["cuda"] == "0"
 
 
+@pytest.mark.system
 def test_an_error_before_the_command_starts_leaves_the_run_queued(redis_bed):
     """This host cannot start it: the run stays queued and the worker stops taking runs."""
     run = redis_bed.submit(redis_bed.stage())
@@ -302,6 +315,7 @@ def test_an_error_before_the_command_starts_leaves_the_run_queued(redis_bed):
     assert len(redis_bed.executions(run)) == 1
 
 
+@pytest.mark.system
 def test_a_run_started_by_gage_itself_is_left_to_gage(redis_bed, real_gage):
     """`gage run --start` on a queued run: Gage runs it; no worker runs it, or calls it lost."""
     run = redis_bed.submit(redis_bed.stage_script(
@@ -347,6 +361,7 @@ with open(os.path.join(os.environ["COUNT_DIR"], os.environ["RUN_ID"]), "w") as f
 """
 
 
+@pytest.mark.system
 def test_a_run_finds_no_broker_password_in_its_ancestors(tmp_path):
     """Walking /proc from the run up, as an attacker would: no ancestor holds the password."""
     from support.redis_server import RedisServer
@@ -373,6 +388,7 @@ def test_a_run_finds_no_broker_password_in_its_ancestors(tmp_path):
         server.stop()
 
 
+@pytest.mark.system
 def test_sigterm_to_the_keeper_ends_its_run_as_shutdown(redis_bed):
     """systemd stopping a host's keepers: the run gets its grace, ends terminated, shutdown."""
     redis_bed.start_worker("-c", "1")

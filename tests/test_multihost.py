@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 
+import pytest
 from support.workers import wait_for
 
 from gage_queue.broker.send import enqueue_run
@@ -19,6 +20,8 @@ from gage_queue.cancel import request_cancel
 from gage_queue.locks import is_locked, read_record, try_lock
 from gage_queue.snapshots import queue_state
 from gage_queue.states import EndReason, RunState
+
+pytestmark = pytest.mark.system  # GlusterFS hosts in namespaces, workers, a redis-server
 
 
 def _running_on(run, timeout: float = 20):

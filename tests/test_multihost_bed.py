@@ -16,6 +16,8 @@ from support.workers import wait_for
 
 from gage_queue.locks import read_record
 
+pytestmark = pytest.mark.system  # GlusterFS hosts in namespaces, workers, a redis-server
+
 F_OFD_GETLK, F_OFD_SETLK = 36, 37
 LOCK_KINDS = {"posix": (fcntl.F_GETLK, fcntl.F_SETLK), "ofd": (F_OFD_GETLK, F_OFD_SETLK)}
 

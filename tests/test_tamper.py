@@ -227,6 +227,7 @@ def shared_root(reachable_checkout: None) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("mode", ["world", "group"])
 def test_only_the_submitter_can_change_a_submitted_run(users, shared_root, redis_server, mode):
     group = grp.getgrnam(users.group).gr_gid
@@ -299,6 +300,7 @@ def _python_path(shared_root: Path) -> list[str]:
     return path
 
 
+@pytest.mark.system
 def test_a_queued_run_in_an_unsafe_runs_dir_is_refused(worker_bed):
     """A runs dir others can write without the sticky bit: anyone could swap the run."""
     run = worker_bed.stage()
@@ -355,6 +357,7 @@ def test_a_worker_account_finalizes_another_users_run(users, shared_root):
     assert (Path(meta) / "manifest").read_text().startswith("s ")
 
 
+@pytest.mark.system
 def test_a_run_that_staged_no_files_is_not_refused(worker_bed):
     """No source code, so no run dir until exec makes it: nothing to have tampered with."""
     empty = worker_bed.root / "empty-project"

@@ -27,6 +27,7 @@ def connects(monkeypatch) -> list[bool]:
     return attempts
 
 
+@pytest.mark.system
 def test_submit_runs_sends_every_run(redis_bed):
     runs = [redis_bed.stage() for _ in range(4)]
 
@@ -42,6 +43,7 @@ def test_submit_runs_sends_every_run(redis_bed):
     assert worker.proc.poll() is None
 
 
+@pytest.mark.system
 def test_submit_runs_with_the_broker_down(redis_bed, connects):
     """One connection attempt; every run recorded and queued; reconcile sends them later."""
     redis_bed.redis.stop()
@@ -68,6 +70,7 @@ def test_submit_runs_with_the_broker_down(redis_bed, connects):
     assert [len(redis_bed.executions(run)) for run in runs] == [1] * 5
 
 
+@pytest.mark.system
 def test_submit_runs_when_the_broker_goes_down_midway(redis_bed, connects, monkeypatch):
     """Runs sent before the broker went down are sent; the rest stay queued, untried."""
     runs = [redis_bed.stage() for _ in range(5)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from support.workers import wait_for
 
 from gage_queue.cancel import request_cancel
@@ -11,6 +12,8 @@ from gage_queue.locks import is_locked
 from gage_queue.queue_meta import requester, write_cancel
 from gage_queue.snapshots import queue_state, run_state
 from gage_runs.meta import meta_exit_code
+
+pytestmark = pytest.mark.system  # real gage-worker processes on a redis-server
 
 
 def _output(run) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from support.workers import wait_for
 
 from gage_queue.broker.messages import TaskDisplay
@@ -43,6 +44,7 @@ def _ended(workers, count: int) -> None:
     wait_for(lambda: ended() >= count, 10, f"{count} tasks to end")
 
 
+@pytest.mark.system
 def test_events_show_failed_runs_as_failures(redis_bed):
     """An executor that sends finalize to a finalize worker: both tasks show, exec fails."""
     executor = redis_bed.start_worker("--events", "--no-finalize")  # gage-worker's own options
@@ -62,6 +64,7 @@ def test_events_show_failed_runs_as_failures(redis_bed):
     assert "Task gage.finalize" not in executor.log()  # it sent them; it took none
 
 
+@pytest.mark.system
 def test_a_worker_that_takes_finalize_work_finalizes_its_own_runs(redis_bed):
     """No message to itself: one task per run, finalized before the exec task ends."""
     worker = redis_bed.start_worker("--events")

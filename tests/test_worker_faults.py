@@ -20,6 +20,8 @@ from gage_queue.snapshots import run_state
 from gage_queue.states import EndReason, RunState
 from gage_runs.meta import meta_exit_code
 
+pytestmark = pytest.mark.system  # real gage-worker processes on a redis-server
+
 
 def _running(run) -> tuple[psutil.Process, psutil.Process]:
     """The run's keeper and its command, once the keeper recorded them."""

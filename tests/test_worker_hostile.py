@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from kombu import Connection, Producer
 from support.workers import Bed, wait_for
 
@@ -96,6 +97,7 @@ def _publish(url: str, queue: str, message: dict[str, Any]) -> None:
         Producer(conn).publish(exchange="", routing_key=queue, retry=False, **message)
 
 
+@pytest.mark.system
 def test_malformed_messages_are_rejected_and_the_worker_serves_on(redis_bed):
     worker = redis_bed.start_worker("-c", "1")
     pool = sorted(p.pid for p in worker.pool())
@@ -138,6 +140,7 @@ def _latency(bed: Any, run: Any) -> float:
     return bed.executions(run)[0]["time"] - submitted_us / 1e6
 
 
+@pytest.mark.system
 def test_hostile_run_ids_are_rejected(redis_bed, tmp_path):
     other_runs = tmp_path / "other-runs"
     foreign = redis_bed.stage(runs_dir=other_runs)  # a run of another runs dir
@@ -217,6 +220,7 @@ RAW_ITEMS = {
 }
 
 
+@pytest.mark.system
 def test_raw_redis_items_are_dropped_and_the_worker_serves_on(redis_bed):
     worker = redis_bed.start_worker("-c", "1")
     pool = sorted(p.pid for p in worker.pool())
@@ -248,6 +252,7 @@ def test_raw_redis_items_are_dropped_and_the_worker_serves_on(redis_bed):
     assert client.llen("gage") == client.llen("gage-finalize") == client.hlen("unacked") == 0
 
 
+@pytest.mark.system
 def test_raw_items_are_dropped_on_a_unix_socket_too(tmp_path, redis_unix_server):
     """`redis+socket://`: kombu names the transport from the URL; it is the guarded one."""
     bed = Bed(tmp_path, broker_url=redis_unix_server.url, redis=redis_unix_server)

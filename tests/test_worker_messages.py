@@ -69,7 +69,7 @@ def _normalized(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-@pytest.mark.parametrize("broker", ["redis", "embedded"])
+@pytest.mark.parametrize("broker", [pytest.param("redis", marks=pytest.mark.system), "embedded"])
 def test_messages_are_celerys(broker, request):
     bed = request.getfixturevalue("redis_bed" if broker == "redis" else "worker_bed")
     settings = bed.settings()
@@ -109,6 +109,7 @@ SUBMIT_WITHOUT_CELERY = textwrap.dedent("""\
 """)
 
 
+@pytest.mark.system
 def test_celery_worker_executes_a_run_submitted_without_celery(redis_bed):
     """A plain `celery -A gage_worker worker` runs what a Celery-free submitter sent."""
     redis_bed.start_worker("-l", "info", command=[sys.executable, "-m", "celery", "-A",
@@ -125,7 +126,7 @@ def test_celery_worker_executes_a_run_submitted_without_celery(redis_bed):
     assert len(redis_bed.executions(run)) == 1
 
 
-@pytest.mark.parametrize("broker", ["redis", "embedded"])
+@pytest.mark.parametrize("broker", [pytest.param("redis", marks=pytest.mark.system), "embedded"])
 def test_the_inbox_accepts_what_submitters_and_celery_send(broker, request):
     """Messages from `BrokerSession` and from Celery's `send_task` pass the worker's check."""
     bed = request.getfixturevalue("redis_bed" if broker == "redis" else "worker_bed")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from gage_queue.locks import is_locked
 from gage_runs.status import run_status
+
+pytestmark = pytest.mark.system  # real gage-worker processes
 
 
 def test_two_workers_fifty_runs_each_once(redis_bed):

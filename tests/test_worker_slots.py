@@ -6,7 +6,11 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from gage_queue.queue_meta import read_submitted
+
+pytestmark = pytest.mark.system  # real gage-worker processes on a redis-server
 
 
 def _overlap(a: dict, b: dict, duration: float) -> bool:
