@@ -20,12 +20,14 @@ import pytest
 from support.submit_cli import GageSubmit
 from support.workers import Bed, wait_for, worker_command
 
+from gage_queue.locks import probe_path
 from gage_queue.queue_meta import read_submitted
 from gage_queue.snapshots import run_state
 from gage_runs.meta import meta_timestamp
 from gage_runs.runs_dir import list_runs
 from gage_runs.types import Run
 from gage_worker.beat.cron import CronError, parse_cron
+from gage_worker.beat.loop import BeatLock
 from gage_worker.beat.schedule import (
     CATCH_UP,
     CronTrigger,
@@ -208,7 +210,7 @@ every = "1s"
 overlap = true
 """)
     first = start_beat(worker_bed, schedule, name="first")
-    wait_for(lambda: first.lines("submitted run"), 10, "the first beat's first tick")
+    wait_for(lambda: job_runs(worker_bed, "ticks"), 10, "the first beat's first run")
     second = start_beat(worker_bed, schedule, name="second")
     wait_for(lambda: second.lines("waiting"), 10, "the second beat to wait")
     wait_for(lambda: len(first.lines("submitted run")) >= 3, 10, "three ticks")
@@ -237,7 +239,9 @@ op = "nap"
 cron = "0 3 * * *"
 """)
     first = start_beat(worker_bed, schedule)
-    wait_for(lambda: first.lines("next tick at"), 10, "the first beat to start")
+    lock = BeatLock(str(worker_bed.runs_dir), str(schedule)).path
+    wait_for(lambda: probe_path(lock) and f"pid {first.proc.pid}" in Path(lock).read_text(), 10,
+             "the first beat to hold the schedule's lock, saying who it is")
 
     second = subprocess.run(
         [*worker_command(), "beat", "--schedule", str(schedule), "--no-wait", "--once"],

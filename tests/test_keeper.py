@@ -16,7 +16,7 @@ import time
 
 import psutil
 import pytest
-from support.workers import wait_for
+from support.workers import reconcile_passes, wait_for
 
 from gage_queue.broker.send import enqueue_run
 from gage_queue.cancel import request_cancel
@@ -159,8 +159,13 @@ time.sleep(3)
     wait_for(lambda: "deleted" in _output(run), 20, "the run to delete its lock file")
     for _ in range(4):
         enqueue_run(run.id, settings=redis_bed.settings())
-    time.sleep(1.5)
-    assert run_state(run) == "running" and is_locked(run)  # the keeper put it back
+    # Every duplicate delivered and acked (acks come after the task): only the
+    # first delivery, waiting for its keeper, is still unacked.
+    client = redis_bed.redis.client()
+    wait_for(lambda: client.llen("gage") == 0 and client.hlen("unacked") == 1, 10,
+             "the duplicates to be handled")
+    wait_for(lambda: is_locked(run), 10, "its keeper to put the lock file back (its next tick)")
+    assert run_state(run) == "running"
 
     assert redis_bed.wait_status([run], timeout=20) == {run.id: "completed"}
     assert (redis_bed.counts_dir / run.id).read_text() == "ran\n"
@@ -258,7 +263,7 @@ def test_finalize_that_keeps_failing_gives_up(redis_bed):
     assert record.finalize_error == "RunExecError: " + record.finalize_error.split(": ", 1)[1]
     assert "3" in record.finalize_error
     sent = worker.log().count(f"{run.id[:8]} ({run.name}): sent finalize")
-    time.sleep(3)  # reconcile runs every second: nothing more is sent
+    reconcile_passes(redis_bed.runs_dir, after=time.time())  # nothing more is sent
     assert worker.log().count(f"{run.id[:8]} ({run.name}): sent finalize") == sent
     assert read_record(run).finalize_attempts == 3
 
@@ -336,7 +341,7 @@ def test_a_run_started_by_gage_itself_is_left_to_gage(redis_bed, real_gage):
     finally:
         gage.kill()
     assert run_state(run) == "completed"
-    time.sleep(1.5)  # a reconcile pass or two
+    reconcile_passes(redis_bed.runs_dir, after=time.time())  # none finds it lost
     assert run_state(run) == "completed"
     assert "lost" not in worker.log()
     assert _output(run) == "by gage\n"

@@ -7,7 +7,6 @@ import os
 import socket
 import sys
 import threading
-import time
 
 import psutil
 import pytest
@@ -174,12 +173,18 @@ def test_the_next_spare_is_forked_once_the_keeper_started_its_run_not_while_it_s
     outcomes: list[Outcome] = []
     task = threading.Thread(
         target=lambda: outcomes.append(run_keeper(run.id, settings, node="n@h", slots=1)))
+    launcher = psutil.Process(server)
+    reads = launcher.io_counters().read_count
     task.start()
     try:
         wait_for(lambda: is_locked(run), 10, "its keeper to hold the run lock, waiting for the slot")
         assert read_record(run).state is RunState.QUEUED
-        time.sleep(1.0)  # long enough for a fork the launcher would make at once
-        assert len(psutil.Process(server).children()) == 1, "a spare forked while the keeper starts"
+        # The launcher has read the spare's "took a job" byte and blocks again:
+        # a launcher that forked at once would have forked before that.
+        wait_for(lambda: launcher.io_counters().read_count > reads
+                 and launcher.status() == psutil.STATUS_SLEEPING, 10,
+                 "the launcher to wait for the keeper's start")
+        assert len(launcher.children()) == 1, "a spare forked while the keeper starts"
     finally:
         os.close(held)  # frees the slot: the run starts
     task.join(30)

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 import pytest
-from support.workers import wait_for
+from support.workers import reconcile_passes, wait_for
 
 from gage_queue.broker.send import enqueue_run
 from gage_queue.cancel import request_cancel
@@ -87,7 +87,8 @@ def test_only_host_b_worker_dies_while_its_run_lives(multihost_bed):
 
     b.kill()
 
-    time.sleep(1.5)  # a reconcile pass on host A: the run is alive, not lost
+    # Reconcile passes on host A (read through A's own mount): the run is alive, not lost.
+    reconcile_passes(bed.host_view("host-a", bed.runs_dir_for("host-a")), after=time.time())
     assert queue_state(run).status == "running"
     assert bed.wait_status([run], timeout=30) == {run.id: "completed"}
     record = read_record(run)
@@ -146,7 +147,9 @@ def test_one_run_delivered_ten_times_at_once_across_both_hosts(multihost_bed):
 
     assert bed.wait_status([run], timeout=30) == {run.id: "completed"}
     assert len(bed.executions(run)) == 1
-    time.sleep(1)  # the last duplicates are acked as no-ops
+    client = bed.redis.client()  # the last duplicates are acked as no-ops
+    wait_for(lambda: client.llen("gage") == 0 and client.hlen("unacked") == 0, 10,
+             "every delivery to be acked")
     assert len(bed.executions(run)) == 1
 
 

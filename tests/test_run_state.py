@@ -293,8 +293,10 @@ def test_reconcile(worker_bed, holder):
     assert reconcile(settings) == [f"{fresh.id[:8]} ({fresh.name}): re-sent to queue gage"]
     assert reconcile(settings) == []
     assert len(_embedded_messages(worker_bed, "gage")) == 2
-    # The retried run's backoff (4 s since its last attempt) has passed.
-    time.sleep(1.2)
+    # The retried run's backoff (4 s since its last attempt) has passed: its
+    # last attempt is made older instead of waiting for it.
+    commit(retried, state=S.FINALIZING, exit_code=0, finalize_attempts=2,
+           finalize_tried=_ago(5))
     assert reconcile(settings) == [
         f"{retried.id[:8]} ({retried.name}): sent finalize to queue gage-finalize"]
 

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from support.workers import wait_for
@@ -16,18 +15,30 @@ from gage_queue.broker.send import task_display
 from gage_runs.meta import run_meta_path
 
 
-def _dump_events(redis_bed, run_them) -> str:
-    """What `celery events --dump` saw while `run_them()` ran."""
+def _task_ends(events: str) -> int:
+    return events.count("task succeeded") + events.count("task failed")
+
+
+def _dump_events(redis_bed, run_them, tasks: int) -> str:
+    """What `celery events --dump` saw while `run_them()` ran, once it saw `tasks` tasks end."""
     celery = [sys.executable, "-m", "celery", "-A", "gage_worker"]
-    dump = subprocess.Popen([*celery, "events", "--dump"], env=redis_bed.worker_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = redis_bed.redis.client()
+    bindings = client.smembers("_kombu.binding.celeryev")  # the workers' gossip queues
+    out = redis_bed.root / "events.txt"
+    with open(out, "w") as f:
+        dump = subprocess.Popen([*celery, "events", "--dump"], stdout=f, stderr=subprocess.STDOUT,
+                                env={**redis_bed.worker_env(), "PYTHONUNBUFFERED": "1"})
     try:
-        time.sleep(2)  # the dumper's consumer is up
+        # Its consumer's queue is bound to the events exchange: no event is lost to it.
+        wait_for(lambda: client.smembers("_kombu.binding.celeryev") - bindings, 20,
+                 "the dumper to bind its queue")
         run_them()
-        time.sleep(1.5)
+        wait_for(lambda: _task_ends(out.read_text()) >= tasks, 10,
+                 f"the dumper to show {tasks} tasks ended")
     finally:
         dump.terminate()
-    return dump.communicate(timeout=20)[0]
+        dump.wait(20)
+    return out.read_text()
 
 
 def _failing_and_ok(redis_bed):
@@ -51,7 +62,7 @@ def test_events_show_failed_runs_as_failures(redis_bed):
     finalizer = redis_bed.start_worker("--events", "-Q", "gage-finalize")
     runs = []
     events = _dump_events(redis_bed, lambda: (runs.extend(_failing_and_ok(redis_bed)),
-                                              _ended([executor, finalizer], 4)))
+                                              _ended([executor, finalizer], 4)), tasks=4)
     failing, ok = runs
     failed = [line for line in events.splitlines() if "task failed" in line]
     assert len(failed) == 1, events
@@ -70,7 +81,7 @@ def test_a_worker_that_takes_finalize_work_finalizes_its_own_runs(redis_bed):
     worker = redis_bed.start_worker("--events")
     runs = []
     events = _dump_events(redis_bed, lambda: (runs.extend(_failing_and_ok(redis_bed)),
-                                              _ended([worker], 2)))
+                                              _ended([worker], 2)), tasks=2)
     failing, ok = runs
     received = [line for line in events.splitlines() if "task received" in line]
     assert len(received) == 2 and "gage.finalize" not in events, received

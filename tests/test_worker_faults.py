@@ -141,7 +141,10 @@ def test_broker_down_at_submit_and_at_worker_start(redis_bed):
     assert run_state(run) == "queued"
 
     worker = redis_bed.start_worker("-c", "1", wait=False)
-    time.sleep(2)
+    # It tries the broker before it starts Celery, and says so after each failed
+    # try (nothing else shows it): it has met the broker down and lives on.
+    wait_for(lambda: "cannot reach the broker" in worker.log(), 10,
+             "the worker's first try at the broker")
     assert worker.proc.poll() is None, worker.log()
     assert " ready." not in worker.log()
     redis_bed.redis.start()

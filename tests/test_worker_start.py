@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from support.workers import Worker, wait_for, worker_command
+from support.workers import Worker, node_name, wait_for, worker_command
 
 from gage_queue.broker.send import submit_run
 from gage_queue.queue_meta import read_enqueued
@@ -24,12 +24,15 @@ pytestmark = pytest.mark.system
 HOST = socket.gethostname()
 
 
-def _start(bed, cwd, name: str, *args: str, env=None) -> Worker:
+def _start(bed, cwd, name: str, *args: str, env=None, runs_dir=None) -> Worker:
+    """Start a worker in `cwd`; ready once it answers a ping (`runs_dir`: the one it finds)."""
+    env = env or bed.worker_env()
     log_path = bed.root / f"{name}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*worker_command(), *args], cwd=cwd, env=env or bed.worker_env(),
+        proc = subprocess.Popen([*worker_command(), *args], cwd=cwd, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    worker = Worker(proc, log_path)
+    settings = Settings.from_env({**env, **({"GAGE_RUNS": runs_dir} if runs_dir else {})})
+    worker = Worker(proc, log_path, node_name(list(args)), settings)
     bed.workers.append(worker)
     worker.wait_ready()
     return worker
@@ -46,7 +49,8 @@ def test_a_worker_in_a_project_finds_the_runs_dir_gage_submit_uses(worker_bed):
     expected, source = runs_dir_source(str(project), None, env)
     assert expected == str(project / ".gage" / "runs") and not (project / ".gage").exists()
 
-    worker = _start(worker_bed, project, "in-project", "--hostname", "p@%h", env=env)
+    worker = _start(worker_bed, project, "in-project", "--hostname", "p@%h", env=env,
+                    runs_dir=expected)
     assert f"runs dir {expected} (from the project {project})" in worker.log()
 
     run = make_run(OpRef("fresh", "hello"), expected)

@@ -103,7 +103,7 @@ from gage_queue.settings import Settings
 from gage_runs import OpCmd, OpDef, OpRef, Run, init_run_meta, make_run, stage_run
 
 from .redis_server import REDIS_SERVER, RedisServer
-from .workers import TEST_ENV, Watching, Worker, worker_command
+from .workers import TEST_ENV, Watching, Worker, node_name, worker_command
 
 LOOPBACK = "127.0.0.2"
 HOSTS = ("host-a", "host-b")
@@ -666,11 +666,12 @@ class MultihostBed(Watching):
         host = self._host(host)
         n = len(self.workers)
         log_path = self.logs_dir / f"worker-{n}-{host.name}.log"
-        proc = host.spawn(
-            [*worker_command(), "--hostname", f"w{n}@%h", *args],
-            env=env or self.worker_env(host), log_path=log_path,
-        )
-        worker = Worker(proc, log_path)  # type: ignore[arg-type]  # HostProcess is Popen-like
+        argv = [*worker_command(), "--hostname", f"w{n}@%h", *args]
+        env = env or self.worker_env(host)
+        proc = host.spawn(argv, env=env, log_path=log_path)
+        # Pinged from here through the broker (a unix socket at the same path in every host).
+        worker = Worker(proc, log_path, node_name(argv, host=host.name),  # type: ignore[arg-type]
+                        Settings.from_env({**env, "GAGE_RUNS": str(self.runs_dir_for("laptop"))}))
         self.workers.append(worker)
         if wait:
             worker.wait_ready()

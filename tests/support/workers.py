@@ -6,6 +6,13 @@ counts file outside the run dir each time it executes, helpers to stage
 and submit runs, and `start_worker()`. Workers run in their own session
 and are stopped by pid; run processes left behind under this runs dir
 are killed at teardown.
+
+A worker is ready when it answers a ping on its control channel, by its
+node name, through the broker it serves (`Worker.wait_ready`): its
+consumer is up. `reconcile_passes` waits for reconcile passes of the
+workers of a runs dir, read from the reconcile lease's stamp: the event
+that proves something a pass would do (re-send, finalize, find a run lost)
+had its chance, where a test checks that it did not happen.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import psutil
 import pytest
 
 from gage_queue.broker.send import submit_run
+from gage_queue.layout import reconcile_lease
 from gage_queue.settings import Settings
 from gage_queue.snapshots import run_state
 from gage_runs import OpCmd, OpDef, OpRef, Run, init_run_meta, make_run, stage_run
@@ -69,6 +77,51 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def node_name(argv: list[str], host: str | None = None) -> str | None:
+    """The node name of a worker started with `argv` (its last --hostname), `%h` filled in.
+
+    `host` is the hostname the worker sees (default: this one's).
+    """
+    from celery.utils.nodenames import host_format
+
+    name = None
+    for i, arg in enumerate(argv):
+        if arg == "--hostname" and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif arg.startswith("--hostname="):
+            name = arg.partition("=")[2]
+    return host_format(name, host=host) if name else None
+
+
+def last_reconcile_pass(runs_dir: str | Path) -> float:
+    """When the last reconcile pass over `runs_dir` ended (epoch s); 0 if none or unreadable.
+
+    Read from the reconcile lease's stamp without taking the lease, so no
+    worker skips a pass for it.
+    """
+    from gage_worker.lease import ReconcileLease
+
+    try:
+        fd = os.open(reconcile_lease(str(runs_dir)), os.O_RDONLY)
+    except FileNotFoundError:
+        return 0.0
+    with ReconcileLease(fd) as lease:
+        return lease.stamp().last_pass
+
+
+def reconcile_passes(runs_dir: str | Path, after: float, count: int = 2,
+                     timeout: float = 15) -> None:
+    """Wait for `count` reconcile passes that end after `after` (epoch s), one after another.
+
+    The second of two such passes started after `after`: whatever it would
+    do about the state at `after`, it has done.
+    """
+    for n in range(count):
+        last = wait_for(lambda since=after: (t := last_reconcile_pass(runs_dir)) > since and t,
+                        timeout, f"reconcile pass {n + 1} of {count}")
+        after = last
+
+
 def worker_command() -> list[str]:
     script = shutil.which("gage-worker")
     if script:
@@ -77,13 +130,22 @@ def worker_command() -> list[str]:
 
 
 class Worker:
-    """A `gage-worker` process started by a test."""
+    """A `gage-worker` process started by a test.
 
-    def __init__(self, proc: subprocess.Popen, log_path: Path):
+    `node` is its Celery node name (None: the default name it claims at
+    start, read from the node lock it holds) and `settings` those it was
+    started with (its broker): `wait_ready()` pings it there.
+    """
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path, node: str | None = None,
+                 settings: Settings | None = None):
         self.proc = proc
         self.log_path = log_path
+        self.node = node
+        self.settings = settings
         self._children: list[psutil.Process] = []
         self._terminated = False
+        self._control: Any = None
 
     @property
     def pid(self) -> int:
@@ -99,13 +161,41 @@ class Worker:
         except psutil.NoSuchProcess:
             return []
 
+    def held_node_name(self) -> str | None:
+        """The default node name the worker claimed: the node lock it holds open, if any."""
+        try:
+            paths = [f.path for f in psutil.Process(self.pid).open_files()]
+        except psutil.Error:
+            return None
+        held = [Path(p) for p in paths if Path(p).parent.name == "nodes" and p.endswith(".lock")]
+        return held[0].stem if held else None
+
+    def answers_ping(self, timeout: float = 0.2) -> bool:
+        """Whether the worker's consumer answers a ping (`celery inspect ping`) within `timeout`."""
+        assert self.settings, "a Worker needs the settings it was started with to ping it"
+        self.node = self.node or self.held_node_name()
+        if self.node is None:
+            return False  # it has not claimed its name yet
+        if self._control is None:
+            from gage_worker.celery_app import make_app
+
+            self._control = make_app(self.settings)
+        try:
+            with self._control.connection_for_write() as conn:
+                replies = self._control.control.ping([self.node], timeout=timeout,
+                                                     connection=conn)
+        except Exception:  # the broker is not (yet) reachable: not ready
+            return False
+        return any(self.node in reply for reply in replies)
+
     def wait_ready(self, timeout: float = 30) -> None:
+        """Wait until the worker answers a ping: its consumer takes messages."""
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited early:\n{self.log()}")
-            return " ready." in self.log()
+            return self.answers_ping()
 
-        wait_for(ready, timeout, "the worker to be ready")
+        wait_for(ready, timeout, f"the worker {self.node} to answer a ping", interval=0.02)
 
     def kill(self) -> None:
         """SIGKILL the main process and its pool children at once."""
@@ -246,15 +336,13 @@ class Bed(Watching):
         """Start `gage-worker ARGS` (or `command ARGS`) as node `w<n>@<host>`."""
         n = len(self.workers)
         log_path = self.root / f"worker-{n}.log"
+        argv = [*(command or worker_command()), "--hostname", f"w{n}@%h", *args]
+        env = env or self.worker_env()
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [*(command or worker_command()), "--hostname", f"w{n}@%h", *args],
-                env=env or self.worker_env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        worker = Worker(proc, log_path)
+        worker = Worker(proc, log_path, node_name(argv), Settings.from_env(env))
         self.workers.append(worker)
         if wait:
             worker.wait_ready()
