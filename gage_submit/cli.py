@@ -49,6 +49,7 @@ COMMANDS = {  # name -> its module in gage_submit.commands, loaded when asked fo
     "rerun": "rerun",
     "queue": "queue",
     "compare": "compare",
+    "view": "view",
 }
 # click >= 8.2 raises this for a bare `gage-submit`; older versions print the help.
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
