@@ -33,3 +33,10 @@ test: $(STAMP) lint
 
 clean:
 	rm -rf $(VENV) .demo .cache
+
+# Screenshots of the web view's pages (`gage-submit view`: runs, a run, compare,
+# the pool) over a demo runs dir, into docs/screenshots/, by Debian's headless
+# chromium (apt-get install chromium chromium-driver).
+.PHONY: screenshots
+screenshots: $(STAMP)
+	$(WITH_VENV) $(PY) -m tests.support.browser docs/screenshots
