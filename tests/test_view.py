@@ -410,3 +410,13 @@ def test_other_addresses_need_the_token(runs):
         assert server.get("/", cookie=cookie.split("=")[0] + "=nope")[0] == 403
     finally:
         server.stop()
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(server, runs):
+    port = server.url.rsplit(":", 1)[1].rstrip("/")
+    code = ("import sys\nfrom gage_submit.cli import run\n"
+            f"sys.exit(run(['view', '--runs-dir', {runs.runs_dir!r}, '--port', {port!r}]))")
+    result = _python(code)
+    assert result.returncode == 2
+    assert result.stderr == (f"gage-submit: error: cannot listen on 127.0.0.1:{port}:"
+                             " Address already in use\n")

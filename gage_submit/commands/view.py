@@ -17,7 +17,8 @@ EXTRA_MODULES = ("starlette", "uvicorn", "jinja2")
 @click.command("view", short_help="Serve a web page of runs, their output and the pool.")
 @project_options
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; any but a loopback one needs the token it prints.")
+              help="Address to listen on; any but 127.0.0.1, ::1 or localhost needs the token"
+              " it prints.")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port to listen on (0: a free one).")
 @click.option("--allow-actions", is_flag=True,

@@ -34,7 +34,12 @@ def serve(runs_dir: str, *, host: str, port: int, allow_actions: bool,
     from .app import ViewConfig, make_app
 
     token = new_token() if needs_token(host, allow_actions) else None
-    sock = bind(host, port)
+    try:
+        sock = bind(host, port)
+    except OSError as e:  # a port in use, an address not of this host: bad input
+        from ..errors import SubmitError
+
+        raise SubmitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     port = sock.getsockname()[1]
     guard = Guard(host, port, allow_actions, token)
     app = make_app(ViewConfig(runs_dir, guard, namespace, poll))
