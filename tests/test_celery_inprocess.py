@@ -7,6 +7,13 @@ in a thread of the test process, with the plugin's `celery_worker_pool`
 (solo) and `celery_worker_parameters`. pytest-celery 1.x's own `celery_worker`
 fixture is a worker in a Docker container and is not used.
 
+pytest-celery 1.3's plugin (entry point `celery`) imports docker and
+pytest_docker_tools and re-exports Celery's own `celery.contrib.pytest`
+fixtures; it loads without a Docker engine, which only its Docker fixtures
+(`celery_worker`, `celery_setup`, the `default_*` brokers and backends)
+would reach for. Should loading it ever need one, `-p no:celery -p
+celery.contrib.pytest` loads Celery's in-process fixtures alone.
+
 The broker is the embedded one in the test's runs dir: the app's default,
 nothing to start. `memory://` is not a broker URL gage-queue's settings
 accept (`settings.check_broker_url`), and an app whose Celery config were
