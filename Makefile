@@ -4,6 +4,8 @@
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# gage-queue alone, all `make demo` needs; then its test extras (pytest, ruff, ...).
+DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 # The venv's commands (gage-submit, gage-worker) first on PATH, as a user who
 # activated it has them: the demo and the README tests run them by name.
@@ -11,17 +13,22 @@ WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 .PHONY: demo test lint install clean
 
-$(STAMP): pyproject.toml
+# Editable: the checkout goes on sys.path by a plain .pth entry (pyproject.toml's
+# package-dir makes it so), not by setuptools' import finder, which costs ~40 ms at
+# every start of every command.
+$(DEMO_STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# compat: the checkout goes on sys.path by a plain .pth entry; setuptools'
-	# default editable finder costs ~40 ms at every start of every command.
-	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(WITH_VENV) bash examples/demo.sh
 
 lint: $(STAMP)
