@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
 import sysconfig
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
 import pytest
 import redis
 import yaml
@@ -220,19 +224,179 @@ def test_systemd_worker_unit_starts_a_worker_that_runs_a_run(deploy_redis, tmp_p
         bed.close()
 
 
-def test_systemd_units_verify(tmp_path):
+DEPLOY_README = DEPLOY / "README.md"
+
+
+def install_steps() -> list[list[str]]:
+    """The commands of deploy/README.md's install block, comments dropped."""
+    text = DEPLOY_README.read_text().split("## Install (systemd)", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    lines = [line.split("  #")[0].strip() for line in block.splitlines()]
+    return [shlex.split(line) for line in lines if line and not line.startswith("#")]
+
+
+@dataclass
+class Installed:
+    """What the install steps made under `root` (every absolute path moved there)."""
+
+    root: Path
+    user: str = ""
+    venv: str = ""
+    enabled: list[str] = field(default_factory=list)
+
+    def at(self, path: str) -> Path:
+        assert path.startswith("/"), path
+        return self.root / path.lstrip("/")
+
+
+def follow_install_steps(root: Path) -> Installed:
+    """Do deploy/README.md's install steps into `root`: files and dirs land under it,
+    `useradd` and `systemctl` are recorded, and `pip install .` is stood in for by this
+    checkout's `gage-worker` script (what pip puts into the venv's bin). A step this
+    does not know fails the test: the doc must stay followable."""
+    done = Installed(root)
+    for argv in install_steps():
+        step = " ".join(argv)
+        if argv[0] == "useradd":
+            done.user = argv[-1]
+        elif argv[:3] == ["python3", "-m", "venv"]:
+            done.venv = argv[3]
+            done.at(done.venv).joinpath("bin").mkdir(parents=True)
+        elif argv[0].endswith("/bin/pip") and argv[1:] == ["install", "."]:
+            assert argv[0] == f"{done.venv}/bin/pip", step
+            shutil.copy(SCRIPTS / "gage-worker", done.at(f"{done.venv}/bin/gage-worker"))
+        elif argv[0] == "install":
+            opts, paths = install_args(argv[1:])
+            if "-d" in opts:
+                for path in paths:
+                    done.at(path).mkdir(parents=True, exist_ok=True)
+                continue
+            *sources, dest = paths
+            assert opts.get("-o", done.user) == done.user, step
+            for source in sources:
+                target = done.at(dest)
+                if dest.endswith("/"):
+                    target.mkdir(parents=True, exist_ok=True)
+                    target = target / Path(source).name
+                shutil.copy(REPO / source, target)
+                target.chmod(int(opts.get("-m", "0755"), 8))
+        elif argv[:2] == ["systemctl", "daemon-reload"]:
+            pass
+        elif argv[:3] == ["systemctl", "enable", "--now"]:
+            done.enabled.append(argv[3] if "." in argv[3] else f"{argv[3]}.service")
+        else:
+            raise AssertionError(f"an install step the test does not know: {step}")
+    return done
+
+
+def install_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`install`'s options (-d, -m MODE, -o USER, -g GROUP) and paths."""
+    opts: dict[str, str] = {}
+    paths = []
+    it = iter(args)
+    for arg in it:
+        if arg == "-d":
+            opts["-d"] = ""
+        elif arg in ("-m", "-o", "-g"):
+            opts[arg] = next(it)
+        else:
+            paths.append(arg)
+    return opts, paths
+
+
+def unit_file(installed: Installed, unit: str) -> configparser.ConfigParser:
+    """An enabled unit's file as installed (`name@instance` reads `name@.service`)."""
+    name = re.sub(r"@[^.]+\.", "@.", unit)
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    path = installed.at(f"/etc/systemd/system/{name}")
+    assert path.exists(), f"{unit}: no {path}"
+    parser.read(path)
+    return parser
+
+
+def test_install_steps_make_everything_the_units_name(tmp_path):
+    """Followed into a scratch root, the steps leave the user, the program, the env file
+    and the schedule that the units they enable name."""
+    installed = follow_install_steps(tmp_path / "root")
+    assert installed.enabled == ["gage-worker@gage.service", "gage-beat.service"]
+    assert installed.user and installed.venv == IMAGE_ROOT
+    env = dict(line.split("=", 1) for line in installed.at("/etc/gage-queue/env").read_text()
+               .splitlines() if line and not line.startswith("#"))
+    for unit in installed.enabled:
+        service = unit_file(installed, unit)["Service"]
+        unit_section = unit_file(installed, unit)["Unit"]
+        assert service["User"] == installed.user, unit
+        assert installed.at(service["EnvironmentFile"]).is_file(), unit
+        assert unit_section["RequiresMountsFor"] == env["GAGE_RUNS"], unit
+        argv = service["ExecStart"].split()
+        assert argv[0] == f"{installed.venv}/bin/gage-worker", unit
+        assert os.access(installed.at(argv[0]), os.X_OK), unit
+        if "--schedule" in argv:
+            assert installed.at(argv[argv.index("--schedule") + 1]).is_file(), unit
+
+
+def test_every_exec_start_parses_with_gage_workers_options():
+    """Each unit's ExecStart is a gage-worker command line its options accept."""
+    from gage_worker.cli import main
+
+    for unit in ("gage-worker@.service", "gage-beat.service"):
+        argv = systemd_exec_start(unit, "gpu")
+        name, *args = argv[1:]
+        command = main.get_command(click.Context(main), name)
+        assert command is not None, unit
+        command.make_context(name, list(args))  # raises on an unknown option or a bad value
+
+
+def test_systemd_units_verify_after_the_install_steps(tmp_path):
+    """`systemd-analyze verify --root` finds nothing to say about the units the install
+    steps enable, in the root they made (the host's own units added for dependencies:
+    network-online.target, multi-user.target, ...)."""
     tool = shutil.which("systemd-analyze")
     if tool is None:
-        pytest.skip("systemd-analyze is not installed")
-    exec_path = f"{IMAGE_ROOT}/bin/gage-worker"
-    units = []
-    for source, name in (("gage-beat.service", "gage-beat.service"),
-                         ("gage-worker@.service", "gage-worker@gage.service")):
-        text = (SYSTEMD / source).read_text()
-        assert exec_path in text
-        # The one difference from an installed unit: the venv's gage-worker.
-        (tmp_path / name).write_text(text.replace(exec_path, str(SCRIPTS / "gage-worker")))
-        units.append(str(tmp_path / name))
-    proc = subprocess.run([tool, "verify", *units], capture_output=True, text=True, timeout=60)
-    ours = [line for line in proc.stderr.splitlines() if str(tmp_path) in line or "gage-" in line]
+        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    host_units = Path("/usr/lib/systemd/system")
+    if not (host_units / "multi-user.target").exists():
+        pytest.skip(f"no systemd units in {host_units} for the units' dependencies")
+    installed = follow_install_steps(tmp_path / "root")
+    shutil.copytree(host_units, installed.at(str(host_units)), symlinks=True)
+    proc = subprocess.run([tool, "verify", f"--root={installed.root}", *installed.enabled],
+                          capture_output=True, text=True, timeout=60)
+    ours = [line for line in proc.stderr.splitlines() if "gage-" in line]
     assert proc.returncode == 0 and not ours, proc.stderr
+
+
+def test_the_image_gets_every_package_the_project_installs():
+    """deploy/Dockerfile copies each package pyproject.toml includes (a package left out
+    builds an image whose commands fail at the first import)."""
+    import tomllib
+
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    copied = set(re.findall(r"^COPY (\S+) \1$", (DEPLOY / "Dockerfile").read_text(), re.M))
+    assert packages <= copied, packages - copied
+
+
+def test_compose_config_resolves_the_readmes_command_without_an_engine(tmp_path):
+    """`docker-compose config` (no engine needed) with the README's GAGE_UID/GAGE_GID: the
+    containers run as that user and mount the checkout's ./runs (`mkdir -p runs`)."""
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    readme = (REPO / "README.md").read_text()
+    assert "mkdir -p runs && GAGE_UID=$(id -u) GAGE_GID=$(id -g) docker compose -f" \
+           " deploy/compose.yaml up" in readme
+    proc = subprocess.run(
+        [tool, "-f", str(COMPOSE), "config"], capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GAGE_UID": "1234",
+             "GAGE_GID": "5678"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    resolved = yaml.safe_load(proc.stdout)["services"]
+    for name in ("worker", "beat", "flower"):
+        service = resolved[name]
+        assert service["user"] == "1234:5678", name
+        [runs] = [volume.split(":")[0] for volume in service["volumes"]
+                  if volume.split(":")[1] == "/runs"]  # v1 prints SOURCE:TARGET:MODE
+        assert Path(runs) == REPO / "runs", name
+        assert service["build"]["context"] == str(REPO), name
