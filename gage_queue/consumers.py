@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gage_queue.errors import SettingsError
 from gage_queue.layout import consumer_lock, workers_lock
 from gage_queue.locks import lock_fd, open_lock_file, probe_path
+from gage_queue.settings import check_queue_name
 
 
 def announce_queues(runs_dir: str, queues: Iterable[str]) -> list[int]:
@@ -31,5 +33,14 @@ def runs_dir_has_worker(runs_dir: str) -> bool:
 
 
 def queue_has_consumer(runs_dir: str, queue: str) -> bool:
-    """True if some worker sharing this runs dir consumes `queue`."""
+    """True if some worker sharing this runs dir consumes `queue`.
+
+    A name no worker may consume (`settings.check_queue_name`: read from a
+    run's files, it can be anything, a path or a NUL) has no consumer and
+    names no file.
+    """
+    try:
+        check_queue_name(queue)
+    except SettingsError:
+        return False
     return probe_path(consumer_lock(runs_dir, queue))

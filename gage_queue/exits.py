@@ -78,6 +78,13 @@ def run_command(prog: str, invoke: Callable[[], Any]) -> int:
 
 
 def report(prog: str, message: str, code: int) -> int:
-    """Print `message` as one line of `prog`'s errors; `code`."""
-    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    """Print `message` as one line of `prog`'s errors; `code`.
+
+    Whitespace runs become one space and any other control character is
+    escaped (`gage_queue.text.shown`): a message may quote what a user
+    typed or a run's files hold.
+    """
+    from gage_queue.text import shown
+
+    print(f"{prog}: error: {shown(' '.join(str(message).split()), None)}", file=sys.stderr)
     return code

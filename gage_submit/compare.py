@@ -4,6 +4,12 @@ Flags are each run's `config.json`; metrics are the `metrics` of its
 `summary.json` (written at finalize, as Gage writes it), where a value is
 a scalar or `{"value": ...}`. A metric named like a flag is shown as
 `metric:NAME`. Output is a plain table, CSV or JSON.
+
+The plain table escapes every cell and column name as all run text is
+shown (`gage_queue.text.shown`: control characters escaped, a cell cut
+at SHOWN_LIMIT characters). JSON and CSV are data and stay exact (JSON
+escapes control characters itself, CSV quotes line breaks), but for CSV
+written to a terminal, which is escaped as the table is, uncut.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import IO, Any
 
 from gage_queue.snapshots import run_state
 from gage_queue.states import RunState
+from gage_queue.text import shown
 from gage_runs.errors import RunFormatError
 from gage_runs.meta import meta_config, run_summary
 from gage_runs.types import Run
@@ -132,8 +139,9 @@ def format_cell(value: Any) -> str:
 
 
 def write_plain(table: Table, out: IO[str]) -> None:
-    """Columns two spaces apart, `-` for a missing value."""
-    rows = [table.columns, *([format_cell(c) or "-" for c in table.cells(r)] for r in table.rows)]
+    """Columns two spaces apart, `-` for a missing value; escaped (`shown`)."""
+    rows = [[shown(column) for column in table.columns],
+            *([shown(format_cell(c)) or "-" for c in table.cells(r)] for r in table.rows)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(table.columns))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -141,10 +149,18 @@ def write_plain(table: Table, out: IO[str]) -> None:
 
 
 def write_csv(table: Table, out: IO[str]) -> None:
+    """CSV, exact; escaped (`shown`, uncut) when `out` is a terminal."""
+    from .term import is_terminal
+
+    escape = is_terminal(out)
+
+    def cell(text: str) -> str:
+        return shown(text, None) if escape else text
+
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", *table.columns])
+    writer.writerow([cell(column) for column in ["id", *table.columns]])
     for row in table.rows:
-        writer.writerow([row.id, *map(format_cell, table.cells(row))])
+        writer.writerow([row.id, *(cell(format_cell(c)) for c in table.cells(row))])
 
 
 def write_json(table: Table, out: IO[str]) -> None:

@@ -15,24 +15,41 @@ import itertools
 import math
 from collections.abc import Mapping
 
+from gage_queue.text import check_user_text, shown
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, parse_flag_assigns, parse_flag_list, parse_flag_value
 
 Grid = dict[str, list[FlagValue]]
 
 
-
 def parse_flags(args: list[str]) -> Grid:
     """`["lr=[0.1,0.01]", "batch=32"]` -> `{"lr": [0.1, 0.01], "batch": [32]}`.
 
-    A later assignment of a name replaces an earlier one, as in Gage.
+    A later assignment of a name replaces an earlier one, as in Gage
+    (`repeated_flags` names them, for a notice). A flag name is a name:
+    one with a control character is refused (`BadText`, exit 2); values
+    are the program's data and are only escaped when shown.
     """
     grid: Grid = {}
     for arg in args:
         ((name, value),) = parse_flag_assigns([arg]).items()
+        check_user_text(name, "flag name")
         items = parse_flag_list(value) if _unquoted_list(arg) else None
         grid[name] = items if items is not None else [value]
     return grid
+
+
+def repeated_flags(args: list[str]) -> dict[str, list[str]]:
+    """The names given more than once, with the value text of each time, in order.
+
+    Gage keeps the last (`gage run train lr=0.1 lr=0.2` runs lr=0.2), and
+    so does gage-submit; a grid is written `lr=[0.1,0.2]`.
+    """
+    given: dict[str, list[str]] = {}
+    for arg in args:
+        ((name, _),) = parse_flag_assigns([arg]).items()
+        given.setdefault(name, []).append(arg.partition("=")[2].strip())
+    return {name: values for name, values in given.items() if len(values) > 1}
 
 
 def _unquoted_list(arg: str) -> bool:
@@ -51,8 +68,9 @@ def expand_grid(grid: Grid) -> list[dict[str, FlagValue]]:
 
 
 def format_flags(flags: Mapping[str, FlagValue]) -> str:
-    """`lr=0.1 batch=32`, for one line of output."""
-    return " ".join(f"{name}={_format_value(value)}" for name, value in flags.items())
+    """`lr=0.1 batch=32`, for one line of output: control characters escaped, each
+    value at most `SHOWN_LIMIT` characters (`gage_queue.text.shown`)."""
+    return " ".join(f"{shown(name)}={shown(_format_value(value))}" for name, value in flags.items())
 
 
 def _format_value(value: FlagValue) -> str:

@@ -25,8 +25,18 @@ from .row_cache import WORTH_IT, RowCache
 
 
 def list_rows(runs_dir: str, where: RunFilter, *, limit: int | None, namespace: str | None,
-              detail: bool) -> tuple[list[tuple[int, RunInfo]], int]:
-    """The rows to show (index in the newest-first listing, info) and how many match."""
+              detail: bool, list_cache: bool | None = None
+              ) -> tuple[list[tuple[int, RunInfo]], int]:
+    """The rows to show (index in the newest-first listing, info) and how many match.
+
+    `list_cache` is `Settings.list_cache`; by default the settings are
+    loaded from the environment first, so a bad one is refused (exit 2)
+    whether or not this listing would use the cache.
+    """
+    if list_cache is None:
+        from gage_queue.settings import Settings
+
+        list_cache = Settings.from_env().list_cache
     entries = scan_runs(runs_dir)
     brief = not detail and where.schedule is None  # the table: read what it shows
     candidates = _candidates(runs_dir, entries, where.statuses) if where else None
@@ -35,7 +45,7 @@ def list_rows(runs_dir: str, where: RunFilter, *, limit: int | None, namespace: 
     else:
         reads = len(entries) if limit is None else min(limit, len(entries))
     rows = _Rows(namespace, detail, brief,
-                 RowCache.load(runs_dir) if brief and reads >= WORTH_IT else None)
+                 RowCache.load(runs_dir, list_cache) if brief and reads >= WORTH_IT else None)
     try:
         if not where:
             return _first(entries, limit, rows)

@@ -22,8 +22,11 @@ STATUS_WIDTH = 10
 
 
 def run_line(status: RunState, run: Run, detail: str = "") -> str:
-    """The plain text of a run line."""
-    return f"{status:<{STATUS_WIDTH}} {run.name}  {run.id}  {detail}".rstrip()
+    """The plain text of a run line; the detail escaped (`gage_queue.text.shown`: callers
+    bound each part of it, so it is not cut)."""
+    from gage_queue.text import shown
+
+    return f"{status:<{STATUS_WIDTH}} {shown(run.name)}  {run.id}  {shown(detail, None)}".rstrip()
 
 
 def run_ref(run: Run) -> str:
@@ -106,10 +109,12 @@ class RunLines:
             return
         from rich.markup import escape
 
+        from gage_queue.text import shown
+
         pad = " " * max(0, STATUS_WIDTH - len(status))
         self._console.print(
-            f"{styled_status(status)}{pad} [bold]{run.name}[/]  [dim]{run.id}[/]  {escape(detail)}"
-            .rstrip()
+            f"{styled_status(status)}{pad} [bold]{escape(shown(run.name))}[/]  [dim]{run.id}[/]"
+            f"  {escape(shown(detail, None))}".rstrip()
         )
 
     def notice(self, message: str) -> None:

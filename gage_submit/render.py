@@ -3,6 +3,11 @@
 Plain output is for scripts and pipes: a header line, then one line per
 run with the columns in a fixed order, padded with spaces, `-` for an
 empty cell, and the free-text label last. `--json` is the format to parse.
+
+Every text read from a run (names, ops, hosts, reasons, labels, config,
+summaries) is escaped before it is shown, on a terminal and in a pipe
+alike (`gage_queue.text.shown`): control characters as visible escapes,
+a field cut at SHOWN_LIMIT characters. `--json` stays exact.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import IO, Any
 from gage_queue.durations import format_duration
 from gage_queue.snapshots import read_queue_state
 from gage_queue.states import RunState, exit_words
+from gage_queue.text import SHOWN_LIMIT, shown
 from gage_runs.meta import meta_exit_code, meta_timestamp
 from gage_runs.types import Run
 
@@ -28,12 +34,13 @@ DROPPED_FIRST = ("worker", "started", "host", "op", "time", "reason")
 
 
 def table_row(index: int, info: RunInfo) -> tuple[str, ...]:
-    """A run's cells in TABLE_COLUMNS order: how long it took, where it ran, why it ended."""
+    """A run's cells in TABLE_COLUMNS order: how long it took, where it ran, why it ended;
+    escaped (`shown`)."""
     took = format_duration(info.duration)
-    return (
+    return tuple(shown(cell) for cell in (
         str(index), info.name, info.op, short_time(info.started), took, str(info.status),
         info.host or "", info.node or "", info.reason or "", info.label or "",
-    )
+    ))
 
 
 def fit_columns(columns: tuple[str, ...], cells: list[tuple[str, ...]], width: int
@@ -89,7 +96,7 @@ def _rich_table(cells: list[tuple[str, ...]], out: IO[str]) -> None:
 
 
 def detail_fields(info: RunInfo) -> list[tuple[str, str]]:
-    """`show`'s fields as (name, text) pairs, empty ones left out."""
+    """`show`'s fields as (name, text) pairs, empty ones left out; escaped (`shown`)."""
     fields = [
         ("id", info.id),
         ("name", info.name),
@@ -110,7 +117,8 @@ def detail_fields(info: RunInfo) -> list[tuple[str, str]]:
         ("duration", format_duration(info.duration)),
         ("run dir", info.run_dir),
     ]
-    return [(name, text) for name, text in fields if text]
+    return [(name, shown(text, None if name == "run dir" else SHOWN_LIMIT))
+            for name, text in fields if text]
 
 
 def detail_sections(info: RunInfo) -> list[tuple[str, dict[str, Any]]]:
@@ -138,7 +146,7 @@ def print_run_detail(info: RunInfo, out: IO[str], *, notes: Iterable[tuple[str, 
     for title, values in sections:
         print(f"{title}:", file=out)
         for key in sorted(values):
-            print(f"  {key}: {format_value(values[key])}", file=out)
+            print(f"  {shown(key)}: {shown(format_value(values[key]))}", file=out)
 
 
 def _rich_detail(
@@ -156,7 +164,7 @@ def _rich_detail(
     for title, values in sections:
         grid.add_row(f"[bold]{title}[/]", "")
         for key in sorted(values):
-            grid.add_row(f"  {escape(key)}", escape(format_value(values[key])))
+            grid.add_row(f"  {escape(shown(key))}", escape(shown(format_value(values[key]))))
     console(out).print(grid)
 
 
@@ -183,7 +191,7 @@ def end_detail(run: Run) -> tuple[RunState, str]:
     exit_text = "" if code is None else f"exit {code}"
     # left out: a reason that only says what the exit code says (`completed`, `exit 3`)
     said = {exit_text, exit_words(code)} if code is not None and code >= 0 else {exit_text}
-    reason = state.reason if state.reason and state.reason not in said else ""
+    reason = shown(state.reason) if state.reason and state.reason not in said else ""
     return state.state, ": ".join(part for part in (exit_text, reason) if part)
 
 

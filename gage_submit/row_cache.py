@@ -21,7 +21,8 @@ is. A row is not kept when its meta dir changed within the last
 change in the same tick), nor for a run that is not ended. Rows of
 runs no longer in the runs dir are dropped. The cache is private (0600 in
 a 0700 dir), written by rename, and ignored when unreadable;
-`GAGE_LIST_CACHE=off` turns it off.
+`GAGE_LIST_CACHE=off` turns it off (`Settings.list_cache`: a value that
+is not a switch is refused when settings load, exit 2).
 
 `list` uses it only where it reads many runs (`-a`, a large `-n`, a
 filter that must look at every run): for the latest 20, reading 20 runs
@@ -66,9 +67,13 @@ class RowCache:
         self._labelled: set[str] | None = None
 
     @classmethod
-    def load(cls, runs_dir: str) -> RowCache:
-        """This user's cache for `runs_dir`; an empty one if there is none or it is unusable."""
-        path = _cache_path(runs_dir)
+    def load(cls, runs_dir: str, enabled: bool | None = None) -> RowCache:
+        """This user's cache for `runs_dir`; an empty one if there is none or it is unusable.
+
+        `enabled` is `Settings.list_cache` (default: from the environment);
+        a cache that is off is empty and never saved.
+        """
+        path = _cache_path(runs_dir, enabled)
         rows: dict[str, list[Any]] = {}
         if path is not None:
             try:
@@ -152,9 +157,14 @@ def _mtime(path: str) -> int | None:
         return None
 
 
-def _cache_path(runs_dir: str) -> str | None:
-    """This user's cache file for `runs_dir`, or None when caching is off."""
-    if os.environ.get("GAGE_LIST_CACHE", "").lower() in ("off", "0", "no"):
+def _cache_path(runs_dir: str, enabled: bool | None = None) -> str | None:
+    """This user's cache file for `runs_dir`, or None when caching is off (`enabled`,
+    default `Settings.list_cache` from the environment)."""
+    if enabled is None:
+        from gage_queue.settings import Settings
+
+        enabled = Settings.from_env().list_cache
+    if not enabled:
         return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):

@@ -1,31 +1,35 @@
 """Submitting an op: plan its runs from the command line, then stage and queue each.
 
 All input is checked while planning, before anything is written: the Gage
-file and op, every flag name and value, the grid size and the runs dir.
-Submitting then stages each run and queues it at once, so workers start
-on a grid while the rest is being staged.
+file and op, every flag name and value, the label, the queue, the grid
+size and the runs dir. Submitting then stages each run and queues it at
+once, so workers start on a grid while the rest is being staged.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from gage_queue.broker.send import Submitter
+from gage_queue.durations import parse_duration
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.settings import Settings, check_queue_name
+from gage_queue.text import BadText, check_user_text, shown
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags
 from gage_runs.staging import op_cmd, stage_op
 from gage_runs.types import Run
 
+from . import PROG
 from .errors import StagingFailed, SubmitError
-from .flags import Grid, expand_grid, grid_size, parse_flags
+from .flags import Grid, expand_grid, grid_size, parse_flags, repeated_flags
 from .project import OpContext, load_op, runs_dir_for_submit
 from .rerun import RerunSource, stage_rerun
 
@@ -88,6 +92,10 @@ class Submitted:
 
 def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
     """Load the op and check the flags; SubmitError (or another GageRunsError) if bad."""
+    if options.op_name is not None:
+        check_user_text(options.op_name, "op name")
+    label = _checked_label(options.label)
+    queue = check_queue_name(options.queue if options.queue is not None else settings.queue)
     context = load_op(options.op_name, options.project_dir)
     op_cmd(context.opdef, context.project_dir)  # an op with nothing to run is bad input
     grid = _checked_grid(options)
@@ -98,8 +106,8 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
     return Plan(
         context=context,
         runs_dir=runs_dir,
-        queue=check_queue_name(options.queue or settings.queue),
-        label=options.label,
+        queue=queue,
+        label=label,
         time_limit=options.time_limit,
         flags=flags,
         configs=[{**project_config, **run_flags} for run_flags in flags],
@@ -109,30 +117,69 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
 def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) -> Plan:
     """Runs of an old run's op: its config overlaid by the flags, in its runs dir.
 
-    The queue and time limit default to the old run's; the label too.
+    The queue and time limit default to the old run's; the label too. What
+    is taken from the old run is checked as if typed: a label with a
+    control character, a time limit or queue that is not one is refused,
+    naming the option that sets it.
     """
     from gage_queue.queue_meta import read_submitted
     from gage_runs.sidecars import run_label
 
+    from .progress import run_ref
+
+    label = _checked_label(options.label)
     grid = _checked_grid(options)
     check_flags(grid, source.config, source.opdef.name)
     flags = expand_grid(grid)
     submitted = read_submitted(source.run) or {}
-    time_limit = options.time_limit or submitted.get("time_limit")
+    old = f"run {run_ref(source.run)}'s"
+    if label is None:
+        label = _inherited(old, "label", "--label", lambda: _checked_label(run_label(source.run)))
+    time_limit = options.time_limit
+    if time_limit is None and submitted.get("time_limit") is not None:
+        time_limit = _inherited(old, "time limit", "--time-limit",
+                                lambda: parse_duration(submitted["time_limit"]))
+    if options.queue is not None:
+        queue = check_queue_name(options.queue)
+    elif submitted.get("queue") is not None:
+        queue = _inherited(old, "queue", "--queue", lambda: check_queue_name(
+            submitted["queue"] if isinstance(submitted["queue"], str) else ""))
+    else:
+        queue = check_queue_name(settings.queue)
     return Plan(
         context=None,
         runs_dir=os.path.dirname(os.path.abspath(source.run.run_dir)),
-        queue=check_queue_name(options.queue or submitted.get("queue") or settings.queue),
-        label=options.label if options.label is not None else run_label(source.run),
-        time_limit=time_limit if isinstance(time_limit, (int, float)) else None,
+        queue=queue,
+        label=label,
+        time_limit=time_limit,
         flags=flags,
         configs=[{**source.config, **run_flags} for run_flags in flags],
         rerun=source,
     )
 
 
+def _checked_label(label: str | None) -> str | None:
+    """A label fit to show others (no control character, at most LABEL_LIMIT); BadText if not."""
+    return None if label is None else check_user_text(label, "label")
+
+
+def _inherited(old: str, what: str, option: str, check: Any) -> Any:
+    """`check()` of a value a rerun takes from the old run; BadText naming the option."""
+    try:
+        return check()
+    except (BadText, GageRunsError) as e:
+        raise BadText(f"{old} {what} cannot be reused ({e}): pass {option}") from None
+
+
 def _checked_grid(options: SubmitOptions) -> Grid:
     grid = parse_flags(options.flag_args)
+    for name, values in repeated_flags(options.flag_args).items():
+        print(
+            f"{PROG}: flag {shown(name)} given {len(values)} times: the last,"
+            f" {shown(name)}={shown(values[-1])}, is used, as in Gage;"
+            f" for a grid, write {shown(name)}=[{shown(','.join(values))}]",
+            file=sys.stderr,
+        )
     count = grid_size(grid)
     if count > options.max_runs:
         raise SubmitError(

@@ -7,7 +7,6 @@ no broker.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ from gage_queue.queue_meta import read_submitted
 from gage_queue.settings import DEFAULT_QUEUE
 from gage_queue.snapshots import run_state
 from gage_queue.states import UNFINISHED, WAIT_DONE, RunState
+from gage_queue.text import shown
 from gage_runs.types import Run
 
 from .info import run_output_path
@@ -23,19 +23,21 @@ from .progress import run_ref
 
 POLL_SECONDS = 0.25
 
-NOTICE_AFTER_SECONDS = 5.0  # GAGE_NO_WORKER_NOTICE overrides it
-
-
 class NoWorkerNotice:
     """Says once per queue that runs wait on it and no worker consumes it.
 
-    A run must have been seen queued for `after` seconds first; whether a
-    worker consumes its queue is read from the runs dir (`gage_queue.consumers`).
+    A run must have been seen queued for `after` seconds first (default:
+    GAGE_NO_WORKER_NOTICE, `Settings.no_worker_notice`, so a bad value is
+    refused when the notice is made, before any waiting); whether a worker
+    consumes its queue is read from the runs dir (`gage_queue.consumers`).
+    The queue's name is escaped: it is read from the run's files.
     """
 
     def __init__(self, say: Callable[[str], None], after: float | None = None):
         if after is None:
-            after = float(os.environ.get("GAGE_NO_WORKER_NOTICE") or NOTICE_AFTER_SECONDS)
+            from gage_queue.settings import Settings
+
+            after = Settings.from_env().no_worker_notice
         self.say = say
         self.after = after
         self._queued_since: dict[str, float] = {}
@@ -51,9 +53,10 @@ class NoWorkerNotice:
             return
         if not queue_has_consumer(run.runs_dir, queue):
             self._told.add(queue)
+            name = shown(queue, 100)
             self.say(
-                f"run {run_ref(run)} has waited {waited:.0f} s on queue {queue!r},"
-                f" which no worker consumes (start one: gage-worker -Q {queue}); still waiting"
+                f"run {run_ref(run)} has waited {waited:.0f} s on queue '{name}',"
+                f" which no worker consumes (start one: gage-worker -Q {name}); still waiting"
             )
 
 

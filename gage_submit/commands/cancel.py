@@ -131,6 +131,7 @@ class _Request:
     def _before_start(self, deadline: float) -> tuple[RunState, str]:
         """A run that was waiting to start: wait for a worker to end it, if one can."""
         from gage_queue.states import WAITING_TO_START, EndReason, before_start_words
+        from gage_queue.text import shown
 
         from ..watch import run_queue
 
@@ -138,14 +139,14 @@ class _Request:
         worker = _worker_there(self.run.runs_dir, queue)
         after = _settled(self.run, deadline if worker else 0.0)
         if after.state in WAITING_TO_START:
-            why = "" if worker else f" (no worker consumes queue {queue!r} now)"
+            why = "" if worker else f" (no worker consumes queue '{shown(queue, 100)}' now)"
             return after.state, f"cancel requested: a worker ends it before it starts{why}"
         if after.state is RunState.RUNNING:  # a keeper started it just before the request
             return after.state, "cancel requested: it started; its worker stops it within seconds"
         record = after.record
         if record is not None and record.reason is EndReason.CANCELLED and record.started is None:
             return after.state, before_start_words("cancelled")
-        return after.state, after.reason or ""
+        return after.state, shown(after.reason or "")
 
 
 def _request(run: Run) -> _Request:

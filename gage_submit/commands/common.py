@@ -26,16 +26,25 @@ def project_options(fn: Callable) -> Callable:
     from ..completion import complete_dirs
 
     fn = click.option(
-        "--runs-dir", metavar="DIR", shell_complete=complete_dirs,
+        "--runs-dir", metavar="DIR", shell_complete=complete_dirs, callback=not_empty,
         help="Runs dir (else GAGE_RUNS, RUNS_DIR, $runs-dir, .gage/runs).",
     )(fn)
     return click.option(
-        "-C", "--project-dir", metavar="DIR", shell_complete=complete_dirs,
+        "-C", "--project-dir", metavar="DIR", shell_complete=complete_dirs, callback=not_empty,
         help="Project dir (default: found from the cwd up).",
     )(fn)
 
 
-broker_option = click.option("--broker", metavar="URL", help="Broker URL (else GAGE_BROKER_URL).")
+def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An option's value, refused if given empty (`--queue ""` is a mistake, not the
+    default): a usage error, exit 2."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
+
+
+broker_option = click.option("--broker", metavar="URL", callback=not_empty,
+                             help="Broker URL (else GAGE_BROKER_URL).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
@@ -44,7 +53,7 @@ def settings_for(runs_dir: str | None, broker: str | None) -> Settings:
     from gage_queue.settings import Settings, check_broker_url
 
     return Settings.from_env().with_overrides(
-        runs_dir=runs_dir, broker_url=check_broker_url(broker) if broker else None
+        runs_dir=runs_dir, broker_url=check_broker_url(broker) if broker is not None else None
     )
 
 
@@ -69,12 +78,15 @@ def write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def no_worker_notice(say: Callable[[str], None] | None = None) -> NoWorkerNotice:
+def no_worker_notice(say: Callable[[str], None] | None = None, *,
+                     after: float | None = None) -> NoWorkerNotice:
     """A notice when runs wait on a queue no worker consumes: on stderr, or through `say`
-    (a bar's `RunLines.notice`, which prints it above the bar)."""
+    (a bar's `RunLines.notice`, which prints it above the bar). It comes `after` seconds
+    (default: the settings' GAGE_NO_WORKER_NOTICE, checked as settings load)."""
     from ..watch import NoWorkerNotice
 
-    return NoWorkerNotice(say or (lambda message: print(f"{PROG}: {message}", file=sys.stderr)))
+    return NoWorkerNotice(say or (lambda message: print(f"{PROG}: {message}", file=sys.stderr)),
+                          after)
 
 
 def run_json(run: Run, namespace: str | None) -> dict[str, Any]:

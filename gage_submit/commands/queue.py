@@ -28,6 +28,7 @@ def command(
     from gage_queue.broker.send import Submitter
     from gage_queue.durations import parse_duration
     from gage_queue.errors import BrokerUnavailable
+    from gage_queue.settings import check_queue_name
     from gage_queue.states import RunState
     from gage_runs.runs_dir import select_runs
 
@@ -40,7 +41,9 @@ def command(
     runs = select_runs(resolved, list(specs))
     check_queueable(runs)
     settings = settings_for(resolved, broker)
-    limit = parse_duration(time_limit) if time_limit else None
+    limit = parse_duration(time_limit) if time_limit is not None else None
+    if queue_name is not None:
+        check_queue_name(queue_name)  # `--queue ""` too: an error, not the default
     unsent = 0
     with Submitter(queue=queue_name, time_limit=limit, settings=settings) as submitter:
         for run in runs:

@@ -56,7 +56,7 @@ def command(
         source,
         SubmitOptions(
             op_name=None, flag_args=list(flag_args), queue=queue, label=label, max_runs=max_runs,
-            time_limit=parse_duration(time_limit) if time_limit else None,
+            time_limit=parse_duration(time_limit) if time_limit is not None else None,
         ),
         settings,
     )

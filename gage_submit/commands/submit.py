@@ -66,7 +66,7 @@ def command(
         SubmitOptions(
             op_name=op_name, flag_args=flag_args, project_dir=project_dir, runs_dir=runs_dir,
             queue=queue, label=label, max_runs=max_runs,
-            time_limit=parse_duration(time_limit) if time_limit else None,
+            time_limit=parse_duration(time_limit) if time_limit is not None else None,
         ),
         settings,
     )
@@ -101,8 +101,9 @@ def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
             print_runs_json(runs, namespace)
         raise failure
     if follow:
-        return state_exit_code(follow_run(runs[0]))
-    code = wait_runs(runs, None, quiet=as_json) if wait else 0
+        return state_exit_code(follow_run(runs[0], notice_after=settings.no_worker_notice))
+    code = wait_runs(runs, None, quiet=as_json,
+                     notice_after=settings.no_worker_notice) if wait else 0
     if as_json:
         print_runs_json(runs, namespace)
     return code

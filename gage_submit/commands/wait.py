@@ -37,7 +37,7 @@ def command(
     from ..project import current_namespace, runs_dir_for_reading
     from .common import print_runs_json
 
-    seconds = parse_duration(timeout) if timeout else None
+    seconds = parse_duration(timeout) if timeout is not None else None
     runs = select_runs(runs_dir_for_reading(project_dir, runs_dir), list(specs))
     _check_waitable(runs)
     if not as_json:
@@ -68,8 +68,13 @@ def _check_waitable(runs: list[Run]) -> None:
             )
 
 
-def wait_runs(runs: list[Run], timeout: float | None, *, quiet: bool = False) -> int:
-    """Wait with run lines and a bar; the exit code for the runs' states."""
+def wait_runs(runs: list[Run], timeout: float | None, *, quiet: bool = False,
+              notice_after: float | None = None) -> int:
+    """Wait with run lines and a bar; the exit code for the runs' states.
+
+    `notice_after` is GAGE_NO_WORKER_NOTICE from settings the caller loaded
+    (else they are loaded here, before waiting).
+    """
     from gage_queue.durations import format_duration
 
     from ..errors import WaitTimeout
@@ -89,7 +94,7 @@ def wait_runs(runs: list[Run], timeout: float | None, *, quiet: bool = False) ->
             runs,
             timeout=timeout,
             on_finished=on_finished,
-            notice=no_worker_notice(lines.notice),
+            notice=no_worker_notice(lines.notice, after=notice_after),
             on_status=lambda states: lines.update(
                 len(finished), waiting_description(states, by_id)),
         )
