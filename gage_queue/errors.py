@@ -26,3 +26,7 @@ class CommandFailed(QueueError):
 
 class TimedOut(QueueError):
     """What a command waited for did not happen in the time given: exit 4."""
+
+
+class Interrupted(QueueError):
+    """Ctrl-C stopped a command part way; the message says what was done: exit 130."""

@@ -28,10 +28,10 @@ def exit_code_for(error: BaseException) -> int:
     """The exit code for an error raised out of a command."""
     import click
 
-    from gage_queue.errors import BrokerUnavailable, CommandFailed, TimedOut
+    from gage_queue.errors import BrokerUnavailable, CommandFailed, Interrupted, TimedOut
     from gage_runs.errors import GageRunsError
 
-    if isinstance(error, (click.Abort, KeyboardInterrupt)):
+    if isinstance(error, (click.Abort, KeyboardInterrupt, Interrupted)):
         return INTERRUPTED
     if isinstance(error, click.UsageError):
         return USAGE

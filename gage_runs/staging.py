@@ -52,8 +52,12 @@ def stage_op(
     *,
     label: str | None = None,
     user_attrs: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> Run:
     """Make, initialize and stage a run of `opdef` from `project_dir`.
+
+    `run_id` is the new run's id if the caller chose it (a submitter that
+    must be able to remove the run if it is interrupted part way).
 
     When a stage hook or the config fails (a GageRunsError) the run is left
     `pending` (initialized, not staged), as Gage leaves it, and the error
@@ -63,7 +67,7 @@ def stage_op(
     """
     cmd = op_cmd(opdef, project_dir)
     with walk_once():  # one walk to each of the run's dirs, not one per file written
-        run = make_run(opref, runs_dir)
+        run = make_run(opref, runs_dir, run_id)
         try:
             init_run_meta(run, opdef, config, cmd, system_attrs())
             associate_project(run, project_dir)

@@ -52,16 +52,18 @@ def rerun_source(run: Run) -> RerunSource:
 
 
 def stage_rerun(
-    source: RerunSource, config: dict[str, Any], runs_dir: str, *, label: str | None = None
+    source: RerunSource, config: dict[str, Any], runs_dir: str, *, label: str | None = None,
+    run_id: str | None = None,
 ) -> Run:
     """Make and stage a run of the old run's op from its source code, with `config`.
 
     As `gage_runs.staging.stage_op`: a failing hook leaves the run
-    pending; a file-system error removes it and propagates.
+    pending; a file-system error removes it and propagates. `run_id` is
+    the new run's id if the caller chose it.
     """
     with tempfile.TemporaryDirectory(prefix="gage-rerun-") as scratch:
         _copy_source_files(source.run, scratch)
-        run = make_run(source.run.opref, runs_dir)
+        run = make_run(source.run.opref, runs_dir, run_id)
         try:
             init_run_meta(run, source.opdef, config, source.cmd, system_attrs())
             _copy_project_ref(source.run, run)

@@ -4,18 +4,26 @@ All input is checked while planning, before anything is written: the Gage
 file and op, every flag name and value, the label, the queue, the grid
 size and the runs dir. Submitting then stages each run and queues it at
 once, so workers start on a grid while the rest is being staged.
+
+Ctrl-C is safe at any moment (`Submission`): the first stops the
+submission once the runs being staged are queued, a second stops those
+too and removes them. No run is left half staged, and every run queued
+was handed back to be printed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from gage_queue import active
 from gage_queue.broker.send import Submitter
 from gage_queue.durations import parse_duration
 from gage_queue.errors import BrokerUnavailable
@@ -24,8 +32,9 @@ from gage_queue.text import BadText, check_user_text, shown
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags
-from gage_runs.staging import op_cmd, stage_op
-from gage_runs.types import Run
+from gage_runs.names import make_run_id, run_name_for_id
+from gage_runs.staging import discard_run, op_cmd, stage_op
+from gage_runs.types import OpRef, Run
 
 from . import PROG
 from .errors import StagingFailed, SubmitError
@@ -203,6 +212,15 @@ class Submission:
     reached: those runs stay queued for reconcile. A staging failure stops
     the submission and propagates after the runs staged before it are
     yielded (that run stays pending, as Gage leaves it).
+
+    Ctrl-C (SIGINT, in the main thread) is handled from entering to
+    leaving. The first stops the submission once the run each process is
+    staging is queued: no run is started after it, the runs queued are
+    still yielded, and `interrupted` is True after iterating. Another
+    stops the runs being staged too: each is removed (its run dir, meta
+    dir and index entry) unless its submission was already recorded, and
+    then it is queued and yielded like the others. So every run left in
+    the runs dir is queued, and every one was yielded.
     """
 
     def __init__(self, plan: Plan, settings: Settings):
@@ -213,41 +231,77 @@ class Submission:
         self._pool: Any = None
         self._stop: Any = None
         self._submitter: Submitter | None = None
+        self._interrupts = _Interrupts(self)
         self.broker_error: BrokerUnavailable | None = None
+        self.interrupted = False
 
     def __enter__(self) -> Submission:
-        os.makedirs(self._plan.runs_dir, exist_ok=True)
-        if self._processes > 1:
-            import multiprocessing
+        self._interrupts.__enter__()  # before the fork: no Ctrl-C is lost
+        try:
+            os.makedirs(self._plan.runs_dir, exist_ok=True)
+            if self._processes > 1:
+                import multiprocessing
 
-            context = multiprocessing.get_context("fork")
-            self._stop = context.Event()
-            self._pool = context.Pool(
-                self._processes, _init_worker, (self._plan, self._settings, self._stop)
-            )
-        else:
-            self._submitter = _submitter(self._plan, self._settings).__enter__()
+                context = multiprocessing.get_context("fork")
+                # A flag in shared memory, no lock: set from a signal handler, it cannot
+                # deadlock on a lock the interrupted code holds (an Event's would).
+                self._stop = context.RawValue("b", 0)
+                self._pool = context.Pool(
+                    self._processes, _init_worker, (self._plan, self._settings, self._stop)
+                )
+            else:
+                self._submitter = _submitter(self._plan, self._settings).__enter__()
+        except BaseException:
+            self._interrupts.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._submitter is not None:
-            self._submitter.__exit__(exc_type, exc, tb)
+        try:
+            if self._submitter is not None:
+                self._submitter.__exit__(exc_type, exc, tb)
+            if self._pool is not None:
+                if exc_type is None:
+                    self._pool.close()
+                else:
+                    self._pool.terminate()  # each process removes a run it has in progress
+                self._pool.join()
+        finally:
+            self._interrupts.__exit__(None, None, None)
+
+    def stop(self) -> None:
+        """Stop once the runs in progress are queued (the first Ctrl-C)."""
+        self.interrupted = True
+        if self._stop is not None:
+            self._stop.value = 1
+
+    def stop_now(self) -> None:
+        """Stop the runs in progress too: removed unless recorded (another Ctrl-C)."""
+        self.stop()
         if self._pool is not None:
-            if exc_type is None:
-                self._pool.close()
-            else:
-                self._pool.terminate()
-            self._pool.join()
+            for process in getattr(self._pool, "_pool", ()):
+                if process.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, signal.SIGUSR1)
+        else:
+            _in_progress.stop_now()
 
     def __iter__(self) -> Iterator[Submitted]:
         if self._submitter is not None:
             for run_flags, config in self._jobs:
-                yield _stage_and_queue(self._plan, self._submitter, run_flags, config)
+                if self.interrupted:
+                    break
+                try:
+                    yield _stage_and_queue(self._plan, self._submitter, run_flags, config)
+                except _Stopped:
+                    break
             self.broker_error = self._submitter.error
             return
+        if self.interrupted:  # before the pool was there to tell
+            self._stop.value = 1
         chunks = [self._jobs[i : i + CHUNK_RUNS] for i in range(0, len(self._jobs), CHUNK_RUNS)]
         failure = None
         for submitted, broker_error, error in self._pool.imap(_stage_chunk, chunks):
@@ -255,9 +309,68 @@ class Submission:
             yield from submitted
             if error is not None and failure is None:
                 failure = error
-                self._stop.set()
+                self._stop.value = 1
         if failure is not None:
             raise failure
+
+
+class _Interrupts:
+    """SIGINT during a submission: `stop` it the first time, `stop_now` after.
+
+    Installed only in the main thread (where Python runs signal handlers);
+    the previous handler comes back on leaving, unless the submission was
+    interrupted: then SIGINT stays ignored while the command ends. A
+    forked process (the pool's, before its initializer ignores SIGINT)
+    does nothing with it.
+    """
+
+    def __init__(self, submission: Submission):
+        self._submission = submission
+        self._pid = os.getpid()
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._pid = os.getpid()
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._installed:
+            # Once interrupted, the command is ending: a further Ctrl-C must not cut
+            # the last of its output (the runs queued, how many) or its exit code.
+            interrupted = self._submission.interrupted
+            signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted else self._previous)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if os.getpid() != self._pid:
+            return
+        if self._submission.interrupted:
+            self._submission.stop_now()
+        else:
+            self._submission.stop()
+
+
+class _Stopped(KeyboardInterrupt):
+    """The run in progress was stopped part way (another Ctrl-C, or the pool's end)."""
+
+
+class _InProgress:
+    """Whether this process is staging a run and recording its submission: only then
+    can `stop_now` stop it, and the run is removed (`_stage_and_queue`)."""
+
+    busy = False
+
+    def stop_now(self) -> None:
+        if self.busy:
+            self.busy = False
+            raise _Stopped
+
+
+_in_progress = _InProgress()
 
 
 def _submitter(plan: Plan, settings: Settings) -> Submitter:
@@ -267,15 +380,39 @@ def _submitter(plan: Plan, settings: Settings) -> Submitter:
 def _stage_and_queue(
     plan: Plan, submitter: Submitter, run_flags: dict[str, FlagValue], config: dict[str, Any]
 ) -> Submitted:
+    """Stage a run and queue it.
+
+    Until its submission is recorded the run can be stopped (`_InProgress`),
+    and anything that stops it then removes it (a staging failure of Gage's
+    kind leaves it pending, as Gage does). Once recorded it is queued: the
+    send is not stopped (a broker that does not answer fails it within
+    seconds, and reconcile sends it later).
+    """
+    run_id = make_run_id()
+    recorded = False
+    _in_progress.busy = True
+    try:
+        run = _stage(plan, run_id, config)
+        submitter.record(run)
+        _in_progress.busy = False
+        recorded = True  # from here on the run is queued
+    except BaseException as e:
+        _in_progress.busy = False
+        if not recorded and not isinstance(e, StagingFailed):
+            _discard(plan, run_id)
+        raise
+    return Submitted(run, run_flags, config, submitter.send(run))
+
+
+def _stage(plan: Plan, run_id: str, config: dict[str, Any]) -> Run:
     try:
         if plan.rerun is not None:
-            run = stage_rerun(plan.rerun, config, plan.runs_dir, label=plan.label)
-        else:
-            context = _context(plan)
-            run = stage_op(
-                context.project_dir, context.opdef, context.opref, config, plan.runs_dir,
-                label=plan.label,
-            )
+            return stage_rerun(plan.rerun, config, plan.runs_dir, label=plan.label, run_id=run_id)
+        context = _context(plan)
+        return stage_op(
+            context.project_dir, context.opdef, context.opref, config, plan.runs_dir,
+            label=plan.label, run_id=run_id,
+        )
     except GageRunsError as e:
         raise StagingFailed(
             f"staging a run of {plan.op_name} failed: {e}"
@@ -287,10 +424,17 @@ def _stage_and_queue(
             f"staging a run of {plan.op_name} failed: {e.strerror or e}{where}"
             f" (the partial run was removed from {plan.runs_dir}; nothing was queued for it)"
         ) from None
-    return Submitted(run, run_flags, config, submitter.submit(run))
 
 
-# In each pool process: the plan, its submitter, the stop flag.
+def _discard(plan: Plan, run_id: str) -> None:
+    """Remove a run this submission made and did not record: its dirs and index entry."""
+    run_dir = os.path.join(plan.runs_dir, run_id)
+    discard_run(Run(run_id, OpRef("", plan.op_name), run_dir + ".meta", run_dir,
+                    run_name_for_id(run_id)))
+    active.remove(plan.runs_dir, run_id)
+
+
+# In each pool process: the plan, its submitter, the stop flag (a shared byte, set: stop).
 _worker: dict[str, Any] = {}
 
 
@@ -298,6 +442,8 @@ def _init_worker(plan: Plan, settings: Settings, stop: Any) -> None:
     import multiprocessing.util
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    signal.signal(signal.SIGUSR1, lambda signum, frame: _in_progress.stop_now())
+    signal.signal(signal.SIGTERM, _terminated)
     submitter = _submitter(plan, settings).__enter__()
     multiprocessing.util.Finalize(
         submitter, submitter.__exit__, (None, None, None), exitpriority=10
@@ -305,17 +451,29 @@ def _init_worker(plan: Plan, settings: Settings, stop: Any) -> None:
     _worker.update(plan=plan, submitter=submitter, stop=stop)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """The pool is terminated: remove a run being staged (`_stage_and_queue`), then exit."""
+    _in_progress.busy = False
+    raise SystemExit(128 + signum)
+
+
 def _stage_chunk(
     jobs: list[tuple[dict[str, FlagValue], dict[str, Any]]],
 ) -> tuple[list[Submitted], BrokerUnavailable | None, Exception | None]:
-    """Stage and queue a few runs in a pool process; what it did, and any error."""
+    """Stage and queue a few runs in a pool process; what it did, and any error.
+
+    It stops between runs once the stop flag is set, and part way through
+    a run on SIGUSR1 (the parent's second Ctrl-C).
+    """
     plan, submitter, stop = _worker["plan"], _worker["submitter"], _worker["stop"]
     submitted: list[Submitted] = []
     try:
         for run_flags, config in jobs:
-            if stop.is_set():
+            if stop.value:
                 break
             submitted.append(_stage_and_queue(plan, submitter, run_flags, config))
+    except _Stopped:
+        pass
     except Exception as e:
         return submitted, submitter.error, e
     return submitted, submitter.error, None

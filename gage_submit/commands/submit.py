@@ -19,7 +19,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # imported where used: a submit must not pay for what list needs
-    from gage_queue.errors import BrokerUnavailable
+    from gage_queue.errors import BrokerUnavailable, Interrupted
     from gage_queue.settings import Settings
 
     from ..errors import StagingFailed
@@ -111,13 +111,14 @@ def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
 
 def _submit_all(
     plan: Plan, settings: Settings, *, quiet: bool
-) -> tuple[list[Submitted], StagingFailed | BrokerUnavailable | None]:
+) -> tuple[list[Submitted], StagingFailed | BrokerUnavailable | Interrupted | None]:
     """Stage and queue the plan's runs with a line each; what was submitted, and any failure.
 
-    The failure is a staging error, or the broker being unreachable (then
-    the runs stay queued for reconcile).
+    The failure is a staging error, Ctrl-C (`Interrupted`: every run queued
+    has its line, and the message says how many of the plan's were), or
+    the broker being unreachable (then the runs stay queued for reconcile).
     """
-    from gage_queue.errors import BrokerUnavailable
+    from gage_queue.errors import BrokerUnavailable, Interrupted
     from gage_queue.states import RunState
 
     from ..errors import StagingFailed
@@ -137,9 +138,16 @@ def _submit_all(
                 lines.update(len(submitted))
         except StagingFailed as e:
             return submitted, e
+    unsent = sum(not s.sent for s in submitted)
+    if submission.interrupted:
+        waits = f"; {unsent} of them wait for reconcile to send them ({submission.broker_error})" \
+            if unsent else ""
+        return submitted, Interrupted(
+            f"interrupted: {len(submitted)} of {count} queued{waits}; the other"
+            f" {count - len(submitted)} were not staged"
+        )
     if submission.broker_error is None:
         return submitted, None
-    unsent = sum(not s.sent for s in submitted)
     return submitted, BrokerUnavailable(
         f"{submission.broker_error}; {unsent} of {count} runs stay queued in {plan.runs_dir}"
         " and reconcile sends them when the broker is back (any worker on start, or"
