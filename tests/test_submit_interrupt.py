@@ -152,7 +152,7 @@ def test_a_run_being_staged_is_finished_or_removed(tmp_path, project, again):
     """
     runs_dir = tmp_path / "runs"
     result = submit_and_interrupt(project, runs_dir, ["hooked", "lr=[1,2,3,4,5,6,7,8]"],
-                                  delay=0.1, again=again)
+                                  delay=0.25, again=again)  # inside the second run's hook
     queued = assert_clean(result, runs_dir, 8)
     began = (tmp_path / "hooks.log").read_text().split()
     assert set(result.printed) <= set(began)
@@ -189,7 +189,7 @@ def test_runs_being_staged_by_a_pool_are_finished_or_removed(tmp_path, project, 
     sleeping: Ctrl-C once finishes the run each process is staging; twice removes them."""
     runs_dir = tmp_path / "runs"
     grid = f"lr=[{','.join(str(n) for n in range(1, 41))}]"
-    result = submit_and_interrupt(project, runs_dir, ["hooked", grid], delay=1.0,
+    result = submit_and_interrupt(project, runs_dir, ["hooked", grid], delay=1.5,
                                   after_first_run=False, again=again)
     queued = assert_clean(result, runs_dir, 40)
     began = (tmp_path / "hooks.log").read_text().split()
