@@ -60,6 +60,6 @@ def _waiting(run: Run, state: RunState) -> list[tuple[str, str]]:
         return []
     queue = run_queue(run)
     if queue_has_consumer(run.runs_dir, queue):
-        return [("waiting", f"for a free slot of a worker of queue {shown(queue)!r}")]
-    return [("waiting", f"no worker consumes queue {shown(queue)!r}"
+        return [("waiting", f"for a free slot of a worker of queue '{shown(queue)}'")]
+    return [("waiting", f"no worker consumes queue '{shown(queue)}'"
              f" (start one: gage-worker -Q {shown(queue)})")]
