@@ -18,26 +18,30 @@ MAX_SECONDS = 366 * 86400.0
 
 
 class DurationError(GageRunsError):
-    """Not a duration of this grammar."""
+    """Not a duration of this grammar: `invalid duration VALUE: REASON`."""
+
+    def __init__(self, value: object, reason: str):
+        super().__init__(f"invalid duration {value!r}: {reason}")
+        self.value = value
+        self.reason = reason
 
 
 def parse_duration(value: str | float) -> float:
     """Seconds from `value`; DurationError with a one-line reason if bad."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise DurationError(f"invalid duration {value!r}: use seconds, or e.g. 30m, 2h, 1h30m")
+        raise DurationError(value, "use seconds, or e.g. 30m, 2h, 1h30m")
     if isinstance(value, str):
         text = "".join(value.split()).lower()
         parts = list(_PART.finditer(text))
         if not parts or "".join(m.group() for m in parts) != text:
-            raise DurationError(
-                f"invalid duration {value!r}: use seconds, or e.g. 30m, 2h, 1h30m")
+            raise DurationError(value, "use seconds, or e.g. 30m, 2h, 1h30m")
         seconds = sum(float(m.group(1)) * _UNIT_SECONDS[m.group(2)] for m in parts)
     else:
         seconds = float(value)
     if not 0 < seconds < math.inf:
-        raise DurationError(f"invalid duration {value!r}: must be more than zero")
+        raise DurationError(value, "must be more than zero")
     if seconds > MAX_SECONDS:
-        raise DurationError(f"invalid duration {value!r}: more than a year")
+        raise DurationError(value, "more than a year")
     return seconds
 
 

@@ -159,7 +159,7 @@ def worker_cmd(
     loglevel: str,
 ) -> None:
     """Start a worker (the default command)."""
-    from gage_worker.worker import WorkerOptions, run_worker
+    from gage_worker.worker import WorkerOptions, run_worker, worker_argv
 
     settings, source = _settings_and_source(
         runs_dir, broker, gpus=parse_gpus(gpus) if gpus is not None else None)
@@ -171,6 +171,7 @@ def worker_cmd(
         finalize=finalize,
         events=events,
     )
+    worker_argv(settings, options)  # inconsistent options fail before anything is said
     wait_for_broker(settings, broker_wait)
     _say("INFO", f"runs dir {settings.runs_dir} (from {source})")  # once all is checked
     logging.getLogger(CONSUMER_LOGGER).addFilter(OneLineLogs())

@@ -170,7 +170,7 @@ def parse_duration(value: object, key: str) -> float:
     try:
         return durations.parse_duration(value)  # type: ignore[arg-type]
     except DurationError as e:
-        raise ScheduleError(f"invalid {key}: {e}") from None
+        raise ScheduleError(f"invalid {key} {value!r}: {e.reason}") from None
 
 
 def _read_toml(path: str) -> dict[str, Any]:
