@@ -65,6 +65,11 @@ ELSEWHERE = {
     r"celery -A gage_worker flower .*": "illustrative: needs Flower, which is not a test"
                                         " dependency",
     r"python bench/\S+\.py( --\w+)?": "illustrative: benchmarks take minutes; run by hand",
+    r"pip install 'gage-queue\[view\]'":
+        "illustrative: installs from a package index; the test extra installs the view extra",
+    r"gage-submit view( --\S+)*( \S+)?":
+        "a server: test_readme_view_lines_serve starts each as written (--port 0 added,"
+        " 0.0.0.0 made a loopback address) and checks what it says and serves",
 }
 NOT_BASH = {  # (language, first line) -> how the block is checked
     ("", " laptop                        shared runs dir (NFS, or local)              worker hosts"):
@@ -359,3 +364,33 @@ def test_scaling_out_block_runs_on_a_private_redis(redis_server, tmp_path):
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_readme_view_lines_serve(tmp_path):
+    """Each `gage-submit view` line of the README starts, says how it is reached, serves."""
+    from support.browser import start_view, view_missing
+
+    missing = view_missing()
+    if missing:
+        pytest.skip(missing)
+    lines = [line for line in readme_commands() if line.startswith("gage-submit view")]
+    assert lines, "the README shows how to start the view"
+    (tmp_path / "runs").mkdir()
+    for line in lines:
+        args = shlex.split(line)[2:]
+        # Tests listen on loopback only: a non-default loopback address takes the
+        # path any other address takes (a token in the URL).
+        args = ["127.0.0.2" if arg == "0.0.0.0" else arg for arg in args]
+        server = start_view(str(tmp_path / "runs"), *args)
+        try:
+            cookie = None
+            assert (server.token is not None) == bool(args), (line, server.banner)
+            if server.token:
+                assert server.get("/")[0] == 403  # no token, no page
+                status, headers, _ = server.get(f"/?token={server.token}")
+                assert status == 303
+                cookie = headers["set-cookie"].split(";")[0]
+            status, _, page = server.get("/", cookie=cookie)
+            assert status == 200 and b"<table" in page, line
+        finally:
+            server.stop()
