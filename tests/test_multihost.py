@@ -53,7 +53,7 @@ def test_the_laptop_sees_a_run_on_host_b_running_on_b(multihost_bed):
     _running_on(run)
 
     state = queue_state(run)  # read through the laptop's own mount
-    assert (state.status, state.host, state.node) == ("running", "host-b", "w0@host-b")
+    assert (state.state, state.host, state.node) == ("running", "host-b", "w0@host-b")
     assert is_locked(run)
     assert bed.wait_status([run]) == {run.id: "completed"}
 
@@ -89,7 +89,7 @@ def test_only_host_b_worker_dies_while_its_run_lives(multihost_bed):
 
     # Reconcile passes on host A (read through A's own mount): the run is alive, not lost.
     reconcile_passes(bed.host_view("host-a", bed.runs_dir_for("host-a")), after=time.time())
-    assert queue_state(run).status == "running"
+    assert queue_state(run).state == "running"
     assert bed.wait_status([run], timeout=30) == {run.id: "completed"}
     record = read_record(run)
     assert (record.exit_code, record.reason, record.host) == (0, EndReason.COMPLETED, "host-b")
