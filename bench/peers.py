@@ -1,22 +1,22 @@
 """Benchmark: gage-queue next to its peers, the same runs on the same machine.
 
     python bench/peers.py [--runs 50] [--sleep-runs 20] [--rounds 3] [--peers a,b]
-                          [--scratch DIR] [--dir DIR] [--python PY]
+                          [--gage REV] [--scratch DIR] [--dir DIR] [--python PY]
 
-Two workloads, both run with 2 slots everywhere: `--runs` runs of a trivial
-program (prints a line) and `--sleep-runs` runs of a program that sleeps
-1 s. Each run is given a number x and writes a marker file `<x>.<pid>`
-when it ends (written, then renamed into place), holding the time it
-started; the bench counts them, so every
-batch is checked: each run once, none twice, none missing, none from
-another batch, and the peer's own status of every run (completed).
+Two workloads, both with 2 slots everywhere: `--runs` runs of a trivial
+program (it prints a line) and `--sleep-runs` runs of one that sleeps 1 s.
+Each run gets a number x and, as it ends, writes a marker file
+`<x>.<pid>` (written, then renamed into place) holding the time it
+started. The bench counts them, so every batch is checked: each run once,
+none twice, none missing, none from another batch; and by the peer's own
+account (its status of every run: completed).
 
 Peers:
 
-- `floor`: a plain Python loop (a thread pool of 2) spawning the program;
+- `floor`: a plain Python loop (a thread pool of 2) spawning the program:
   what the runs cost with no queue at all.
 - `celery`: a bare Celery task that runs the program with `subprocess`
-  (`acks_late`, prefetch 1, `-c 2` prefork), on a private redis-server; a
+  (`acks_late`, prefetch 1, `-c 2` prefork) on a private redis-server; a
   new process sends the tasks and joins their results.
 - `gage-redis`, `gage-embedded`: gage-queue, one `gage-worker -c 2`, one
   grid command (`gage-submit say x=[1,2,...,N]`), on the private Redis and
@@ -28,34 +28,44 @@ Peers:
 - `guild`: Guild AI, `guild run say x=[...] --stage-trials`, then two
   `guild run queue run-once=yes poll-interval=1` (its way to run staged
   trials in parallel); a batch ends when both queues have exited.
-- `dvc`: DVC, `dvc exp run --queue -S 'x=range(...)'` (one sweep), then
+- `dvc`: DVC, `dvc exp run --queue say -S 'x=range(...)'` (one sweep), then
   `dvc queue start -j 2`; a batch ends when every experiment is committed
   (its `refs/exps` ref). Analytics and the update check are off
   (`DVC_NO_ANALYTICS=1`, `core.analytics false`, `core.check_update false`).
+  Its workers are stopped after each batch (`dvc queue stop`, not timed).
 
-Every run program, and the floor, is the same file run by a bare
-interpreter with nothing installed (`--python`, default: the interpreter
-this venv was made from, started `-I -S`: no site-packages, no
-environment), never a venv's `python`. The peers' own commands are their
-venvs' (celery, guildai, dvc from PyPI, each in its own venv under
-`--scratch`, made once and reused; gage-queue is this checkout, driven
-through its `gage-submit`/`gage-worker` commands only). Bytecode caching
-is on for all of them (`PYTHONPYCACHEPREFIX` in the scratch dir), and one
-unmeasured batch per peer warms it.
+The run programs and the floor are the same file run by a bare interpreter
+with nothing installed (`--python`, default: the interpreter this venv was
+made from, started `-I -S`: no site-packages, no environment), never a
+venv's `python`. Each peer is in its own venv under `--scratch` (celery,
+guildai and dvc from PyPI, made once and reused), gage-queue too: `--gage
+REV` installs that commit of this checkout from `git archive` (default
+HEAD, so edits in progress in the work tree do not get in the way), or
+`--gage worktree` uses this venv's commands; it is driven through
+`gage-submit` and `gage-worker` only. Bytecode caching is on for all
+(`PYTHONPYCACHEPREFIX` in the scratch dir), warmed by one unmeasured
+batch per peer.
 
 Rounds are interleaved (each round runs every peer once per workload, in
-a rotated order); a batch's wall time is from the first command to the
-peer's end of the batch, its CPU the whole machine's busy time over that
-window (/proc/stat, every process and the kernel), per run. The table
+a rotated order, then one single run per peer). A batch's wall time runs
+from its first command to the peer's end of it. Its CPU is counted two
+ways, per run: the whole machine's busy time (/proc/stat: every process,
+the kernel, and whatever else the machine ran meanwhile), and that of the
+bench's own processes, from a cgroup the bench moves itself into at start
+(cgroup v1 cpuacct or v2; every process it starts inherits it, daemons
+too; left and removed at the end; where none can be made, only the
+machine's). Before each measured batch, the bench waits up to
+`--quiet-wait` s for other users' load (machine less own) to drop under
+`--max-foreign` cores, and it reports how much there was. The first table
 gives the median and min wall time over the rounds and the ratio to the
 floor's (median to median, min to min), and the median time from a new
-process's submit of one run to that run's first line (`--latency-reps`
-per round). A second table gives CPU per run and what a peer adds beyond
-the floor's (the run's own cost). A peer that cannot be installed, does
-not start, or fails a batch is skipped from then on, with a one-line
-reason. Every process the bench starts carries `PEERS_BENCH_TAG` in its
-environment and is killed at the end (and a failed peer's at once);
-redis-server is stopped by pid.
+process's submit of one run to that run's first line; the second CPU per
+run and what a peer adds beyond the floor's (the run's own cost), and
+for gage-queue how much of that is its submit command (`wait4`'s
+rusage). A peer that cannot be installed, does not start, or fails a
+batch is skipped from then on, with a one-line reason. Every process the
+bench starts carries `PEERS_BENCH_TAG` in its environment and is killed
+at the end (a failed peer's at once); redis-server is stopped by pid.
 """
 
 from __future__ import annotations
@@ -981,8 +991,23 @@ class DvcPeer(Peer):
                                    deadline - time.monotonic(), "dvc exp run --queue")
         run_cmd([self.dvc, "queue", "start", "-j", str(SLOTS)], self.penv, self.project,
                 self.log, deadline - time.monotonic(), "dvc queue start")
-        return wait_for(lambda: self._exp_refs() >= before + len(xs), deadline,
-                        "dvc experiments to be committed")
+        failed = self._failed()
+
+        def done() -> bool:
+            if self._failed() > failed:
+                raise Skip(f"an experiment failed: {tail(self.log)}")
+            return self._exp_refs() >= before + len(xs)
+
+        return wait_for(done, deadline, "dvc experiments to be committed")
+
+    def _failed(self) -> int:
+        """How many experiments failed: the reflog of refs/exps/celery/failed (dvc's failed stash)."""
+        log = self.project / ".git" / "logs" / "refs" / "exps" / "celery" / "failed"
+        try:
+            with open(log, "rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
 
     def _workers(self) -> list[int]:
         mine = set(tagged_pids(f"{self.env.tag}:{self.key}"))
@@ -1011,15 +1036,22 @@ class DvcPeer(Peer):
         return problems
 
     def after(self) -> None:
-        """Stop the queue's workers (they would idle 10 s), so every batch starts alike."""
-        with contextlib.suppress(Skip, subprocess.TimeoutExpired):
-            capture([self.dvc, "queue", "stop"], self.penv, self.project, timeout=60)
-        deadline = time.monotonic() + 30
+        """Let the queue's workers exit (they do after 10 s idle), so every batch starts alike.
+
+        Killing one instead (it may still be cleaning up) can leave the next
+        `dvc queue start` thinking it runs, and the queue stuck.
+        """
+        deadline = time.monotonic() + 60
         while self._workers() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in self._workers():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        if self._workers():
+            with contextlib.suppress(Skip, subprocess.TimeoutExpired):
+                capture([self.dvc, "queue", "stop"], self.penv, self.project, timeout=60)
+            deadline = time.monotonic() + 60
+            while self._workers() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        if self._workers():
+            raise Skip("dvc's queue workers did not exit after a batch")
 
 
 # ---------------------------------------------------------------------
