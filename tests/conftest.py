@@ -21,6 +21,7 @@ pytest_plugins = [
     "support.redis_server",
     "support.real_gage",
     "support.multihost",
+    "support.submit_runs",
 ]
 
 # Fixtures whose set-up starts a redis-server, GlusterFS hosts or the real Gage.

@@ -1,8 +1,8 @@
 """`list`, `show`, `logs`, `wait` and `cancel` read (and cancel writes) the runs dir;
 no broker is involved.
 
-Runs are made in-process with gage_runs in each state a queue adds:
-completed and failed runs are executed and finalized here; a queued run
+Runs are made in-process (support/submit_runs.py) in each state a queue adds:
+completed and failed runs are executed and finalized; a queued run
 has `queue/submitted`; a running run's lock is held by this test process
 (any process can probe it) with a heartbeat naming this host; a lost run
 started and lost its lock holder.
@@ -15,99 +15,18 @@ import pty
 import re
 import socket
 import subprocess
-from pathlib import Path
 
-import pytest
-from support.records import commit, hold, submitted
+from support.records import submitted
 from support.submit_cli import (
     GageSubmit,
     assert_one_line_error,
     gage_submit_command,
     run_line_fields,
-    write_project,
 )
 
 from gage_queue.settings import Settings
-from gage_queue.states import RunState
-from gage_runs.errors import RunExecError
-from gage_runs.execute import exec_run
-from gage_runs.gagefile import get_opdef, load_gagefile
-from gage_runs.lifecycle import finalize_run
-from gage_runs.meta import init_run_meta, make_run, meta_exit_code, write_timestamp
-from gage_runs.staging import stage_op
-from gage_runs.types import OpCmd, OpRef, Run
+from gage_runs.meta import meta_exit_code
 from gage_worker.cancels import sweep_cancels
-
-
-class Runs:
-    """Makes runs of the test project in a runs dir, in a chosen state."""
-
-    def __init__(self, project: Path, runs_dir: Path):
-        self.project = project
-        self.runs_dir = runs_dir
-        self.gagefile = load_gagefile(str(project / "gage.toml"))
-        self.locks: list = []
-
-    def staged(self, op: str = "train", label: str | None = None, **config) -> Run:
-        opdef = get_opdef(self.gagefile, op)
-        base = {"train": {"lr": 0.1, "batch": 32, "optimizer": "adam"}, "fail": {"code": 3},
-                "slow": {"steps": 3}}[op]
-        return stage_op(
-            str(self.project), opdef, OpRef("proj", op), {**base, **config},
-            str(self.runs_dir), label=label,
-        )
-
-    def finished(self, op: str = "train", **config) -> Run:
-        run = self.staged(op, **config)
-        try:
-            exec_run(run)
-            code = 0
-        except RunExecError as e:
-            code = e.exit_code
-        finalize_run(run, code)
-        return run
-
-    def queued(self, schedule: str | None = None, **config) -> Run:
-        run = self.staged(**config)
-        return submitted(run, schedule=schedule)
-
-    def running(self) -> Run:
-        run = self.queued()
-        write_timestamp(run, "started")
-        self.locks.append(hold(run, state=RunState.RUNNING, host=socket.gethostname()))
-        return run
-
-    def lost(self) -> Run:
-        run = self.queued()
-        write_timestamp(run, "started")
-        commit(run, state=RunState.RUNNING, host=socket.gethostname())
-        return run
-
-    def with_id(self, run_id: str) -> Run:
-        """A pending run with a chosen id (for prefix lookups)."""
-        run = make_run(OpRef("proj", "train"), str(self.runs_dir), id=run_id)
-        opdef = get_opdef(self.gagefile, "train")
-        init_run_meta(run, opdef, {}, OpCmd("python train.py", {}))
-        return run
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def runs(project: Path, tmp_path: Path):
-    made = Runs(project, tmp_path / "runs")
-    (tmp_path / "runs").mkdir()
-    yield made
-    for lock in made.locks:
-        lock.release()
-
-
-@pytest.fixture
-def gage_submit(project: Path, runs: Runs) -> GageSubmit:
-    return GageSubmit(project, {"GAGE_RUNS": str(runs.runs_dir)})
 
 
 def table(text: str) -> list[dict[str, str]]:

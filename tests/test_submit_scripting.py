@@ -3,8 +3,8 @@
 completion, the cancel question's list, `wait`'s bar and selection, `show`'s end of
 output and queue note, and an empty `list`.
 
-Runs are made in-process in the state each test needs (as in
-test_submit_commands.py); nothing here starts a worker or a broker but
+Runs are made in-process in the state each test needs (support/submit_runs.py, as
+in test_submit_commands.py); nothing here starts a worker or a broker but
 `queue`, which sends to the embedded broker (a folder in the runs dir).
 """
 
@@ -20,7 +20,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -29,84 +28,21 @@ import time
 from pathlib import Path
 
 import pytest
-from support.records import hold, submitted
-from support.submit_cli import GageSubmit, gage_submit_command, write_project
+from support.submit_cli import GageSubmit, gage_submit_command
+from support.submit_runs import Runs
 from support.workers import worker_command
 
 from gage_queue.consumers import announce_queues
-from gage_queue.settings import Settings
 from gage_queue.states import RunState
-from gage_runs.errors import RunExecError
 from gage_runs.execute import exec_run
 from gage_runs.gagefile import get_opdef, load_gagefile
 from gage_runs.lifecycle import finalize_run
-from gage_runs.meta import write_timestamp
 from gage_runs.staging import stage_op
-from gage_runs.types import OpRef, Run
+from gage_runs.types import OpRef
 from gage_submit.progress import RunLines, waiting_description
-from gage_worker.cancels import sweep_cancels
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-
-
-class Runs:
-    """Runs of the test project in a chosen state."""
-
-    def __init__(self, project: Path, runs_dir: Path):
-        self.project = project
-        self.runs_dir = runs_dir
-        self.gagefile = load_gagefile(str(project / "gage.toml"))
-        self.locks: list = []
-
-    def staged(self, op: str = "train", label: str | None = None, **config) -> Run:
-        base = {"train": {"lr": 0.1, "batch": 32, "optimizer": "adam"}, "fail": {"code": 3},
-                "slow": {"steps": 3}}[op]
-        return stage_op(str(self.project), get_opdef(self.gagefile, op), OpRef("proj", op),
-                        {**base, **config}, str(self.runs_dir), label=label)
-
-    def finished(self, op: str = "train", **config) -> Run:
-        run = self.staged(op, **config)
-        try:
-            exec_run(run)
-            code = 0
-        except RunExecError as e:
-            code = e.exit_code
-        finalize_run(run, code)
-        return run
-
-    def queued(self, queue: str = "gage", label: str | None = None) -> Run:
-        return submitted(self.staged(label=label), queue=queue)
-
-    def running(self) -> Run:
-        run = self.queued()
-        write_timestamp(run, "started")
-        self.locks.append(hold(run, state=RunState.RUNNING, host=socket.gethostname()))
-        return run
-
-    def end_queued(self, gage_submit: GageSubmit, *runs: Run) -> None:
-        """End queued runs as a worker would: a cancel request, then its cancel sweep."""
-        gage_submit("cancel", *(run.id for run in runs), check=True)
-        assert sweep_cancels(Settings(runs_dir=str(self.runs_dir))) == len(runs)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "proj")
-
-
-@pytest.fixture
-def runs(project: Path, tmp_path: Path):
-    made = Runs(project, tmp_path / "runs")
-    (tmp_path / "runs").mkdir()
-    yield made
-    for lock in made.locks:
-        lock.release()
-
-
-@pytest.fixture
-def gage_submit(project: Path, runs: Runs) -> GageSubmit:
-    return GageSubmit(project, {"GAGE_RUNS": str(runs.runs_dir)})
 
 
 def terminal_env(runs: Runs, **extra: str) -> dict[str, str]:
