@@ -35,6 +35,30 @@ def project_options(fn: Callable) -> Callable:
     )(fn)
 
 
+def run_options(*, queue_help: str, label_help: str, time_limit_help: str) -> Callable:
+    """The options of a command that queues runs (`submit`, `rerun`): --queue, --label,
+    --time-limit (their help given), --max-runs, --wait and --follow."""
+
+    def decorate(fn: Callable) -> Callable:
+        for option in reversed([
+            click.option("-q", "--queue", metavar="NAME", help=queue_help),
+            click.option("-l", "--label", help=label_help),
+            click.option("--time-limit", metavar="DURATION", help=time_limit_help),
+            click.option(
+                "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS,
+                show_default=True, help="Refuse a grid of more runs than this.",
+            ),
+            click.option("--wait", is_flag=True,
+                         help="Wait for the runs; exit 1 if any does not complete."),
+            click.option("--follow", is_flag=True,
+                         help="Stream the run's output until it ends (implies --wait)."),
+        ]):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """An option's value, refused if given empty (`--queue ""` is a mistake, not the
     default): a usage error, exit 2."""

@@ -6,10 +6,10 @@ import click
 
 from ..completion import complete_runs
 from .common import (
-    DEFAULT_MAX_RUNS,
     broker_option,
     json_option,
     project_options,
+    run_options,
     select_run,
     settings_for,
 )
@@ -19,15 +19,11 @@ from .common import (
 @click.argument("spec", metavar="RUN", shell_complete=complete_runs)
 @click.argument("flag_args", nargs=-1, metavar="[NAME=VALUE]...")
 @project_options
-@click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: the run's).")
-@click.option("-l", "--label", help="Label for the new runs (default: the run's).")
-@click.option("--time-limit", metavar="DURATION", help="Stop a run after this long (default: the run's).")
-@click.option(
-    "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS, show_default=True,
-    help="Refuse a grid of more runs than this.",
+@run_options(
+    queue_help="Queue to send to (default: the run's).",
+    label_help="Label for the new runs (default: the run's).",
+    time_limit_help="Stop a run after this long (default: the run's).",
 )
-@click.option("--wait", is_flag=True, help="Wait for the runs; exit 1 if any does not complete.")
-@click.option("--follow", is_flag=True, help="Stream the run's output until it ends (implies --wait).")
 @json_option
 @broker_option
 def command(

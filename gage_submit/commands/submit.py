@@ -9,11 +9,11 @@ import click
 
 from ..completion import complete_submit_args
 from .common import (
-    DEFAULT_MAX_RUNS,
     broker_option,
     json_option,
     print_runs_json,
     project_options,
+    run_options,
     settings_for,
     state_exit_code,
 )
@@ -30,15 +30,11 @@ if TYPE_CHECKING:  # imported where used: a submit must not pay for what list ne
 @click.argument("args", nargs=-1, metavar="[OP] [NAME=VALUE]...",
                 shell_complete=complete_submit_args)
 @project_options
-@click.option("-q", "--queue", metavar="NAME", help="Queue to send to (default: GAGE_QUEUE or gage).")
-@click.option("-l", "--label", help="Label for the runs (stored as Gage stores it).")
-@click.option("--time-limit", metavar="DURATION", help="Stop a run after this long: 90, 30m, 2h.")
-@click.option(
-    "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS, show_default=True,
-    help="Refuse a grid of more runs than this.",
+@run_options(
+    queue_help="Queue to send to (default: GAGE_QUEUE or gage).",
+    label_help="Label for the runs (stored as Gage stores it).",
+    time_limit_help="Stop a run after this long: 90, 30m, 2h.",
 )
-@click.option("--wait", is_flag=True, help="Wait for the runs; exit 1 if any does not complete.")
-@click.option("--follow", is_flag=True, help="Stream the run's output until it ends (implies --wait).")
 @json_option
 @broker_option
 @click.option("-y", "--yes", is_flag=True, hidden=True)  # `gage run -y` habit; never prompts
