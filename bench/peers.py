@@ -924,6 +924,7 @@ stages:
 class DvcPeer(Peer):
     key = "dvc"
     label = "DVC (exp run --queue, queue start -j 2)"
+    hung_workers = 0  # workers that had to be stopped after a batch (`after`), in all
 
     def __init__(self, env: Env, python: str):
         super().__init__(env)
@@ -998,7 +999,17 @@ class DvcPeer(Peer):
                 raise Skip(f"an experiment failed: {tail(self.log)}")
             return self._exp_refs() >= before + len(xs)
 
-        return wait_for(done, deadline, "dvc experiments to be committed")
+        try:
+            return wait_for(done, deadline, "dvc experiments to be committed")
+        except Skip as e:
+            try:
+                out = capture([self.dvc, "queue", "status"], self.penv, self.project, timeout=60)
+                status = " ".join(out.split()[-5:])
+            except (Skip, subprocess.TimeoutExpired) as why:
+                status = str(why)
+            raise Skip(f"{e} ({self._exp_refs() - before} of {len(xs)};"
+                       f" dvc queue status: ...{status}; {len(self._workers())} workers;"
+                       f" log: {tail(self.log, 2)})") from None
 
     def _failed(self) -> int:
         """How many experiments failed: the reflog of refs/exps/celery/failed (dvc's failed stash)."""
@@ -1038,16 +1049,24 @@ class DvcPeer(Peer):
     def after(self) -> None:
         """Let the queue's workers exit (they do after 10 s idle), so every batch starts alike.
 
-        Killing one instead (it may still be cleaning up) can leave the next
-        `dvc queue start` thinking it runs, and the queue stuck.
+        Now and then one of the two logs "shutting down due to empty queue"
+        and hangs there (seen with dvc 3.67.1 and celery 5.7.0); after 30 s
+        it gets SIGTERM, a Celery worker's warm shutdown, as a user would
+        stop it. Killing one (SIGKILL) can leave the next `dvc queue start`
+        thinking it runs, and the queue stuck.
         """
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while self._workers() and time.monotonic() < deadline:
             time.sleep(0.2)
-        if self._workers():
-            with contextlib.suppress(Skip, subprocess.TimeoutExpired):
-                capture([self.dvc, "queue", "stop"], self.penv, self.project, timeout=60)
-            deadline = time.monotonic() + 60
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            workers = self._workers()
+            if not workers:
+                return
+            self.hung_workers += len(workers) if signum == signal.SIGTERM else 0
+            for pid in workers:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signum)
+            deadline = time.monotonic() + 30
             while self._workers() and time.monotonic() < deadline:
                 time.sleep(0.2)
         if self._workers():
@@ -1079,6 +1098,7 @@ class Results:
     latency: dict[str, list[float]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     checked: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     waited: float = 0.0  # seconds spent waiting for a quiet machine
 
 
@@ -1286,6 +1306,10 @@ def report(results: Results, rows: list[tuple[str, str]], args: argparse.Namespa
         print(f"per-run CPU beyond the run's own, gage-queue (target <= {TARGET_BEYOND_MS:g} ms;"
               " the bench's processes, else the machine):")
         print("\n".join(lines))
+    if results.notes:
+        print()
+        for note in results.notes:
+            print(note)
     if results.skipped:
         print()
         for key, reason in results.skipped.items():
@@ -1437,6 +1461,11 @@ def main() -> int:
         own.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    for peer in peers:
+        if isinstance(peer, DvcPeer) and peer.hung_workers:
+            results.notes.append(
+                f"dvc: {peer.hung_workers} queue workers hung after \"shutting down due to empty"
+                " queue\" (after their batch, not timed) and were stopped with SIGTERM.")
     labels = {p.key: p.label for p in peers}
     report(results, [(k, labels.get(k, k)) for k in wanted], args)
     print(f"\nload average {load_average()} at the end")
