@@ -94,6 +94,7 @@ def test_reconcile_exits_3_when_the_broker_is_down(tmp_path):
     assert_worker_error(proc, f"cannot reach the broker at {url}", code=3)
 
 
+@pytest.mark.system  # a real gage-worker retrying its broker for seconds
 def test_worker_without_its_broker_logs_one_line_per_retry_then_exits_3(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"
     started = time.monotonic()
