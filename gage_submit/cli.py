@@ -38,19 +38,21 @@ from gage_submit import PROG
 
 DISTRIBUTION = "gage-queue"  # `--version` is its version, from the installed metadata
 
-COMMANDS = {  # name -> its module in gage_submit.commands, loaded when asked for
-    "submit": "submit",
-    "list": "list",
-    "show": "show",
-    "status": "show",
-    "logs": "logs",
-    "wait": "wait",
-    "cancel": "cancel",
-    "rerun": "rerun",
-    "queue": "queue",
-    "compare": "compare",
-    "view": "view",
+COMMANDS = {  # name -> (its module in gage_submit.commands, loaded when used; its short help)
+    "submit": ("submit", "Stage runs of an op and queue them (the default command)."),
+    "list": ("list", "List runs with their status."),
+    "show": ("show", "Show one run in full: status, host, times, config."),
+    "status": ("show", "Show one run in full: status, host, times, config."),
+    "logs": ("logs", "Print a run's output; -f follows it."),
+    "wait": ("wait", "Wait for runs to end."),
+    "cancel": ("cancel", "Cancel queued or running runs."),
+    "rerun": ("rerun", "Run a run again from its staged source code, flags changed."),
+    "queue": ("queue", "Queue runs staged by `gage run --stage`."),
+    "compare": ("compare", "Compare runs' flags and metrics side by side."),
+    "view": ("view", "Serve a web page of runs, their output and the pool."),
 }
+"""`--help` lists the short helps from here, so it loads no command module; a test
+holds them equal to each command's own."""
 # click >= 8.2 raises this for a bare `gage-submit`; older versions print the help.
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -63,10 +65,14 @@ class _Commands(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        module = COMMANDS.get(name)
-        if module is None:
+        if name not in COMMANDS:
             return None
-        return importlib.import_module(f"{__package__}.commands.{module}").command
+        return importlib.import_module(f"{__package__}.commands.{COMMANDS[name][0]}").command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in COMMANDS and args[0] not in ("-h", "--help", "--version"):

@@ -435,3 +435,22 @@ def test_the_readme_completion_line_installs_a_bash_completion(tmp_path):
                           capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "-F _gage_submit_completion gage-submit" in proc.stdout
+
+
+def test_help_lists_each_commands_own_short_help_without_loading_it():
+    import subprocess
+    import sys
+
+    import click
+
+    from gage_submit.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name, (_, short) in COMMANDS.items():
+        assert cli.get_command(ctx, name).get_short_help_str(limit=300) == short, name
+    code = ("import sys; from gage_submit.cli import run; run(['--help']);"
+            " print(sorted(m for m in sys.modules if m.startswith('gage_submit.commands.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.rstrip().endswith("[]"), out
+    assert "  wait     Wait for runs to end." in out
