@@ -84,8 +84,6 @@ def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
     `--json` prints the runs (`print_runs_json`), ops shown as in `namespace`.
     """
     from ..errors import SubmitError
-    from .logs import follow_run
-    from .wait import wait_runs
 
     count = len(plan.configs)
     if follow and count > 1:
@@ -97,9 +95,14 @@ def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
             print_runs_json(runs, namespace)
         raise failure
     if follow:
+        from .logs import follow_run
+
         return state_exit_code(follow_run(runs[0], notice_after=settings.no_worker_notice))
-    code = wait_runs(runs, None, quiet=as_json,
-                     notice_after=settings.no_worker_notice) if wait else 0
+    code = 0
+    if wait:
+        from .wait import wait_runs
+
+        code = wait_runs(runs, None, quiet=as_json, notice_after=settings.no_worker_notice)
     if as_json:
         print_runs_json(runs, namespace)
     return code
