@@ -41,9 +41,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psutil
@@ -52,13 +50,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import (  # noqa: E402
     SLOTS,
-    TAG_VAR,
     Env,
     GageWorker,
     RedisServer,
     Skip,
-    bare_python,
-    base_environ,
+    bench_env,
     gage_install,
     kill_tagged,
     tagged_pids,
@@ -251,14 +247,8 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="the embedded broker only")
     args = parser.parse_args()
 
-    tag = uuid.uuid4().hex[:12]
-    scratch = Path(args.scratch).resolve()
-    scratch.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="gage-memory-", dir=args.dir))
-    env = Env(scratch, work, bare_python(None), tag, 1.0, base_environ(scratch))
-    os.environ[TAG_VAR] = f"{tag}:bench"
-    python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-    redis = RedisServer(env, work / "redis")
+    env, python = bench_env(args.scratch, args.dir, "gage-memory-")
+    redis = RedisServer(env, env.work / "redis")
     try:
         install = gage_install(env, args.gage, python)
         bindir, src = install.bindir, install.src
@@ -270,7 +260,7 @@ def main() -> int:
             measure_worker(env, "redis", redis.url(0), bindir)
         if args.list_runs:
             runs = build_runs(env, src, args.list_runs, args.rebuild)
-            row_cache = work / "list-cache"
+            row_cache = env.work / "list-cache"
             cold, warm = [], []
             for _ in range(args.list_reps):
                 shutil.rmtree(row_cache, ignore_errors=True)
@@ -290,8 +280,8 @@ def main() -> int:
         return 1
     finally:
         redis.stop()
-        kill_tagged(tag)
-        shutil.rmtree(work, ignore_errors=True)
+        kill_tagged(env.tag)
+        shutil.rmtree(env.work, ignore_errors=True)
     return 0
 
 

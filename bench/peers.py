@@ -349,6 +349,18 @@ def base_environ(scratch: Path) -> dict[str, str]:
     return env
 
 
+def bench_env(scratch_dir: str, work_dir: str | None, prefix: str) -> tuple[Env, str]:
+    """A bench's `Env` (a fresh tag, its work dir under `work_dir`) and the venv's base
+    interpreter; this process is tagged so that anything it starts is found and stopped."""
+    tag = uuid.uuid4().hex[:12]
+    scratch = Path(scratch_dir).resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=work_dir))
+    env = Env(scratch, work, bare_python(None), tag, 1.0, base_environ(scratch))
+    os.environ[TAG_VAR] = f"{tag}:bench"
+    return env, os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
 def bare_python(choice: str | None) -> list[str]:
     """The run programs' interpreter: `choice`, else this venv's base interpreter, with -I -S."""
     exe = choice or getattr(sys, "_base_executable", None) or sys.executable

@@ -30,9 +30,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,13 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import (  # noqa: E402
     GAGE_TOML,
     PROGRAM,
-    TAG_VAR,
     Env,
     GageWorker,
     RedisServer,
     Skip,
-    bare_python,
-    base_environ,
+    bench_env,
     gage_install,
     kill_tagged,
 )
@@ -156,14 +152,8 @@ def main() -> int:
     parser.add_argument("--scratch", default=str(cache / "gage-queue-bench"))
     parser.add_argument("--dir")
     args = parser.parse_args()
-    tag = uuid.uuid4().hex[:12]
-    scratch = Path(args.scratch).resolve()
-    scratch.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="gage-startup-", dir=args.dir))
-    env = Env(scratch, work, bare_python(None), tag, 1.0, base_environ(scratch))
-    os.environ[TAG_VAR] = f"{tag}:bench"
-    python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-    redis = RedisServer(env, work / "redis")
+    env, python = bench_env(args.scratch, args.dir, "gage-startup-")
+    redis = RedisServer(env, env.work / "redis")
     try:
         install = gage_install(env, args.gage, python)
         print(f"{install.version}; {os.cpu_count()} CPUs; medians of {args.reps} (min)")
@@ -189,8 +179,8 @@ def main() -> int:
         return 1
     finally:
         redis.stop()
-        kill_tagged(tag)
-        shutil.rmtree(work, ignore_errors=True)
+        kill_tagged(env.tag)
+        shutil.rmtree(env.work, ignore_errors=True)
     return 0
 
 
