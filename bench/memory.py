@@ -52,7 +52,6 @@ from peers import (  # noqa: E402
     SLOTS,
     Env,
     GageWorker,
-    RedisServer,
     Skip,
     bench_env,
     gage_install,
@@ -247,41 +246,36 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="the embedded broker only")
     args = parser.parse_args()
 
-    env, python = bench_env(args.scratch, args.dir, "gage-memory-")
-    redis = RedisServer(env, env.work / "redis")
-    try:
-        install = gage_install(env, args.gage, python)
-        bindir, src = install.bindir, install.src
-        print(f"{install.version}; {os.cpu_count()} CPUs;"
-              f" {psutil.virtual_memory().total / 2**30:.0f} GiB RAM", flush=True)
-        measure_worker(env, "embedded", None, bindir)
-        if not args.no_redis:
-            redis.start()
-            measure_worker(env, "redis", redis.url(0), bindir)
-        if args.list_runs:
-            runs = build_runs(env, src, args.list_runs, args.rebuild)
-            row_cache = env.work / "list-cache"
-            cold, warm = [], []
-            for _ in range(args.list_reps):
-                shutil.rmtree(row_cache, ignore_errors=True)
-                cold.append(list_all(env, bindir, runs, row_cache))
-                warm.append(list_all(env, bindir, runs, row_cache))
-            print(f"\n## gage-submit list -a, {args.list_runs:,} finished runs"
-                  f" (median of {args.list_reps})\n")
-            print("| row cache | peak RSS | wall |\n|---|---|---|")
-            for label, values in (("none (emptied first)", cold), ("kept from the last list",
-                                                                  warm)):
-                print(f"| {label} | {mib(statistics.median(v[0] for v in values))} |"
-                      f" {statistics.median(v[1] for v in values):.2f} s |")
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"\n(this bench's own peak RSS: {mib(own * 1024)})")
-    except Skip as e:
-        print(f"memory bench failed: {e}")
-        return 1
-    finally:
-        redis.stop()
-        kill_tagged(env.tag)
-        shutil.rmtree(env.work, ignore_errors=True)
+    with bench_env(args.scratch, args.dir, "gage-memory-") as (env, python, redis):
+        try:
+            install = gage_install(env, args.gage, python)
+            bindir, src = install.bindir, install.src
+            print(f"{install.version}; {os.cpu_count()} CPUs;"
+                  f" {psutil.virtual_memory().total / 2**30:.0f} GiB RAM", flush=True)
+            measure_worker(env, "embedded", None, bindir)
+            if not args.no_redis:
+                redis.start()
+                measure_worker(env, "redis", redis.url(0), bindir)
+            if args.list_runs:
+                runs = build_runs(env, src, args.list_runs, args.rebuild)
+                row_cache = env.work / "list-cache"
+                cold, warm = [], []
+                for _ in range(args.list_reps):
+                    shutil.rmtree(row_cache, ignore_errors=True)
+                    cold.append(list_all(env, bindir, runs, row_cache))
+                    warm.append(list_all(env, bindir, runs, row_cache))
+                print(f"\n## gage-submit list -a, {args.list_runs:,} finished runs"
+                      f" (median of {args.list_reps})\n")
+                print("| row cache | peak RSS | wall |\n|---|---|---|")
+                for label, values in (("none (emptied first)", cold), ("kept from the last list",
+                                                                      warm)):
+                    print(f"| {label} | {mib(statistics.median(v[0] for v in values))} |"
+                          f" {statistics.median(v[1] for v in values):.2f} s |")
+            own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            print(f"\n(this bench's own peak RSS: {mib(own * 1024)})")
+        except Skip as e:
+            print(f"memory bench failed: {e}")
+            return 1
     return 0
 
 

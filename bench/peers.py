@@ -86,7 +86,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,16 +349,26 @@ def base_environ(scratch: Path) -> dict[str, str]:
     return env
 
 
-def bench_env(scratch_dir: str, work_dir: str | None, prefix: str) -> tuple[Env, str]:
-    """A bench's `Env` (a fresh tag, its work dir under `work_dir`) and the venv's base
-    interpreter; this process is tagged so that anything it starts is found and stopped."""
+@contextlib.contextmanager
+def bench_env(scratch_dir: str, work_dir: str | None,
+              prefix: str) -> Iterator[tuple[Env, str, RedisServer]]:
+    """A bench's `Env` (a fresh tag, its work dir under `work_dir`), the venv's base
+    interpreter and a (not yet started) private redis-server. This process is tagged so
+    that anything it starts is found; on the way out all of it is stopped and the work
+    dir removed."""
     tag = uuid.uuid4().hex[:12]
     scratch = Path(scratch_dir).resolve()
     scratch.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=prefix, dir=work_dir))
     env = Env(scratch, work, bare_python(None), tag, 1.0, base_environ(scratch))
     os.environ[TAG_VAR] = f"{tag}:bench"
-    return env, os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    redis = RedisServer(env, work / "redis")
+    try:
+        yield env, os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable), redis
+    finally:
+        redis.stop()
+        kill_tagged(env.tag)
+        shutil.rmtree(env.work, ignore_errors=True)
 
 
 def bare_python(choice: str | None) -> list[str]:

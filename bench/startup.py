@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,6 @@ from peers import (  # noqa: E402
     PROGRAM,
     Env,
     GageWorker,
-    RedisServer,
     Skip,
     bench_env,
     gage_install,
@@ -152,35 +150,30 @@ def main() -> int:
     parser.add_argument("--scratch", default=str(cache / "gage-queue-bench"))
     parser.add_argument("--dir")
     args = parser.parse_args()
-    env, python = bench_env(args.scratch, args.dir, "gage-startup-")
-    redis = RedisServer(env, env.work / "redis")
-    try:
-        install = gage_install(env, args.gage, python)
-        print(f"{install.version}; {os.cpu_count()} CPUs; medians of {args.reps} (min)")
-        redis.start()
-        results = {"embedded broker": broker_figures(env, "embedded", None, install.bindir,
-                                                     args.reps, 1),
-                   "Redis": broker_figures(env, "redis", redis.url(0), install.bindir,
-                                           args.reps, 1000)}
-        print("\n| broker | gage-submit say x=I: spawn to exit | submit to the run's first line"
-              " | gage-submit --help | python -c pass |")
-        print("|---|---|---|---|---|")
-        for name, (f, _) in results.items():
-            cells = [f"{ms(statistics.median(v))} ({ms(min(v))})" for v in f.values()]
-            print(f"| {name} | " + " | ".join(cells) + " |")
-        importtime(env, install.bindir, args.top)
-        for name, (_, profile) in results.items():
-            rows = parse_importtime(profile)
-            print_imports(f"imports of one `gage-submit say x=I` on the {name}"
-                          f" (PYTHONPROFILEIMPORTTIME=1): {sum(r[0] for r in rows) / 1000:.0f} ms",
-                          rows, args.top)
-    except Skip as e:
-        print(f"startup bench failed: {e}")
-        return 1
-    finally:
-        redis.stop()
-        kill_tagged(env.tag)
-        shutil.rmtree(env.work, ignore_errors=True)
+    with bench_env(args.scratch, args.dir, "gage-startup-") as (env, python, redis):
+        try:
+            install = gage_install(env, args.gage, python)
+            print(f"{install.version}; {os.cpu_count()} CPUs; medians of {args.reps} (min)")
+            redis.start()
+            results = {"embedded broker": broker_figures(env, "embedded", None, install.bindir,
+                                                         args.reps, 1),
+                       "Redis": broker_figures(env, "redis", redis.url(0), install.bindir,
+                                               args.reps, 1000)}
+            print("\n| broker | gage-submit say x=I: spawn to exit | submit to the run's first line"
+                  " | gage-submit --help | python -c pass |")
+            print("|---|---|---|---|---|")
+            for name, (f, _) in results.items():
+                cells = [f"{ms(statistics.median(v))} ({ms(min(v))})" for v in f.values()]
+                print(f"| {name} | " + " | ".join(cells) + " |")
+            importtime(env, install.bindir, args.top)
+            for name, (_, profile) in results.items():
+                rows = parse_importtime(profile)
+                print_imports(f"imports of one `gage-submit say x=I` on the {name}"
+                              f" (PYTHONPROFILEIMPORTTIME=1): {sum(r[0] for r in rows) / 1000:.0f} ms",
+                              rows, args.top)
+        except Skip as e:
+            print(f"startup bench failed: {e}")
+            return 1
     return 0
 
 
