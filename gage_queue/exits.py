@@ -70,9 +70,7 @@ def run_command(prog: str, invoke: Callable[[], Any]) -> int:
     """The exit code of `invoke()`; any error printed as one line `PROG: error: ...`."""
     try:
         result = invoke()
-    except Exception as e:  # noqa: BLE001 - every error is one line and a code
-        return report(prog, error_message(e), exit_code_for(e))
-    except KeyboardInterrupt as e:
+    except (Exception, KeyboardInterrupt) as e:  # every error is one line and a code
         return report(prog, error_message(e), exit_code_for(e))
     return result if isinstance(result, int) else OK
 

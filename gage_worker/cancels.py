@@ -34,8 +34,10 @@ def sweep_cancels(settings: Settings) -> int:
         except RunLookupError:
             drop_request(runs_dir, run_id)
             continue
-        if run_state(run) is RunState.QUEUED and finalize_phase(run, settings) is not None:
-            ended += 1
-        if run_state(run) not in WAITING_TO_START:
+        state = run_state(run)
+        if state is RunState.QUEUED and finalize_phase(run, settings) is not None:
+            ended += 1  # finalized (or owed a finalize): no longer waiting to start
+            drop_request(runs_dir, run_id)
+        elif state not in WAITING_TO_START:
             drop_request(runs_dir, run_id)
     return ended
