@@ -135,9 +135,6 @@ def read_cancel(run: Run) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {}
 
 
-def cancel_requested(run: Run) -> bool:
-    return read_cancel(run) is not None
-
 
 def requester() -> str:
     """`user@host` of this process, for records of who asked for what."""

@@ -59,7 +59,6 @@ from gage_queue.errors import BrokerUnavailable
 from gage_queue.layout import SUBMITTED, queue_file_in
 from gage_queue.locks import LockFileMissing, hold_host_alive, try_lock
 from gage_queue.queue_meta import (
-    cancel_requested,
     read_enqueued,
     read_submitted,
     write_enqueued,
@@ -219,7 +218,7 @@ def _reconcile_run(run: Run, submitted: dict, state: QueueState, settings: Setti
                    backlogs: Backlogs, done: list[str]) -> None:
     record = state.record or RunRecord()
     if state.state is RunState.LOST or (
-        state.state is RunState.QUEUED and cancel_requested(run)
+        state.state is RunState.QUEUED and state.cancel_by is not None  # read with the state
     ):
         finalized = finalize_phase(run, settings)
         if finalized is not None:
