@@ -38,10 +38,6 @@ LOCK = "lock"
 RERUN_OF = "rerun-of"
 
 
-def queue_home(runs_dir: str) -> str:
-    return os.path.join(runs_dir, QUEUE_HOME)
-
-
 def active_dir(runs_dir: str) -> str:
     return os.path.join(runs_dir, QUEUE_HOME, "active")
 
@@ -54,8 +50,12 @@ def cancel_requests_dir(runs_dir: str) -> str:
     return os.path.join(runs_dir, QUEUE_HOME, "cancel")
 
 
+def hosts_dir(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "hosts")
+
+
 def host_dir(runs_dir: str, host: str) -> str:
-    return os.path.join(runs_dir, QUEUE_HOME, "hosts", host)
+    return os.path.join(hosts_dir(runs_dir), host)
 
 
 def host_alive_lock(runs_dir: str, host: str) -> str:
@@ -70,13 +70,21 @@ def slot_lock(runs_dir: str, host: str, node: str, slot: int) -> str:
     return os.path.join(host_dir(runs_dir, host), node, f"slot-{slot}.lock")
 
 
+def node_locks_dir(runs_dir: str, host: str) -> str:
+    return os.path.join(host_dir(runs_dir, host), "nodes")
+
+
 def node_lock(runs_dir: str, host: str, node: str) -> str:
     """Held by the worker that uses the default node name `node` on `host`."""
-    return os.path.join(host_dir(runs_dir, host), "nodes", f"{node.replace('/', '_')}.lock")
+    return os.path.join(node_locks_dir(runs_dir, host), f"{node.replace('/', '_')}.lock")
+
+
+def consumers_dir(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "queues")
 
 
 def consumer_lock(runs_dir: str, queue: str) -> str:
-    return os.path.join(runs_dir, QUEUE_HOME, "queues", f"{queue}.lock")
+    return os.path.join(consumers_dir(runs_dir), f"{queue}.lock")
 
 
 def reconcile_lease(runs_dir: str) -> str:

@@ -22,7 +22,14 @@ from typing import Any
 
 from gage_queue.active import newest_first
 from gage_queue.durations import format_duration
-from gage_queue.layout import queue_home
+from gage_queue.layout import (
+    consumer_lock,
+    consumers_dir,
+    host_alive_lock,
+    host_dir,
+    hosts_dir,
+    node_locks_dir,
+)
 from gage_queue.locks import probe_path
 from gage_queue.queue_meta import read_submitted
 from gage_queue.snapshots import read_queue_state
@@ -607,13 +614,13 @@ def pool_snapshot(runs_dir: str) -> dict[str, Any]:
     for one in active:
         if one["state"] is RunState.RUNNING and one["slot"]:
             holders[(one["host"], one["node_dir"], one["slot"])] = one
-    hosts = [_host(runs_dir, name, holders) for name in _listdir(_hosts_dir(runs_dir))]
+    hosts = [_host(runs_dir, name, holders) for name in _listdir(hosts_dir(runs_dir))]
     queues: dict[str, dict[str, Any]] = {}
-    for name in _listdir(os.path.join(queue_home(runs_dir), "queues")):
+    for name in _listdir(consumers_dir(runs_dir)):
         if name.endswith(".lock"):
             queue = name[: -len(".lock")]
             queues[queue] = {"name": text(queue), "consumed": probe_path(
-                os.path.join(queue_home(runs_dir), "queues", name)), "waiting": []}
+                consumer_lock(runs_dir, queue)), "waiting": []}
     for one in active:
         if one["state"] in WAITING_TO_START:
             queue = one["queue"]
@@ -626,10 +633,6 @@ def pool_snapshot(runs_dir: str) -> dict[str, Any]:
         "active": [{**_run_ref(one), "host": text(one["host"]), "worker": text(one["node"]),
                     "slot": text(one["slot"]), "queue": text(one["queue"])} for one in active],
     }
-
-
-def _hosts_dir(runs_dir: str) -> str:
-    return os.path.join(queue_home(runs_dir), "hosts")
 
 
 def _listdir(path: str) -> list[str]:
@@ -664,15 +667,15 @@ def _run_ref(one: dict[str, Any]) -> dict[str, str]:
 
 
 def _host(runs_dir: str, name: str, holders: dict) -> Host:
-    path = os.path.join(_hosts_dir(runs_dir), name)
-    host = Host(text(name), probe_path(os.path.join(path, "alive.lock")))
-    node_locks = os.path.join(path, "nodes")
+    path = host_dir(runs_dir, name)
+    host = Host(text(name), probe_path(host_alive_lock(runs_dir, name)))
+    node_locks = node_locks_dir(runs_dir, name)
     for entry in _listdir(path):
         full = os.path.join(path, entry)
         if entry.startswith("gpu-") and entry.endswith(".lock"):
             gpu = entry[len("gpu-"):-len(".lock")]
             host.gpus.append(_slot(full, f"gpu {gpu}", _any_holder(holders, name, f"gpu {gpu}")))
-        elif entry != "nodes" and os.path.isdir(full) and not os.path.islink(full):
+        elif full != node_locks and os.path.isdir(full) and not os.path.islink(full):
             lock = os.path.join(node_locks, entry + ".lock")
             node = Node(text(entry), probe_path(lock) if os.path.exists(lock) else None)
             slots = [s for s in _listdir(full) if s.startswith("slot-") and s.endswith(".lock")]
