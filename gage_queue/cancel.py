@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from gage_queue.layout import cancel_requests_dir
+from gage_queue.layout import cancel_marker, cancel_requests_dir
 from gage_queue.queue_meta import write_cancel
 from gage_queue.snapshots import read_queue_state
 from gage_queue.states import CANCELLABLE, WAITING_TO_START, RunState
@@ -35,7 +35,7 @@ def request_cancel(run: Run) -> RunState:
         return state
     write_cancel(run)
     if state in WAITING_TO_START:
-        touch_shared(os.path.join(cancel_requests_dir(run.runs_dir), run.id))
+        touch_shared(cancel_marker(run.runs_dir, run.id))
     return state
 
 
@@ -51,4 +51,4 @@ def requested_ids(runs_dir: str) -> list[str]:
 def drop_request(runs_dir: str, run_id: str) -> None:
     """Remove a marker once its run is no longer waiting to start."""
     with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(cancel_requests_dir(runs_dir), run_id))
+        os.remove(cancel_marker(runs_dir, run_id))

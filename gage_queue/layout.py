@@ -50,6 +50,10 @@ def cancel_requests_dir(runs_dir: str) -> str:
     return os.path.join(runs_dir, QUEUE_HOME, "cancel")
 
 
+def cancel_marker(runs_dir: str, run_id: str) -> str:
+    return os.path.join(cancel_requests_dir(runs_dir), run_id)
+
+
 def hosts_dir(runs_dir: str) -> str:
     return os.path.join(runs_dir, QUEUE_HOME, "hosts")
 

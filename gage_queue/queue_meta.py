@@ -31,19 +31,14 @@ from gage_runs.meta import make_run_timestamp
 from gage_runs.types import Run
 
 
-def queue_path(run: Run, name: str) -> str:
-    """The path of a queue meta file of `run`."""
-    return queue_file(run, name)
-
-
 def _write(run: Run, name: str, text: str) -> None:
-    write_text(queue_path(run, name), text, readonly=False)
+    write_text(queue_file(run, name), text, readonly=False)
 
 
 def _read(run: Run, name: str) -> str | None:
     """The file's text, None if missing; UnsafePathError for a link or a non-regular file."""
     try:
-        fd = open_regular(queue_path(run, name), os.O_RDONLY)
+        fd = open_regular(queue_file(run, name), os.O_RDONLY)
     except FileNotFoundError:
         return None
     with os.fdopen(fd, errors="replace") as f:
@@ -97,7 +92,7 @@ def read_enqueued(run: Run) -> int | None:
 
 def create_cancel_file(run: Run) -> None:
     """The empty cancel file, made at submit so it is never created later."""
-    fd = open_regular(queue_path(run, CANCEL), os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = open_regular(queue_file(run, CANCEL), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         os.fchmod(fd, writable_file_mode())
     except PermissionError:
@@ -109,7 +104,7 @@ def create_cancel_file(run: Run) -> None:
 def write_cancel(run: Run) -> None:
     """Ask for the run to stop: who asks, from where, when; written in place."""
     data = json.dumps({"by": requester(), "time": make_run_timestamp()}).encode()
-    path = queue_path(run, CANCEL)
+    path = queue_file(run, CANCEL)
     try:
         fd = open_regular(path, os.O_WRONLY)
     except FileNotFoundError:  # submitted before cancel files were made at submit

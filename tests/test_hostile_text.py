@@ -8,7 +8,7 @@ import json
 import pytest
 from support.workers import wait_for
 
-from gage_queue.queue_meta import queue_path
+from gage_queue.layout import queue_file
 from gage_queue.snapshots import queue_state
 
 pytestmark = pytest.mark.system
@@ -21,7 +21,7 @@ def test_a_hostile_cancel_requester_is_escaped_in_logs_and_reasons(worker_bed):
     run = worker_bed.submit(worker_bed.stage(sleep=30))
     wait_for(lambda: worker_bed.executions(run), 20, "the run to start")
     # queue/cancel is writable by everyone who may cancel: anyone can write anything.
-    with open(queue_path(run, "cancel"), "w") as f:
+    with open(queue_file(run, "cancel"), "w") as f:
         json.dump({"by": HOSTILE}, f)
     assert worker_bed.wait_status([run], timeout=20) == {run.id: "terminated"}
 

@@ -20,8 +20,9 @@ from support.workers import reconcile_passes, wait_for
 
 from gage_queue.broker.send import enqueue_run
 from gage_queue.cancel import request_cancel
+from gage_queue.layout import queue_file
 from gage_queue.locks import is_locked, read_record
-from gage_queue.queue_meta import queue_path, requester
+from gage_queue.queue_meta import requester
 from gage_queue.snapshots import run_state
 from gage_queue.states import EndReason, RunState
 from gage_runs.meta import run_meta_path
@@ -178,8 +179,8 @@ def test_supervision_fails_closed(redis_bed):
     worker = redis_bed.start_worker("-c", "1")
     run = redis_bed.submit(redis_bed.stage(sleep=60))
     command = _running_record(run).pid
-    os.remove(queue_path(run, "cancel"))
-    os.mkdir(queue_path(run, "cancel"))  # reading it now fails inside the keeper
+    os.remove(queue_file(run, "cancel"))
+    os.mkdir(queue_file(run, "cancel"))  # reading it now fails inside the keeper
 
     assert redis_bed.wait_status([run], timeout=15) == {run.id: "terminated"}
     assert _gone(command)

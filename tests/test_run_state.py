@@ -12,8 +12,9 @@ import time
 import pytest
 from support.records import commit, hold, submitted
 
+from gage_queue.layout import queue_file
 from gage_queue.locks import LockFileMissing, is_locked, lock_path, read_record, try_lock
-from gage_queue.queue_meta import queue_path, requester, write_cancel
+from gage_queue.queue_meta import requester, write_cancel
 from gage_queue.record import RunRecord, decode_record
 from gage_queue.snapshots import queue_state, run_state
 from gage_queue.states import (
@@ -220,7 +221,7 @@ def test_queue_states(worker_bed, holder):
 
 
 def _age_enqueued(run, seconds: float) -> None:
-    with open(queue_path(run, "enqueued"), "w") as f:
+    with open(queue_file(run, "enqueued"), "w") as f:
         f.write(str(int((time.time() - seconds) * 1_000_000)))
 
 

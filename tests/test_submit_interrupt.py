@@ -24,9 +24,8 @@ import pytest
 from support.submit_cli import gage_submit_command, write_project
 
 from gage_queue.active import active_ids
-from gage_queue.layout import SUBMITTED
+from gage_queue.layout import SUBMITTED, queue_file
 from gage_queue.locks import read_record
-from gage_queue.queue_meta import queue_path
 from gage_queue.snapshots import run_state
 from gage_queue.states import RunState
 from gage_runs.runs_dir import list_runs
@@ -105,7 +104,7 @@ def assert_clean(result: Interrupted, runs_dir: Path, planned: int) -> int:
     assert sorted(result.printed) == sorted(on_disk), result
     for run in runs:
         assert run_state(run) is RunState.QUEUED, run
-        assert os.path.exists(queue_path(run, SUBMITTED)), run
+        assert os.path.exists(queue_file(run, SUBMITTED)), run
         assert read_record(run) is not None, run
     assert set(active_ids(str(runs_dir))) == on_disk
     names = {name for name in os.listdir(runs_dir) if name != ".gage-queue"}

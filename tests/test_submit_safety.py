@@ -31,7 +31,7 @@ from support.submit_cli import (
     write_project,
 )
 
-from gage_queue.queue_meta import queue_path
+from gage_queue.layout import queue_file
 from gage_queue.states import EndReason, RunState
 from gage_queue.text import SHOWN_LIMIT
 from gage_runs.runs_dir import find_run, list_runs
@@ -92,8 +92,8 @@ def _plant_everywhere(run: Run, long: bool) -> None:
     _plant(meta / "opref", f"1 proj {HOSTILE}")
     _plant(meta / "config.json", json.dumps({"lr": text, HOSTILE: 1, "batch": 32}))
     _plant(meta / "output" / "40_run", f"{HOSTILE}\r\n{LONG}\nlast\n".encode() + b"\xff\xfe\n")
-    submitted = json.loads(Path(queue_path(run, "submitted")).read_text())
-    _plant(Path(queue_path(run, "submitted")),
+    submitted = json.loads(Path(queue_file(run, "submitted")).read_text())
+    _plant(Path(queue_file(run, "submitted")),
            json.dumps({**submitted, "queue": text, "schedule": HOSTILE}))
 
 
@@ -108,7 +108,7 @@ def hostile_runs(gage_submit: GageSubmit, runs_dir: Path) -> tuple[Run, Run]:
         _plant_everywhere(run, long)
     commit(ended, state=RunState.COMPLETED, exit_code=0, reason=EndReason.COMPLETED,
            detail=LONG, host=HOSTILE, node=HOSTILE, started=1, ended=2_000_000)
-    _plant(Path(queue_path(queued, "cancel")), json.dumps({"by": LONG}))
+    _plant(Path(queue_file(queued, "cancel")), json.dumps({"by": LONG}))
     return find_run(str(runs_dir), ended.id), find_run(str(runs_dir), queued.id)
 
 
