@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from difflib import get_close_matches
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .datafile import DataFileError, one_line, parse_data
 from .errors import GageFileError, OpNotFound
@@ -153,12 +153,20 @@ def resolve_runs_dir(
     return os.path.abspath(os.path.expanduser(path))
 
 
+class RunsDirSource(NamedTuple):
+    """A runs dir, where it came from in words, and whether the project chose it."""
+
+    path: str
+    source: str
+    from_project: bool  # the Gage file's `$runs-dir` or the project's `.gage/runs`
+
+
 def runs_dir_source(
     start: str,
     override: str | None = None,
     env: Mapping[str, str] = os.environ,
-) -> tuple[str, str]:
-    """The runs dir every command uses from `start`, and where it came from in words.
+) -> RunsDirSource:
+    """The runs dir every command uses from `start`, and where it came from.
 
     The order of `resolve_runs_dir` with the project found from `start`
     as Gage finds it; a missing or broken Gage file means the project's
@@ -174,18 +182,15 @@ def runs_dir_source(
             gagefile = None
     runs_dir = resolve_runs_dir(project_dir, gagefile, override, env)
     if override:
-        source = "--runs-dir"
-    elif env.get("GAGE_RUNS"):
-        source = "GAGE_RUNS"
-    elif env.get("RUNS_DIR"):
-        source = "RUNS_DIR"
-    elif project_dir and gagefile is not None and gagefile.get_runs_dir():
-        source = f"$runs-dir of {path}"
-    elif project_dir:
-        source = f"the project {project_dir}"
-    else:
-        source = "the default, no project here"
-    return runs_dir, source
+        return RunsDirSource(runs_dir, "--runs-dir", False)
+    for name in ("GAGE_RUNS", "RUNS_DIR"):
+        if env.get(name):
+            return RunsDirSource(runs_dir, name, False)
+    if project_dir and gagefile is not None and gagefile.get_runs_dir():
+        return RunsDirSource(runs_dir, f"$runs-dir of {path}", True)
+    if project_dir:
+        return RunsDirSource(runs_dir, f"the project {project_dir}", True)
+    return RunsDirSource(runs_dir, "the default, no project here", False)
 
 
 def _project_runs_dir(project_dir: str | None, gagefile: GageFile | None) -> str | None:

@@ -74,7 +74,7 @@ def runs_dir_for_reading(start: str | None, override: str | None) -> str:
     A missing or broken Gage file doesn't matter here: Gage then uses the
     project's default runs dir.
     """
-    runs_dir, _ = runs_dir_source(_start_dir(start), override)
+    runs_dir = runs_dir_source(_start_dir(start), override).path
     if os.path.exists(runs_dir) and not os.path.isdir(runs_dir):
         raise RunsDirError(f"runs dir {runs_dir} is not a directory")
     return runs_dir

@@ -89,17 +89,14 @@ def _settings_and_source(runs_dir: str | None, broker: str | None,
     submitter serves its runs; a project's own runs dir is made if missing,
     as Gage makes it at the first run.
     """
-    path, source = runs_dir_source(os.getcwd(), runs_dir)
-    if not os.path.exists(path) and source.startswith(PROJECT_SOURCES):
+    path, source, from_project = runs_dir_source(os.getcwd(), runs_dir)
+    if from_project and not os.path.exists(path):
         make_dirs(path)
     settings = Settings.from_env().with_overrides(
         runs_dir=check_runs_dir(path, writable=True),
         broker_url=check_broker_url(broker) if broker else None, **overrides,
     )
     return settings, source
-
-
-PROJECT_SOURCES = ("$runs-dir of ", "the project ")
 
 
 def _say(level: str, message: str) -> None:

@@ -46,7 +46,8 @@ def test_a_worker_in_a_project_finds_the_runs_dir_gage_submit_uses(worker_bed):
     (project / "hello.py").write_text("print('hello')\n")
     env = worker_bed.worker_env()
     del env["GAGE_RUNS"]
-    expected, source = runs_dir_source(str(project), None, env)
+    expected, source, from_project = runs_dir_source(str(project), None, env)
+    assert from_project
     assert expected == str(project / ".gage" / "runs") and not (project / ".gage").exists()
 
     worker = _start(worker_bed, project, "in-project", "--hostname", "p@%h", env=env,
