@@ -11,7 +11,12 @@ meta dir folder Gage ignores (run-format.md).
         hosts/<host>/alive.lock      shared by every worker and keeper of the host
         hosts/<host>/gpu-<id>.lock   a GPU, held by the keeper of the run using it
         hosts/<host>/<node>/slot-<n>.lock   a run slot of a node without GPUs
-        hosts/<host>/nodes/<node>.lock      a worker's default node name, while it lives
+        hosts/<host>/nodes/<node>.lock      a worker's node name, while it lives
+        hosts/<host>/nodes/<node>.json      what the node offers: queues, slots, GPUs
+        hosts/<host>/nodes/<node>.drain     asks the node to drain (`gage-worker drain`)
+        waiting/<id>                 a queued run not yet started: queue, priority, GPUs
+        placed/<id>                  where the scheduler placed it, until its keeper starts it
+        scheduler.lock               one placement pass at a time
         queues/<queue>.lock          shared by every worker consuming the queue
         reconcile.lock               the reconcile lease and its times
         workers.lock                 shared by every worker: tells the first one
@@ -79,8 +84,43 @@ def node_locks_dir(runs_dir: str, host: str) -> str:
 
 
 def node_lock(runs_dir: str, host: str, node: str) -> str:
-    """Held by the worker that uses the default node name `node` on `host`."""
+    """Held by the worker named `node` on `host` while it lives."""
     return os.path.join(node_locks_dir(runs_dir, host), f"{node.replace('/', '_')}.lock")
+
+
+def node_info(runs_dir: str, host: str, node: str) -> str:
+    """What the worker named `node` offers (`pool.NodeInfo`), written at its start."""
+    return os.path.join(node_locks_dir(runs_dir, host), f"{node.replace('/', '_')}.json")
+
+
+def drain_marker(runs_dir: str, host: str, node: str) -> str:
+    """Present while the worker named `node` is asked to drain."""
+    return os.path.join(node_locks_dir(runs_dir, host), f"{node.replace('/', '_')}.drain")
+
+
+def node_queue(node: str) -> str:
+    """The broker queue only the worker named `node` consumes: the scheduler's dispatch."""
+    return f"gage.node.{node}"
+
+
+def waiting_dir(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "waiting")
+
+
+def waiting_entry(runs_dir: str, run_id: str) -> str:
+    return os.path.join(waiting_dir(runs_dir), run_id)
+
+
+def placed_dir(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "placed")
+
+
+def placed_entry(runs_dir: str, run_id: str) -> str:
+    return os.path.join(placed_dir(runs_dir), run_id)
+
+
+def scheduler_lock(runs_dir: str) -> str:
+    return os.path.join(runs_dir, QUEUE_HOME, "scheduler.lock")
 
 
 def consumers_dir(runs_dir: str) -> str:

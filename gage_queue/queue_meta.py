@@ -6,7 +6,7 @@ runs dir. Gage's CLI ignores the directory.
 
 | file | content |
 |---|---|
-| `submitted` | JSON: queue, time_limit (s or null), schedule (entry name or null), host, time (epoch µs) |
+| `submitted` | JSON: queue, time_limit (s or null), schedule (entry name or null), gpus (null: one where there are GPUs), priority, host, time (epoch µs) |
 | `enqueued` | epoch µs of the last enqueue |
 | `cancel` | empty: no cancel; JSON (by, time): cancel requested |
 | `lock` | the run lock; its content is the run record (`gage_queue.record`) |
@@ -26,6 +26,7 @@ import socket
 from typing import Any
 
 from gage_queue.layout import CANCEL, ENQUEUED, SUBMITTED, queue_file
+from gage_queue.requests import DEFAULT_REQUEST, RunRequest
 from gage_runs.fsmode import open_regular, writable_file_mode, write_text
 from gage_runs.meta import make_run_timestamp
 from gage_runs.types import Run
@@ -65,16 +66,21 @@ def _read_int(run: Run, name: str) -> int | None:
 
 
 def write_submitted(
-    run: Run, *, queue: str, time_limit: float | None, schedule: str | None
-) -> None:
+    run: Run, *, queue: str, time_limit: float | None, schedule: str | None,
+    request: RunRequest = DEFAULT_REQUEST,
+) -> dict[str, Any]:
+    """Write `queue/submitted`; what it holds."""
     data = {
         "queue": queue,
         "time_limit": time_limit,
         "schedule": schedule,
+        "gpus": request.gpus,
+        "priority": request.priority,
         "host": socket.gethostname(),
         "time": make_run_timestamp(),
     }
     _write(run, SUBMITTED, json.dumps(data, indent=2, sort_keys=True))
+    return data
 
 
 def read_submitted(run: Run) -> dict[str, Any] | None:

@@ -32,7 +32,11 @@ class RunRecord:
     keeper_pid: int | None = None
     keeper_started: float | None = None  # the keeper's start time, against pid reuse
     pid: int | None = None  # the run command's pid (its process group)
-    slot: str | None = None  # "gpu 0" or "slot 1"
+    slot: str | None = None  # "slot 1", "slot 1, gpus 0,1"
+    gpus: list[str] | None = None  # the GPUs it runs on, in CUDA_VISIBLE_DEVICES order
+    placed_node: str | None = None  # queued: the node the scheduler sent it to
+    placed_gpus: list[str] | None = None  # queued: the GPUs it was given there
+    placed_at: int | None = None  # epoch µs of the placement
     started: int | None = None  # epoch µs
     ended: int | None = None
     finalize_attempts: int = 0

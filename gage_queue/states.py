@@ -107,6 +107,7 @@ run cancelled before it started."""
 class Event(str, enum.Enum):
     """What moves a queue-owned run from one state to the next."""
 
+    PLACE = "place"  # the scheduler chose its node and GPUs, or a keeper gave them back
     START = "start"  # its keeper starts the command
     NOT_STARTED = "not-started"  # this host could not start it: queued again
     CANCEL = "cancel"  # cancelled before it started
@@ -119,6 +120,7 @@ class Event(str, enum.Enum):
 
 
 TRANSITIONS: dict[tuple[RunState, Event], frozenset[RunState]] = {
+    (RunState.QUEUED, Event.PLACE): frozenset({RunState.QUEUED}),
     (RunState.QUEUED, Event.START): frozenset({RunState.RUNNING}),
     (RunState.QUEUED, Event.CANCEL): frozenset({RunState.FINALIZING}),
     (RunState.RUNNING, Event.NOT_STARTED): frozenset({RunState.QUEUED}),

@@ -9,12 +9,14 @@
     gage-submit cancel RUN... | --label L ...   stop runs, queued or running
     gage-submit rerun RUN [NAME=VALUE ...]      run a run again from its source code
     gage-submit queue RUN...                    queue runs staged by `gage run --stage`
+    gage-submit priority RUN... P               change the priority of runs not yet started
+    gage-submit pool [--json]                   workers, their runs and GPUs, who waits and why
     gage-submit compare [RUN...] [--sort -M]    flags and metrics of runs side by side
 
 A RUN is a run id, id prefix, name or name prefix, or an index (`1` is the
 latest run) or a slice (`1:5`) of the newest-first listing, as in Gage.
 Only submit, rerun and queue talk to the broker; the others read the runs
-dir, and cancel writes its requests there for the workers to act on.
+dir, and cancel and priority write there for the workers to act on.
 
 Each command is a module of `gage_submit.commands`, loaded only when it
 runs. Exit codes are `gage_queue.exits`': 0 success; 1 a run did not
@@ -48,6 +50,8 @@ COMMANDS = {  # name -> (its module in gage_submit.commands, loaded when used; i
     "cancel": ("cancel", "Cancel queued or running runs."),
     "rerun": ("rerun", "Run a run again from its staged source code, flags changed."),
     "queue": ("queue", "Queue runs staged by `gage run --stage`."),
+    "priority": ("priority", "Change the priority of queued runs not yet started."),
+    "pool": ("pool", "Show the workers, their runs and GPUs, and who waits."),
     "compare": ("compare", "Compare runs' flags and metrics side by side."),
     "view": ("view", "Serve a web page of runs, their output and the pool."),
 }

@@ -11,8 +11,10 @@ from typing import Any
 from gage_queue.layout import RERUN_OF, RUN_QUEUE_DIR, SUBMITTED
 from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
+from gage_queue.requests import request_from
 from gage_queue.snapshots import QueueState, read_queue_state
-from gage_queue.states import GageFacts, RunState
+from gage_queue.states import WAITING_TO_START, GageFacts, RunState
+from gage_queue.waiting import read_waiting_entry
 from gage_runs.errors import RunFormatError
 from gage_runs.meta import meta_config, read_small, run_summary
 from gage_runs.sidecars import run_label
@@ -53,6 +55,9 @@ class RunInfo:
     config: dict[str, Any] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     rerun_of: str | None = None
+    priority: int | None = None  # a queued run's current one (`gage-submit priority`)
+    gpus: int | None = None  # None: one on a GPU worker (or not the queue's run)
+    waiting_reason: str | None = None  # why a queued run waits: `show` says it
 
     def as_json(self) -> dict[str, Any]:
         """The fields with timestamps as ISO 8601 local times."""
@@ -70,8 +75,10 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
     current project's), as Gage shows it. The meta dir is listed once and
     only files that exist are read (`_MetaFiles`): a few opens per run.
     `brief` reads only what the runs table shows (status, host, reason,
-    label, started): queue, schedule, time limit, the other times and
-    rerun_of are left None.
+    label, started): queue, schedule, time limit, the other times,
+    rerun_of, priority and GPUs are left None. A queued run's priority is
+    its waiting entry's (`gage_queue.waiting`: `gage-submit priority`
+    changes it there), one more small read.
     """
     files = _MetaFiles(run)
     exit_code = files.exit_code()
@@ -79,6 +86,7 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
     submitted = (read_submitted(run) or {}) if SUBMITTED in files.queue and not brief else {}
     times = () if brief else TIMESTAMPS
     summary = run_summary(run) if "summary.json" in files.names else RunSummary({})
+    priority, gpus = _request(run, state.state, submitted)
     opref = run.opref
     return RunInfo(
         id=run.id,
@@ -103,7 +111,22 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
         config=_config(run) if detail else None,
         summary=summary.as_json() if detail else {},
         rerun_of=read_rerun_of(run) if RERUN_OF in files.queue and not brief else None,
+        priority=priority,
+        gpus=gpus,
     )
+
+
+def _request(run: Run, state: RunState, submitted: dict[str, Any]) -> tuple[int | None, int | None]:
+    """The run's priority and GPUs: as submitted, a waiting run's priority as it is now."""
+    if not submitted:
+        return None, None
+    request = request_from(submitted)
+    priority = request.priority
+    if state in WAITING_TO_START:
+        entry = read_waiting_entry(run.runs_dir, run.id)
+        if entry is not None:
+            priority = entry.priority
+    return priority, request.gpus
 
 
 def _duration(record: RunRecord | None, files: _MetaFiles) -> float | None:

@@ -27,6 +27,7 @@ from gage_queue import active
 from gage_queue.broker.send import Submitter
 from gage_queue.durations import parse_duration
 from gage_queue.errors import BrokerUnavailable
+from gage_queue.requests import DEFAULT_REQUEST, RunRequest, request_from
 from gage_queue.settings import Settings, check_queue_name
 from gage_queue.text import BadText, check_user_text, shown
 from gage_runs.config import read_project_config
@@ -59,6 +60,8 @@ class SubmitOptions:
     label: str | None = None
     time_limit: float | None = None
     max_runs: int = 100
+    gpus: int | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Plan:
     flags: list[dict[str, FlagValue]]
     configs: list[dict[str, Any]]
     rerun: RerunSource | None = None
+    request: RunRequest = DEFAULT_REQUEST
 
     @property
     def op_name(self) -> str:
@@ -120,6 +124,7 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
         time_limit=options.time_limit,
         flags=flags,
         configs=[{**project_config, **run_flags} for run_flags in flags],
+        request=RunRequest(options.gpus, options.priority or 0),
     )
 
 
@@ -155,6 +160,11 @@ def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) 
             submitted["queue"] if isinstance(submitted["queue"], str) else ""))
     else:
         queue = check_queue_name(settings.queue)
+    inherited = request_from(submitted)
+    request = RunRequest(
+        options.gpus if options.gpus is not None else inherited.gpus,
+        options.priority if options.priority is not None else inherited.priority,
+    )
     return Plan(
         context=None,
         runs_dir=os.path.dirname(os.path.abspath(source.run.run_dir)),
@@ -164,6 +174,7 @@ def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) 
         flags=flags,
         configs=[{**source.config, **run_flags} for run_flags in flags],
         rerun=source,
+        request=request,
     )
 
 
@@ -374,7 +385,8 @@ _in_progress = _InProgress()
 
 
 def _submitter(plan: Plan, settings: Settings) -> Submitter:
-    return Submitter(queue=plan.queue, time_limit=plan.time_limit, settings=settings)
+    return Submitter(queue=plan.queue, time_limit=plan.time_limit, settings=settings,
+                     request=plan.request)
 
 
 def _stage_and_queue(

@@ -12,6 +12,7 @@ messages with kombu (`messages`), on the queues and settings defined here.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 from celery import Celery
@@ -32,6 +33,10 @@ class GageApp(Celery):
     settings: Settings
     slots: int | None = None  # run slots of this node (see worker.run_worker)
     finalizes: bool = False  # it consumes the finalize queue: it finalizes its own runs
+    node_name: str | None = None  # this worker's node name (`NodeStep`)
+    node_queue: str | None = None  # the queue only this node consumes: placed runs
+    node_fd: int | None = None  # the node name's lock, held while the worker lives
+    wakeup: threading.Event | None = None  # set when a placement pass is due
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -76,6 +81,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def make_app(settings: Settings) -> GageApp:
     """A configured app: the two tasks, and the worker's reconcile step."""
+    from gage_worker.node import NodeStep
     from gage_worker.reconcile import ReconcileStep
     from gage_worker.tasks import register_tasks
 
@@ -84,6 +90,7 @@ def make_app(settings: Settings) -> GageApp:
     app.conf.update(celery_config(settings))
     register_tasks(app)
     app.steps["worker"].add(ReconcileStep)
+    app.steps["worker"].add(NodeStep)
     return app
 
 

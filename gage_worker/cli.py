@@ -3,6 +3,7 @@
     gage-worker [worker] --runs-dir DIR --broker URL -Q gpu -c 2 --gpus 0,1
     gage-worker reconcile --runs-dir DIR
     gage-worker beat --schedule FILE [--once] [--no-wait]
+    gage-worker drain [NODE]... [--wait SECONDS]
 
 Options override the environment (`gage_queue.settings`). Errors are one
 line on stderr, `gage-worker: error: ...`, never a traceback. Exit codes:
@@ -256,3 +257,28 @@ def beat_cmd(
     settings = _settings(runs_dir, broker)
     configure_logging(loglevel)
     return run_beat(schedule_path, settings, wait=not no_wait, once=once)
+
+
+@main.command("drain")
+@click.argument("nodes", nargs=-1, metavar="[NODE]...")
+@click.option("--runs-dir", metavar="DIR",
+              help="Runs dir (default: as gage-submit finds it: GAGE_RUNS, RUNS_DIR, the project's).")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Wait up to this long for the workers to stop; exit 4 if they have not.")
+def drain_cmd(nodes: tuple[str, ...], runs_dir: str | None, wait_seconds: float | None) -> int:
+    """Take workers out of the pool: no new run starts on them, theirs finish, then they exit 0.
+
+    NODE is a worker's node name (`gage-submit pool` lists them); without
+    one, every worker of this host. Works from any host sharing the runs
+    dir; a drained worker started again takes runs again.
+    """
+    from gage_worker.drain import drain, wait_drained
+
+    settings = _settings(runs_dir, None)
+    asked = drain(settings.require_runs_dir(), nodes)
+    for info, running in asked:
+        click.echo(f"draining {info.node}: {running} run(s) to finish")
+    if wait_seconds is not None:
+        wait_drained(settings.require_runs_dir(), [info for info, _ in asked], wait_seconds)
+        click.echo("drained")
+    return 0

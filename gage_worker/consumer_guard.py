@@ -29,6 +29,7 @@ from gage_queue.broker.messages import (
     CONTENT_TYPE,
     DISPLAY_HEADERS,
     DISPLAY_LIMIT,
+    EXEC_TASK,
     REDELIVERY_HEADERS,
     SERVED_TASKS,
     task_message,
@@ -182,7 +183,8 @@ class GuardedConsumer(Consumer):
         def on_task_received(message: Any) -> None:
             reason = reject_reason(message)
             if reason is None:
-                handle(message)
+                if not self._is_wakeup(message):
+                    handle(message)
                 return
             headers = message.headers if isinstance(message.headers, dict) else {}
             log.error(
@@ -192,3 +194,20 @@ class GuardedConsumer(Consumer):
             message.reject_log_error(log, self.connection_errors, requeue=False)
 
         return on_task_received
+
+    def _is_wakeup(self, message: Any) -> bool:
+        """An exec task from a run queue (not this node's own): a placement pass is due.
+
+        Acked here, in the worker's main process, without a pool process:
+        the scheduler thread places the run (`gage_worker.scheduler`) and
+        sends it to a node's own queue. If the worker dies before the pass,
+        another worker's periodic pass places the run.
+        """
+        app = self.app
+        if app.wakeup is None or message.headers.get("task") != EXEC_TASK:
+            return False
+        if (message.delivery_info or {}).get("routing_key") == app.node_queue:
+            return False
+        message.ack()
+        app.wakeup.set()
+        return True

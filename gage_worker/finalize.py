@@ -39,6 +39,7 @@ from gage_queue.states import (
     ended_state,
     lost_words,
 )
+from gage_queue.waiting import remove_waiting
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import walk_once, writable_file_mode
 from gage_runs.lifecycle import finalize_run
@@ -126,6 +127,7 @@ def _finalize(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord
     log.info("run %s: finalized, %s (%s)", run.id, ended_state(exit_code).value, record.detail)
     record = lock.advance(record, Event.FINALIZE, ended_state(exit_code), finalize_error=None)
     try:  # only now: the queue owes it nothing; reconcile drops an entry left behind
+        remove_waiting(run.runs_dir, run.id)  # ended before it started (cancelled)
         active.remove(run.runs_dir, run.id)
     except OSError as e:
         log.warning("run %s: cannot remove its active index entry: %s", run.id, e)

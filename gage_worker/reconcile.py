@@ -11,12 +11,15 @@ For every run submitted to the queue, by its state (`state.queue_state`):
 - finalizing (exit recorded) for longer than a short grace (its worker
   died: a live one finalizes at once), or since the last failed attempt
   for longer than the threshold times 2^(attempts-1): finalize sent;
-- queued for longer than the threshold (since its last enqueue): re-sent.
+- queued without a waiting entry (a crash between the submit's steps, an
+  older version): the entry is added, and the scheduler places the run
+  (`scheduler`; a queued run needs no message: placement passes read the
+  waiting index, and redo placements whose message was lost).
 
-Re-sends are bounded by what the broker is missing: for each queue, at
-most (runs waiting for it - messages in it) runs are re-sent, the longest
-waiting first. A healthy backlog is never flooded with duplicates, and a
-broker restarted without persistence (empty queues) gets all of them.
+Finalize sends are bounded by what the broker is missing: at most (runs
+owed a finalize - messages in the finalize queue), the longest waiting
+first. A healthy backlog is never flooded with duplicates, and a broker
+restarted without persistence (empty queues) gets all of them.
 `finalize-failed` runs are never re-sent.
 
 Reconcile reads the active index (`active`), not the runs dir: its cost
@@ -52,23 +55,19 @@ from celery.worker import WorkController
 
 from gage_queue import active
 from gage_queue.broker.config import prune_embedded
-from gage_queue.broker.messages import EXEC_TASK, FINALIZE_TASK
+from gage_queue.broker.messages import FINALIZE_TASK
 from gage_queue.broker.send import BrokerSession
 from gage_queue.consumers import announce_queues
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.layout import SUBMITTED, queue_file_in
 from gage_queue.locks import LockFileMissing, hold_host_alive, try_lock
-from gage_queue.queue_meta import (
-    read_enqueued,
-    read_submitted,
-    write_enqueued,
-)
+from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
 from gage_queue.settings import Settings
 from gage_queue.snapshots import QueueState, queue_state
 from gage_queue.states import ENDED, WAITING_TO_START, RunState
+from gage_queue.waiting import add_waiting, read_waiting_entry, waiting_from
 from gage_runs.errors import GageRunsError, RunLookupError
-from gage_runs.meta import run_meta_path
 from gage_runs.names import is_run_id
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
@@ -230,10 +229,9 @@ def _reconcile_run(run: Run, submitted: dict, state: QueueState, settings: Setti
     elif state.state is RunState.FINALIZING:
         if _finalize_due(record, settings.reconcile_threshold):  # due: stale from the start
             backlogs[(FINALIZE_TASK, settings.finalize_queue)].append((0, run))
-    elif state.state is RunState.QUEUED:
-        queue = str(submitted.get("queue") or settings.queue)
-        since = read_enqueued(run) or submitted.get("time") or 0
-        backlogs[(EXEC_TASK, queue)].append((since, run))
+    elif state.state is RunState.QUEUED and read_waiting_entry(run.runs_dir, run.id) is None:
+        add_waiting(run.runs_dir, waiting_from(run.id, {"queue": settings.queue, **submitted}))
+        done.append(f"{run.brief}: queued but not in the waiting index; added")
 
 
 def _finalize_due(record: RunRecord, threshold: float) -> bool:
@@ -277,7 +275,7 @@ def sweep_orphans(run: Run, record: RunRecord) -> int:
     return killed
 
 
-_SENT = {EXEC_TASK: "re-sent to queue ", FINALIZE_TASK: "sent finalize to queue "}
+_SENT = {FINALIZE_TASK: "sent finalize to queue "}
 
 
 def _stale(backlogs: Backlogs, threshold: float) -> Backlogs:
@@ -307,7 +305,7 @@ def _resend(settings: Settings, backlogs: Backlogs, stale: Backlogs) -> list[str
 
 
 def _resend_one(session: BrokerSession, task: str, queue: str, run: Run) -> bool:
-    """Send `task` for `run` if its record, read under the lock, still wants it."""
+    """Send finalize for `run` if its record, read under the lock, still wants it."""
     try:
         lock = try_lock(run)
     except LockFileMissing:
@@ -315,14 +313,9 @@ def _resend_one(session: BrokerSession, task: str, queue: str, run: Run) -> bool
     if lock is None:
         return False
     with lock:
-        wanted = RunState.FINALIZING if task == FINALIZE_TASK else RunState.QUEUED
-        if lock.record().state is not wanted or (
-            task == EXEC_TASK and os.path.exists(run_meta_path(run, "started"))
-        ):
+        if lock.record().state is not RunState.FINALIZING:
             return False
         session.send(task, run.id, queue)
-        if task == EXEC_TASK:
-            write_enqueued(run)
         return True
 
 

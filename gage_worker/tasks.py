@@ -17,14 +17,15 @@ next delivery or by reconcile (`finalize`).
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 from celery import Task
-from celery.exceptions import Reject
 
 from gage_queue.broker.messages import EXEC_TASK, FINALIZE_TASK
 from gage_queue.broker.send import send_finalize
 from gage_queue.errors import BrokerUnavailable
+from gage_queue.pool import NodeInfo, request_drain
 from gage_queue.settings import Settings
 from gage_queue.states import ended_state
 from gage_runs.errors import RunLookupError
@@ -33,6 +34,7 @@ from gage_runs.types import Run
 from gage_worker.finalize import finalize_phase
 from gage_worker.keeper.job import Verdict
 from gage_worker.launch import run_keeper
+from gage_worker.scheduler import schedule
 
 if TYPE_CHECKING:
     from gage_worker.celery_app import GageApp
@@ -51,19 +53,31 @@ def register_tasks(app: GageApp) -> None:
 
 
 def exec_task(task: Task, run_id: str) -> None:
-    """Execute a run through its keeper, then send its finalize task."""
+    """Execute a run placed on this node through its keeper, then finalize it.
+
+    An exec task from a run queue (a submit's) asks for a placement pass
+    instead; the worker's consumer takes those before they reach a pool
+    process (`consumer_guard`), except in a worker started without a
+    node queue.
+    """
     app: GageApp = task.app
     settings = app.settings
     run = _resolve(settings, run_id, "exec")
     if run is None:
         return
-    outcome = run_keeper(run.id, settings, node=task.request.hostname,
+    if _routing_key(task) != app.node_queue:
+        schedule(settings)
+        return
+    outcome = run_keeper(run.id, settings, node=app.node_name or task.request.hostname,
                          slots=getattr(app, "slots", None))
     log.info("run %s: %s%s", run.id, outcome.verdict.value,
              f": {outcome.message}" if outcome.message else "")
     if outcome.verdict is Verdict.CANNOT_START:
-        _stop_consuming(task, run, outcome.message)
-        raise Reject(outcome.message, requeue=True)
+        _cannot_start_here(task, run, outcome.message)
+    try:  # its slot and GPUs are free: the next runs start before this one is finalized
+        schedule(settings)
+    except Exception:  # a failed pass is redone within a second by every worker
+        log.exception("placement pass after run %s failed", run.id)
     if outcome.verdict is Verdict.FINALIZE:
         _finalize_owed(app, run)
         if outcome.exit_code not in (0, None):
@@ -90,15 +104,21 @@ def finalize_task(task: Task, run_id: str) -> None:
         finalize_phase(run, settings)
 
 
-def _stop_consuming(task: Task, run: Run, why: str) -> None:
-    """This worker cannot start runs: stop taking them; the run stays queued."""
-    queue = (task.request.delivery_info or {}).get("routing_key") or task.app.settings.queue
-    log.error("run %s left queued: %s; this worker stops taking runs from %s",
-              run.id, why, queue)
+def _routing_key(task: Task) -> str | None:
+    return (task.request.delivery_info or {}).get("routing_key")
+
+
+def _cannot_start_here(task: Task, run: Run, why: str) -> None:
+    """This worker cannot start runs: it drains, so nothing more is placed here; the run
+    stays queued and the next pass places it elsewhere."""
+    settings = task.app.settings
+    log.error("run %s left queued: %s; this worker takes no more runs and drains",
+              run.id, why)
+    info = NodeInfo(task.app.node_name or task.request.hostname, socket.gethostname(), (), 1)
     try:
-        task.app.control.cancel_consumer(queue, destination=[task.request.hostname])
-    except Exception as e:  # the control channel is best effort; say so, once
-        log.error("cannot stop consuming %s: %s", queue, e)
+        request_drain(settings.require_runs_dir(), info)
+    except OSError as e:
+        log.error("cannot ask %s to drain: %s", info.node, e)
 
 
 def _resolve(settings: Settings, run_id: object, phase: str) -> Run | None:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, replace
 
 from celery.exceptions import CPendingDeprecationWarning
 from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.utils.nodenames import host_format
 
 from gage_queue.broker.config import prepare_broker
 from gage_queue.errors import SettingsError
 from gage_queue.layout import node_lock
 from gage_queue.locks import lock_fd, open_lock_file
+from gage_queue.pool import hold_node_name
 from gage_queue.settings import Settings, check_queue_name
 from gage_queue.text import has_control, shown
 from gage_runs.runs_dir import check_runs_dir
@@ -153,14 +155,18 @@ def run_worker(settings: Settings, options: WorkerOptions) -> None:
     after_setup_logger.connect(_filter_log_handlers, weak=False)
     after_setup_task_logger.connect(_filter_log_handlers, weak=False)
     app = app_for(settings)
-    # Keepers hold one of the node's slot locks per run (GPUs are the slots
-    # when there are GPUs), so a restarted worker never oversubscribes.
-    app.slots = None if settings.gpus else _concurrency(argv)
+    # Keepers hold one of the node's slot locks per run (and a lock per GPU
+    # it was placed on), so a restarted worker never oversubscribes.
+    app.slots = _concurrency(argv)
     app.finalizes = consumes_finalize(settings, options)
+    host = socket.gethostname()
     if options.hostname is None:
-        name, _held_while_the_worker_lives = claim_node_name(runs_dir, socket.gethostname())
-        options = replace(options, hostname=name)
-    app.worker_main(worker_argv(settings, options))
+        name, app.node_fd = claim_node_name(runs_dir, host)
+    else:
+        name = host_format(options.hostname, hostname=host)
+        app.node_fd = hold_node_name(runs_dir, host, name)
+    # The node's own queue is added by its bootstep (`node.NodeStep`).
+    app.worker_main(worker_argv(settings, replace(options, hostname=name)))
 
 
 def _concurrency(argv: list[str]) -> int:

@@ -58,7 +58,7 @@ def gage_submit(tmp_path: Path, project: Path) -> GageSubmit:
         (["-c", "-1"], "-1 is not in the range x>=1"),
         (["-c", "abc"], "'abc' is not a valid integer"),
         (["worker", "-l", "bogus"], "'bogus' is not one of"),
-        (["bogus"], "no such command 'bogus' (commands: beat, reconcile, worker)"),
+        (["bogus"], "no such command 'bogus' (commands: beat, drain, reconcile, worker)"),
         (["beat"], "beat needs --schedule FILE"),
         (["-Q", ""], "-Q/--queues needs queue names"),
         (["-Q", "gage,,gpu"], "invalid queue name ''"),

@@ -48,6 +48,7 @@ from support.workers import Bed, wait_for
 
 from gage_queue.broker.config import embedded_dir, prepare_broker
 from gage_queue.broker.messages import EXEC_TASK, FINALIZE_TASK, task_message
+from gage_queue.layout import node_queue
 from gage_queue.locks import read_record
 from gage_queue.settings import Settings
 from gage_queue.states import RunState
@@ -147,7 +148,8 @@ def test_exec_routes_to_the_queue_and_finalize_to_the_finalize_queue(worker_bed,
 
     with inprocess_worker(app, *worker_options) as worker:
         consumed = {queue.name for queue in worker.consumer.task_consumer.queues}
-        assert consumed == {cpu, f"{cpu}-finalize"}  # a worker without -Q consumes both
+        # a worker without -Q consumes both, and its node's own queue (placed runs)
+        assert consumed == {cpu, f"{cpu}-finalize", node_queue(worker.hostname)}
 
 
 def hostile(task: str, body: Any, **headers: Any) -> dict[str, Any]:

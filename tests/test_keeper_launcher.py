@@ -10,11 +10,12 @@ import threading
 
 import psutil
 import pytest
+from support.records import placed
 from support.workers import wait_for
 
 from gage_queue.broker.send import record_submission
 from gage_queue.layout import slot_lock
-from gage_queue.locks import is_locked, lock_fd, open_lock_file, read_record
+from gage_queue.locks import lock_fd, open_lock_file, read_record
 from gage_queue.settings import Settings
 from gage_queue.states import RunState
 from gage_runs import OpCmd, OpDef, OpRef, init_run_meta, make_run, stage_run
@@ -55,7 +56,7 @@ def bed(tmp_path, monkeypatch):
         init_run_meta(run, OpDef("true", {"exec": "true"}), {}, OpCmd(["true"], {}))
         stage_run(run, str(project))
         record_submission(run, queue="gage")
-        return run
+        return placed(run, "n@h")
 
     yield settings, submitted_run
     launcher.close()
@@ -160,35 +161,29 @@ def test_a_job_lost_with_its_launcher_is_kept_at_once_by_a_fresh_keeper(bed, cap
     assert "ended without an answer; asking a fresh keeper" in caplog.text
 
 
-def test_the_next_spare_is_forked_once_the_keeper_started_its_run_not_while_it_starts(bed):
-    """A starting run has the CPU to itself: the launcher forks after the command started."""
+def test_a_keeper_whose_slot_is_taken_gives_the_run_back_and_the_next_spare_waits(bed):
+    """No keeper waits for a slot: a run placed where its slot is taken goes back to the
+    scheduler at once, placement cleared; the launcher forks its next spare after that."""
     settings, submitted_run = bed
     first = submitted_run()
     assert run_keeper(first.id, settings, node="n@h", slots=1).verdict is Verdict.FINALIZE
     (server,) = _launchers()
     slot = slot_lock(settings.runs_dir, socket.gethostname(), "n@h", 0)
-    held = open_lock_file(slot, create=True)  # the keeper must wait for the node's one slot
+    held = open_lock_file(slot, create=True)  # the node's one slot, taken
     assert lock_fd(held)
     run = submitted_run()
-    outcomes: list[Outcome] = []
-    task = threading.Thread(
-        target=lambda: outcomes.append(run_keeper(run.id, settings, node="n@h", slots=1)))
-    launcher = psutil.Process(server)
-    reads = launcher.io_counters().read_count
-    task.start()
     try:
-        wait_for(lambda: is_locked(run), 10, "its keeper to hold the run lock, waiting for the slot")
-        assert read_record(run).state is RunState.QUEUED
-        # The launcher has read the spare's "took a job" byte and blocks again:
-        # a launcher that forked at once would have forked before that.
-        wait_for(lambda: launcher.io_counters().read_count > reads
-                 and launcher.status() == psutil.STATUS_SLEEPING, 10,
-                 "the launcher to wait for the keeper's start")
-        assert len(launcher.children()) == 1, "a spare forked while the keeper starts"
+        outcome = run_keeper(run.id, settings, node="n@h", slots=1)
+        assert outcome.verdict is Verdict.NOTHING
+        assert "every slot of n@h is taken" in outcome.message
+        record = read_record(run)
+        assert (record.state, record.placed_node) == (RunState.QUEUED, None)
+        assert wait_for(lambda: len(psutil.Process(server).children()) == 1, 10, "one spare")
     finally:
-        os.close(held)  # frees the slot: the run starts
-    task.join(30)
-    assert outcomes and (outcomes[0].verdict, outcomes[0].exit_code) == (Verdict.FINALIZE, 0)
+        os.close(held)
+    placed(run, "n@h")
+    outcome = run_keeper(run.id, settings, node="n@h", slots=1)
+    assert (outcome.verdict, outcome.exit_code) == (Verdict.FINALIZE, 0)
     keeper = read_record(run).keeper_pid
     wait_for(lambda: [p for p in psutil.Process(server).children() if p.pid != keeper], 10,
              "the next spare, once the run started")

@@ -12,7 +12,7 @@ import time
 import pytest
 from support.records import commit, hold, submitted
 
-from gage_queue.layout import queue_file
+from gage_queue.layout import queue_file, waiting_entry
 from gage_queue.locks import LockFileMissing, is_locked, lock_path, read_record, try_lock
 from gage_queue.queue_meta import requester, write_cancel
 from gage_queue.record import RunRecord, decode_record
@@ -29,6 +29,7 @@ from gage_queue.states import (
     check_transition,
     derive_state,
 )
+from gage_queue.waiting import read_waiting_entry
 from gage_runs.meta import meta_exit_code, write_timestamp
 from gage_worker.reconcile import reconcile
 
@@ -272,7 +273,6 @@ def test_reconcile(worker_bed, holder):
     assert sorted(line.split(": ", 1)[1] for line in done) == sorted([
         f"terminated (cancelled by {requester()} before it started)",
         f"terminated (its keeper on {host} died)",
-        "re-sent to queue gage",
         "sent finalize to queue gage-finalize",
     ])
     assert run_state(plain) == "staged" and run_state(plain_started) == "staged"
@@ -284,16 +284,16 @@ def test_reconcile(worker_bed, holder):
     assert run_state(running) == "running"
     assert run_state(exited) == run_state(retried) == "finalizing"
     assert run_state(given_up) == "finalize-failed"
-    assert len(_embedded_messages(worker_bed, "gage")) == 1
+    assert _embedded_messages(worker_bed, "gage") == []  # a queued run needs no message
     assert len(_embedded_messages(worker_bed, "gage-finalize")) == 1
 
-    # Later: one message for two queued runs. Only the run waiting longest
-    # (`fresh`, whose message is the missing one) is sent, and only once.
-    _age_enqueued(fresh, 120)
-    _age_enqueued(stale, 60)
-    assert reconcile(settings) == [f"{fresh.id[:8]} ({fresh.name}): re-sent to queue gage"]
+    # Later: a queued run lost its waiting entry (a crash mid-submit, say).
+    # The scheduler places runs from that index: reconcile puts it back, once.
+    os.remove(waiting_entry(settings.runs_dir, stale.id))
+    assert reconcile(settings) == [
+        f"{stale.id[:8]} ({stale.name}): queued but not in the waiting index; added"]
     assert reconcile(settings) == []
-    assert len(_embedded_messages(worker_bed, "gage")) == 2
+    assert read_waiting_entry(settings.runs_dir, stale.id).queue == "gage"
     # The retried run's backoff (4 s since its last attempt) has passed: its
     # last attempt is made older instead of waiting for it.
     commit(retried, state=S.FINALIZING, exit_code=0, finalize_attempts=2,

@@ -133,7 +133,8 @@ def test_both_commands_say_their_version_from_the_package_metadata(tmp_path):
 
 # --json --------------------------------------------------------------------------------
 
-REPORTING = {"list", "show", "status", "submit", "rerun", "queue", "wait", "cancel", "compare"}
+REPORTING = {"list", "show", "status", "submit", "rerun", "queue", "wait", "cancel", "compare",
+             "priority", "pool"}
 NOT_REPORTING = {"logs": "prints the run's own output", "view": "serves pages"}
 
 
@@ -453,4 +454,4 @@ def test_help_lists_each_commands_own_short_help_without_loading_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.rstrip().endswith("[]"), out
-    assert "  wait     Wait for runs to end." in out
+    assert "  wait      Wait for runs to end." in out

@@ -41,7 +41,9 @@ from gage_queue.queue_meta import (
     write_enqueued,
     write_submitted,
 )
+from gage_queue.requests import DEFAULT_REQUEST, RunRequest
 from gage_queue.settings import Settings, check_queue_name, redact_url
+from gage_queue.waiting import add_waiting, waiting_from
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import walk_once
 from gage_runs.meta import meta_config
@@ -224,6 +226,7 @@ class Submitter:
         time_limit: float | None = None,
         schedule: str | None = None,
         settings: Settings | None = None,
+        request: RunRequest = DEFAULT_REQUEST,
     ):
         if time_limit is not None and not time_limit > 0:
             raise ValueError(f"time limit must be positive, not {time_limit!r}")
@@ -231,6 +234,7 @@ class Submitter:
         self._queue = check_queue_name(queue) if queue else None
         self._time_limit = time_limit
         self._schedule = schedule
+        self._request = request
         self._session: BrokerSession | None = None
         self.error: BrokerUnavailable | None = None
 
@@ -252,7 +256,8 @@ class Submitter:
         """Record the run's submission: from now on it is queued."""
         settings = settings_for_run(self._settings, run)
         record_submission(run, queue=self._queue or settings.queue,
-                          time_limit=self._time_limit, schedule=self._schedule)
+                          time_limit=self._time_limit, schedule=self._schedule,
+                          request=self._request)
 
     def send(self, run: Run) -> bool:
         """Send a recorded run's exec task; False if the broker is (found) unreachable."""
@@ -281,18 +286,22 @@ class Submitter:
 
 
 def record_submission(
-    run: Run, *, queue: str, time_limit: float | None = None, schedule: str | None = None
+    run: Run, *, queue: str, time_limit: float | None = None, schedule: str | None = None,
+    request: RunRequest = DEFAULT_REQUEST,
 ) -> None:
-    """Make a staged run the queue's: its index entry, `queue/submitted`, cancel and lock files.
+    """Make a staged run the queue's: its index entry, `queue/submitted`, cancel and lock
+    files, and last its waiting entry, which the scheduler places it by.
 
     The index entry comes first, so no crash part-way leaves an owed run
-    out of the index (`active`).
+    out of the index (`active`); reconcile adds a missing waiting entry.
     """
     active.add(run)
     with walk_once():
-        write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule)
+        submitted = write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule,
+                                    request=request)
         create_cancel_file(run)
         create_lock_file(run)
+    add_waiting(run.runs_dir, waiting_from(run.id, submitted))
 
 
 def submit_run(
@@ -302,6 +311,7 @@ def submit_run(
     time_limit: float | None = None,
     schedule: str | None = None,
     settings: Settings | None = None,
+    request: RunRequest = DEFAULT_REQUEST,
 ) -> None:
     """Queue a staged run: record the submission, send exec, record the send.
 
@@ -309,7 +319,8 @@ def submit_run(
     reconcile sends it once the broker is back.
     """
     with Submitter(
-        queue=queue, time_limit=time_limit, schedule=schedule, settings=settings
+        queue=queue, time_limit=time_limit, schedule=schedule, settings=settings,
+        request=request,
     ) as submitter:
         if submitter.submit(run):
             return
@@ -325,6 +336,7 @@ def submit_runs(
     time_limit: float | None = None,
     schedule: str | None = None,
     settings: Settings | None = None,
+    request: RunRequest = DEFAULT_REQUEST,
 ) -> list[Run]:
     """Queue staged runs over one broker connection; the runs.
 
@@ -335,7 +347,8 @@ def submit_runs(
     """
     runs = list(runs)
     with Submitter(
-        queue=queue, time_limit=time_limit, schedule=schedule, settings=settings
+        queue=queue, time_limit=time_limit, schedule=schedule, settings=settings,
+        request=request,
     ) as submitter:
         for run in runs:
             submitter.record(run)

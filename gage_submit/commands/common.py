@@ -37,13 +37,15 @@ def project_options(fn: Callable) -> Callable:
 
 def run_options(*, queue_help: str, label_help: str, time_limit_help: str) -> Callable:
     """The options of a command that queues runs (`submit`, `rerun`): --queue, --label,
-    --time-limit (their help given), --max-runs, --wait and --follow."""
+    --time-limit (their help given), --gpus, --priority, --max-runs, --wait and --follow."""
 
     def decorate(fn: Callable) -> Callable:
         for option in reversed([
             click.option("-q", "--queue", metavar="NAME", help=queue_help),
             click.option("-l", "--label", help=label_help),
             click.option("--time-limit", metavar="DURATION", help=time_limit_help),
+            gpus_option,
+            priority_option,
             click.option(
                 "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS,
                 show_default=True, help="Refuse a grid of more runs than this.",
@@ -67,6 +69,12 @@ def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value
 
 
+gpus_option = click.option(
+    "--gpus", metavar="N", type=click.IntRange(0, 64),
+    help="GPUs each run takes, all of one host (default: one on a GPU worker).")
+priority_option = click.option(
+    "--priority", metavar="P", type=click.IntRange(-1000, 1000),
+    help="Higher starts first (default 0); `gage-submit priority` changes it later.")
 broker_option = click.option("--broker", metavar="URL", callback=not_empty,
                              help="Broker URL (else GAGE_BROKER_URL).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from ..completion import complete_runs
-from .common import broker_option, json_option, project_options, settings_for
+from .common import (
+    broker_option,
+    gpus_option,
+    json_option,
+    priority_option,
+    project_options,
+    settings_for,
+)
 
 
 @click.command("queue", short_help="Queue runs staged by `gage run --stage`.")
@@ -14,11 +21,14 @@ from .common import broker_option, json_option, project_options, settings_for
 @click.option("-q", "--queue", "queue_name", metavar="NAME",
               help="Queue to send to (default: GAGE_QUEUE or gage).")
 @click.option("--time-limit", metavar="DURATION", help="Stop a run after this long: 90, 30m, 2h.")
+@gpus_option
+@priority_option
 @json_option
 @broker_option
 def command(
     specs: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
-    queue_name: str | None, time_limit: str | None, as_json: bool, broker: str | None,
+    queue_name: str | None, time_limit: str | None, gpus: int | None, priority: int | None,
+    as_json: bool, broker: str | None,
 ) -> int:
     """Queue staged runs for the workers: from now on they are the queue's.
 
@@ -28,6 +38,7 @@ def command(
     from gage_queue.broker.send import Submitter
     from gage_queue.durations import parse_duration
     from gage_queue.errors import BrokerUnavailable
+    from gage_queue.requests import RunRequest
     from gage_queue.settings import check_queue_name
     from gage_queue.states import RunState
     from gage_runs.runs_dir import select_runs
@@ -45,7 +56,9 @@ def command(
     if queue_name is not None:
         check_queue_name(queue_name)  # `--queue ""` too: an error, not the default
     unsent = 0
-    with Submitter(queue=queue_name, time_limit=limit, settings=settings) as submitter:
+    request = RunRequest(gpus, priority or 0)
+    with Submitter(queue=queue_name, time_limit=limit, settings=settings,
+                   request=request) as submitter:
         for run in runs:
             sent = submitter.submit(run)
             unsent += not sent

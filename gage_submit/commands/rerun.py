@@ -22,14 +22,15 @@ from .common import (
 @run_options(
     queue_help="Queue to send to (default: the run's).",
     label_help="Label for the new runs (default: the run's).",
-    time_limit_help="Stop a run after this long (default: the run's).",
+    time_limit_help="Stop a run after this long (default: the run's; GPUs and priority too).",
 )
 @json_option
 @broker_option
 def command(
     spec: str, flag_args: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
-    queue: str | None, label: str | None, time_limit: str | None, max_runs: int, wait: bool,
-    follow: bool, as_json: bool, broker: str | None,
+    queue: str | None, label: str | None, time_limit: str | None, gpus: int | None,
+    priority: int | None, max_runs: int, wait: bool, follow: bool, as_json: bool,
+    broker: str | None,
 ) -> int:
     """Queue new runs of RUN's op from RUN's source code, with its config overlaid by flags.
 
@@ -53,6 +54,7 @@ def command(
         SubmitOptions(
             op_name=None, flag_args=list(flag_args), queue=queue, label=label, max_runs=max_runs,
             time_limit=parse_duration(time_limit) if time_limit is not None else None,
+            gpus=gpus, priority=priority,
         ),
         settings,
     )

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from gage_queue.states import RunState
     from gage_runs.types import Run
 
+    from ..info import RunInfo
+
 
 TAIL_LINES = 10
 """How many of an ended run's last output lines `show` prints."""
@@ -26,8 +28,8 @@ TAIL_LINES = 10
 def command(spec: str, project_dir: str | None, runs_dir: str | None, as_json: bool) -> int:
     """Show one run in full: status, host, queue, times, exit code, config (default: the latest).
 
-    A queued run says whether a worker consumes its queue; an ended run
-    ends with the last lines of its output.
+    A queued run says why it waits, as `gage-submit pool` does; an ended
+    run ends with the last lines of its output.
     """
     from gage_queue.states import FINISHED
 
@@ -37,10 +39,11 @@ def command(spec: str, project_dir: str | None, runs_dir: str | None, as_json: b
 
     run = select_run(spec, project_dir, runs_dir)
     info = run_info(run, namespace=current_namespace(project_dir), detail=True)
+    info.waiting_reason = _waiting_reason(run, info.status)
     if as_json:
         print_json(info.as_json(), sys.stdout)
         return 0
-    print_run_detail(info, sys.stdout, notes=_waiting(run, info.status))
+    print_run_detail(info, sys.stdout, notes=_notes(info))
     if info.status in FINISHED:
         tail = output_tail(run, TAIL_LINES)
         if tail:
@@ -48,18 +51,41 @@ def command(spec: str, project_dir: str | None, runs_dir: str | None, as_json: b
     return 0
 
 
-def _waiting(run: Run, state: RunState) -> list[tuple[str, str]]:
-    """For a queued run, whether a worker consumes its queue (`gage_queue.consumers`)."""
-    from gage_queue.consumers import queue_has_consumer
-    from gage_queue.states import RunState
+def _notes(info: RunInfo) -> list[tuple[str, str]]:
+    """A queue run's priority and GPUs; for a queued run, why it waits. Escaped."""
     from gage_queue.text import shown
 
+    from ..pool_view import gpu_request_words
+
+    notes = []
+    if info.priority is not None:
+        notes.append(("priority", str(info.priority)))
+        notes.append(("gpus", gpu_request_words(info.gpus)))
+    if info.waiting_reason is not None:
+        notes.append(("waiting", shown(info.waiting_reason)))
+    return notes
+
+
+def _waiting_reason(run: Run, state: RunState) -> str | None:
+    """Why a queued run waits, as `gage-submit pool` says it (`pool_view`): one plan of
+    the waiting index now. Where no live node consumes its queue, whether any worker
+    does (`gage_queue.consumers`)."""
+    from gage_queue.consumers import queue_has_consumer
+    from gage_queue.states import RunState
+
+    from ..pool_view import Waits
     from ..watch import run_queue
 
     if state is not RunState.QUEUED:
-        return []
+        return None
     queue = run_queue(run)
+    waits = Waits(run.runs_dir)
+    if run.id in waits.cancelled:
+        return "cancel requested: a worker ends it before it starts"
+    if waits.serves(queue):
+        reason = waits.reason_for(run.id)
+        if reason is not None:
+            return reason
     if queue_has_consumer(run.runs_dir, queue):
-        return [("waiting", f"for a free slot of a worker of queue '{shown(queue)}'")]
-    return [("waiting", f"no worker consumes queue '{shown(queue)}'"
-             f" (start one: gage-worker -Q {shown(queue)})")]
+        return f"for a free slot of a worker of queue '{queue}'"
+    return f"no worker consumes queue '{queue}' (start one: gage-worker -Q {queue})"

@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # imported where used: a submit must not pay for what list ne
 @click.option("-y", "--yes", is_flag=True, hidden=True)  # `gage run -y` habit; never prompts
 def command(
     args: tuple[str, ...], project_dir: str | None, runs_dir: str | None, queue: str | None,
-    label: str | None, time_limit: str | None, max_runs: int, wait: bool, follow: bool,
-    as_json: bool, broker: str | None, yes: bool,
+    label: str | None, time_limit: str | None, gpus: int | None, priority: int | None,
+    max_runs: int, wait: bool, follow: bool, as_json: bool, broker: str | None, yes: bool,
 ) -> int:
     """Stage runs of OP with flags NAME=VALUE and queue them for the workers.
 
@@ -63,6 +63,7 @@ def command(
             op_name=op_name, flag_args=flag_args, project_dir=project_dir, runs_dir=runs_dir,
             queue=queue, label=label, max_runs=max_runs,
             time_limit=parse_duration(time_limit) if time_limit is not None else None,
+            gpus=gpus, priority=priority,
         ),
         settings,
     )

@@ -247,7 +247,7 @@ class Beat:
         try:
             submit_run(
                 run, queue=queue, time_limit=job.time_limit, schedule=job.name,
-                settings=self.settings,
+                settings=self.settings, request=job.request,
             )
         except BrokerUnavailable as e:
             return False, f"error: run {run.brief} not sent: {e}"

@@ -11,6 +11,8 @@ A TOML file with one `[[job]]` table per job:
     queue = "gage"                # default: GAGE_QUEUE (gage)
     label = "nightly"
     time_limit = "2h"             # or seconds
+    gpus = 2                      # GPUs each run takes (default: one on a GPU worker)
+    priority = 5                  # higher starts first (default 0)
     overlap = false               # default: skip a tick while the last run is active
 
 Exactly one of `every` and `cron` (see `gage_worker.beat.cron`). Flag values
@@ -40,7 +42,8 @@ from typing import Any
 
 from gage_queue import durations
 from gage_queue.durations import DurationError
-from gage_queue.errors import QueueError
+from gage_queue.errors import QueueError, SettingsError
+from gage_queue.requests import DEFAULT_REQUEST, RunRequest, check_gpus, check_priority
 from gage_queue.settings import check_queue_name
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
@@ -56,6 +59,7 @@ else:  # pragma: no cover
 
 JOB_KEYS = (
     "name", "project", "op", "flags", "every", "cron", "queue", "label", "time_limit", "overlap",
+    "gpus", "priority",
 )
 MIN_EVERY = 1.0
 CATCH_UP = 120.0
@@ -111,6 +115,7 @@ class Job:
     label: str | None = None
     time_limit: float | None = None
     overlap: bool = False
+    request: RunRequest = DEFAULT_REQUEST
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,16 @@ def _parse_job(table: object, base_dir: str) -> Job:
         label=_string(table, "label") if "label" in table else None,
         time_limit=parse_duration(time_limit, "time_limit") if time_limit is not None else None,
         overlap=_boolean(table, "overlap"),
+        request=_request(table),
     )
+
+
+def _request(table: dict[str, Any]) -> RunRequest:
+    """`gpus` and `priority` of a job, checked as `--gpus` and `--priority` are."""
+    try:
+        return RunRequest(check_gpus(table.get("gpus")), check_priority(table.get("priority", 0)))
+    except SettingsError as e:
+        raise ScheduleError(str(e)) from None
 
 
 def _parse_trigger(table: dict[str, Any]) -> Trigger:

@@ -45,6 +45,7 @@ from gage_queue.states import (
     before_start_words,
     exit_words,
 )
+from gage_queue.waiting import remove_placement, remove_waiting
 from gage_runs.errors import GageRunsError, RunExecError
 from gage_runs.execute import exec_run
 from gage_runs.fsmode import walk_once
@@ -56,12 +57,12 @@ from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
 from gage_worker.keeper.parts import (
     CancelPart,
     HostPart,
+    NotPlacedHere,
     Part,
     RunFilesPart,
     ShutdownPart,
     SlotPart,
     Stop,
-    StoppedBeforeStart,
     SubmittedFilesPart,
     TimeLimitPart,
     cancel_stop,
@@ -69,6 +70,7 @@ from gage_worker.keeper.parts import (
 )
 
 AFTER_KILL_SECONDS = 5.0  # how long to wait for SIGKILLed processes to go
+UNPLACED = {"placed_node": None, "placed_gpus": None, "placed_at": None}
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,12 @@ class Keeper:
         self.lock: RunLock
         self.slot = SlotPart()
         self.shutdown = ShutdownPart()
+        self.time_limit = TimeLimitPart()
         self.parts: list[Part] = [
-            self.shutdown, HostPart(), self.slot, TimeLimitPart(), CancelPart(), RunFilesPart(),
+            self.shutdown, HostPart(), self.time_limit, self.slot, CancelPart(), RunFilesPart(),
             SubmittedFilesPart(),
         ]
+        self.queued = RunRecord()  # the record it was given to start
         self.started_at = 0.0
         self.stop: Stop | None = None
         self._term_at: float | None = None
@@ -142,13 +146,15 @@ class Keeper:
             return Outcome(Verdict.NOTHING, "started outside the queue (gage run); Gage's run")
         if meta_timestamp(self.run, "staged") is None:
             return Outcome(Verdict.NOTHING, "not staged; not running it")
+        self.queued = record
         try:
-            stop = self.stop_before_start()
+            stop = cancel_stop(self)
             if stop is None:
                 for part in self.parts:
                     part.acquire(self)
-        except StoppedBeforeStart as e:
-            stop = e.stop
+        except NotPlacedHere as e:
+            self._release_parts()
+            return self._give_back(record, str(e))
         except GageRunsError as e:  # the run's own files are bad (a planted link, say)
             self._release_parts()
             return self._refuse(record, f"cannot start the run: {e}")
@@ -159,7 +165,8 @@ class Keeper:
             self._release_parts()
             self.lock.advance(record, Event.CANCEL, RunState.FINALIZING, exit_code=STOPPED_EXIT,
                          reason=stop.reason, detail=before_start_words(stop.detail),
-                         ended=make_run_timestamp())
+                         ended=make_run_timestamp(), **UNPLACED)
+            remove_waiting(self.job.runs_dir, self.run.id)
             return Outcome(Verdict.FINALIZE, stop.detail, STOPPED_EXIT)
         try:
             return self._execute(record)
@@ -169,19 +176,33 @@ class Keeper:
     def _refuse(self, queued: RunRecord, why: str) -> Outcome:
         """End a run that can never start here or anywhere: error, exit 1."""
         running = self.lock.advance(queued, Event.START, RunState.RUNNING, host=self.me.hostname,
-                               node=self.job.node)
+                               node=self.job.node, **UNPLACED)
+        remove_waiting(self.job.runs_dir, self.run.id)
         self._record_exit(running, 1, EndReason.CANNOT_START, why)
         return Outcome(Verdict.FINALIZE, why, 1)
 
-    def stop_before_start(self) -> Stop | None:
-        return cancel_stop(self)
+    def _give_back(self, queued: RunRecord, why: str) -> Outcome:
+        """Not this node's to start now: clear the placement, the next pass places it again."""
+        if queued.placed_node == self.job.node:
+            self.lock.advance(queued, Event.PLACE, RunState.QUEUED, **UNPLACED)
+            remove_placement(self.job.runs_dir, self.run.id)
+        self.log(f"not started here: {why}")
+        return Outcome(Verdict.NOTHING, f"not started here: {why}")
+
+    def ends_by(self) -> int | None:
+        """When its time limit ends the run (epoch µs), if it has one."""
+        if self.time_limit.limit is None:
+            return None
+        return make_run_timestamp() + int(self.time_limit.limit * 1_000_000)
 
     def _execute(self, queued: RunRecord) -> Outcome:
         running = self._running = self.lock.advance(
             queued, Event.START, RunState.RUNNING, host=self.me.hostname, node=self.job.node,
             keeper_pid=self.me.pid, keeper_started=self.me.start_time,
-            slot=self.slot.slot, started=make_run_timestamp(),
+            slot=self.slot.slot, gpus=list(self.slot.gpus) if self.job.gpus else None,
+            started=make_run_timestamp(), **UNPLACED,
         )
+        remove_placement(self.job.runs_dir, self.run.id)
         env = dict(self.me.base_env)
         for part in self.parts:
             part.env(self, env)
@@ -253,6 +274,8 @@ class Keeper:
         self._proc = proc
         self._running = self._running.but(pid=proc.pid)
         self.lock.commit(self._running, durable=False)
+        with contextlib.suppress(OSError):
+            remove_waiting(self.job.runs_dir, self.run.id)
         if self._on_started is not None:
             self._on_started()
         self.tick(proc)
@@ -323,7 +346,7 @@ class Keeper:
         with contextlib.suppress(FileNotFoundError):
             os.remove(run_meta_path(self.run, "started"))
         self.lock.advance(running, Event.NOT_STARTED, RunState.QUEUED, host=None, node=None,
-                     keeper_pid=None, keeper_started=None, slot=None, started=None)
+                     keeper_pid=None, keeper_started=None, slot=None, gpus=None, started=None)
         self.log(f"not started, left queued: {why}")
 
     def _release_parts(self) -> None:

@@ -2,7 +2,7 @@
 
 A part may implement any of:
 
-    acquire(keeper)           before the command starts; may wait, or raise StoppedBeforeStart
+    acquire(keeper)           before the command starts; may raise NotPlacedHere
     env(keeper, env)          add to the run's environment
     fds(keeper) -> [fd]       descriptors the run inherits (its locks)
     tick(keeper, now) -> Stop about twice a second while the run lives
@@ -13,23 +13,22 @@ The keeper calls them in order; see `keeper.Keeper`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gage_queue.layout import gpu_lock, slot_lock
 from gage_queue.locks import hold_host_alive, lock_fd, open_lock_file
+from gage_queue.pool import Holder, write_holder
 from gage_queue.queue_meta import read_cancel, read_submitted
 from gage_queue.states import EndReason, cancelled_words
+from gage_runs.meta import make_run_timestamp
 from gage_worker.keeper.integrity import check_run_files
 
 if TYPE_CHECKING:
     from gage_worker.keeper.keeper import Keeper
-
-SLOT_WAIT_SECONDS = 0.25
-
 
 @dataclass(frozen=True)
 class Stop:
@@ -37,14 +36,6 @@ class Stop:
 
     reason: EndReason | None  # None: the run was deleted, nothing to record
     detail: str
-
-
-class StoppedBeforeStart(Exception):
-    """The run must not start after all (cancelled while waiting for a slot)."""
-
-    def __init__(self, stop: Stop):
-        super().__init__(stop.detail)
-        self.stop = stop
 
 
 class Part:
@@ -75,59 +66,78 @@ class HostPart(Part):
             os.close(self.fd)
 
 
-class SlotPart(Part):
-    """A run slot (a GPU, or one of the node's N slots): a per-host lock.
+class NotPlacedHere(Exception):
+    """The run is not this node's to start now: placed elsewhere, or its GPUs are taken."""
 
-    The run inherits the slot's lock, so a slot stays taken while any
-    process of the run lives, whatever happens to its worker; a restarted
-    worker's keeper waits for a free one instead of oversubscribing.
+
+class SlotPart(Part):
+    """A slot of this node and exactly the GPUs the scheduler placed the run on.
+
+    The record (read under the run lock) names the node and GPUs
+    (`gage_worker.scheduler`). Each is a lock file taken without waiting;
+    the run inherits them, so they stay taken while any process of the
+    run lives, whatever happens to its worker. If the record names another
+    node, or a lock is taken after all, `NotPlacedHere`: the keeper gives
+    the placement back and the next pass places the run again. The keeper
+    writes its run into each lock file it holds (`pool.Holder`), for
+    `gage-submit pool` and the scheduler's reservations.
     """
 
     def __init__(self) -> None:
-        self.fd = -1
+        self._held: list[int] = []
         self.slot: str | None = None
-        self.gpu: str | None = None
-
-    def _candidates(self, keeper: Keeper) -> list[tuple[str, str, str | None]]:
-        runs_dir, host = keeper.job.runs_dir, keeper.me.hostname
-        if keeper.job.gpus:
-            return [(gpu_lock(runs_dir, host, gpu), f"gpu {gpu}", gpu) for gpu in keeper.job.gpus]
-        if keeper.job.slots:
-            node = (keeper.job.node or "worker").replace("/", "_")
-            return [(slot_lock(runs_dir, host, node, n), f"slot {n}", None)
-                    for n in range(keeper.job.slots)]
-        return []
+        self.gpus: tuple[str, ...] = ()
 
     def acquire(self, keeper: Keeper) -> None:
-        candidates = self._candidates(keeper)
-        if not candidates:
-            return
-        said = False
-        while True:
-            for path, slot, gpu in candidates:
-                fd = open_lock_file(path, create=True)
-                if lock_fd(fd):
-                    self.fd, self.slot, self.gpu = fd, slot, gpu
-                    return
-                os.close(fd)
-            stop = keeper.stop_before_start()
-            if stop:
-                raise StoppedBeforeStart(stop)
-            if not said:
-                keeper.log("every slot of this node is held by a running run; waiting")
-                said = True
-            time.sleep(SLOT_WAIT_SECONDS)
+        record, job = keeper.queued, keeper.job
+        if record.placed_node != job.node:
+            where = f"placed on {record.placed_node}" if record.placed_node else "not placed yet"
+            raise NotPlacedHere(f"{where}, not on {job.node}")
+        gpus = tuple(record.placed_gpus or ())
+        unknown = [gpu for gpu in gpus if gpu not in job.gpus]
+        if unknown:
+            raise NotPlacedHere(f"placed on GPUs {','.join(unknown)} this worker does not have")
+        runs_dir, host = job.runs_dir, keeper.me.hostname
+        holder = Holder(keeper.run.id, make_run_timestamp(), keeper.ends_by())
+        slot = self._take_slot(keeper, holder)
+        if slot is None:
+            raise NotPlacedHere(f"every slot of {job.node} is taken")
+        self.slot = f"slot {slot}"
+        for gpu in gpus:
+            if not self._take(gpu_lock(runs_dir, host, gpu), holder):
+                raise NotPlacedHere(f"GPU {gpu} is held by another run")
+        self.gpus = gpus
+        if gpus:
+            self.slot += f", GPU{'s' if len(gpus) > 1 else ''} {','.join(gpus)}"
+
+    def _take_slot(self, keeper: Keeper, holder: Holder) -> int | None:
+        node = (keeper.job.node or "worker").replace("/", "_")
+        for n in range(keeper.job.slots or 1):
+            if self._take(slot_lock(keeper.job.runs_dir, keeper.me.hostname, node, n), holder):
+                return n
+        return None
+
+    def _take(self, path: str, holder: Holder) -> bool:
+        fd = open_lock_file(path, create=True)
+        if not lock_fd(fd):
+            os.close(fd)
+            return False
+        self._held.append(fd)
+        with contextlib.suppress(OSError):
+            write_holder(fd, holder)
+        return True
 
     def env(self, keeper: Keeper, env: dict[str, str]) -> None:
-        if self.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpu
+        if keeper.job.gpus:  # a run given no GPU on a GPU worker sees none
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
 
     def fds(self, keeper: Keeper) -> list[int]:
-        return [self.fd] if self.fd >= 0 else []
+        return list(self._held)
 
     def release(self, keeper: Keeper) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
+        for fd in self._held:
+            os.close(fd)
+        self._held = []
 
 
 def cancel_stop(keeper: Keeper) -> Stop | None:

@@ -7,9 +7,12 @@ or a finalize would have left.
 
 from __future__ import annotations
 
+import socket
+
 from gage_queue.broker.send import record_submission
 from gage_queue.locks import RunLock, try_lock
 from gage_queue.record import RunRecord
+from gage_queue.waiting import commit_placement
 from gage_runs.types import Run
 
 
@@ -31,3 +34,10 @@ def hold(run: Run, **fields) -> RunLock:
     assert lock is not None, f"run {run.id} is locked"
     lock.commit(RunRecord(**fields))
     return lock
+
+
+def placed(run: Run, node: str, gpus: tuple[str, ...] = ()) -> Run:
+    """Place a submitted run on `node` of this host, as a scheduler pass does."""
+    with try_lock(run) as lock:
+        commit_placement(lock, lock.record(), socket.gethostname(), node, gpus)
+    return run

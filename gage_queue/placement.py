@@ -1,0 +1,195 @@
+"""Where waiting runs go: one pure decision from the waiting runs and the pool's state.
+
+`plan()` walks the waiting runs in order (higher priority first, then the
+earlier submit) and gives each the first fit it can have now: a live,
+not draining node that consumes its queue, with a free slot and, on its
+host, as many free GPUs as it asks for (best fit: the host left with the
+fewest free GPUs, so whole hosts stay free for big runs; a run without
+GPUs prefers a node without GPUs).
+
+**Reservations** keep big runs from starving: a run that does not fit now
+earmarks the free GPUs of the host where it can start soonest (the most
+free GPUs of a host big enough), and runs after it in the order do not
+take them. Only a run that provably ends first may use them (backfill, as
+SLURM's): its time limit ends before the reserved run could start, which
+is known when the runs holding that host's GPUs have time limits too.
+So a 4-GPU run behind a stream of 1-GPU runs starts once the runs already
+on its host end.
+
+Nothing here reads a file or the clock: `gage_worker.scheduler` reads the
+runs dir, calls `plan`, and acts on it under the run locks; `gage-submit
+pool` and `show` call it to say why a run waits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gage_queue.pool import NodeInfo, NodeState, PoolState
+from gage_queue.requests import gpu_words
+from gage_queue.waiting import Placement, Waiting
+from gage_runs.names import run_name_for_id
+
+MAX_RESERVATIONS = 8
+EXPLAIN = 20  # reasons are given for this many waiting runs per queue
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Start `run_id` on `node` with these GPUs (in CUDA_VISIBLE_DEVICES order)."""
+
+    run_id: str
+    node: NodeInfo
+    gpus: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """GPUs of `host` kept for `run_id`; `start_by`: when it can start at the latest (µs),
+    None if not known (a run holding them has no time limit)."""
+
+    run_id: str
+    host: str
+    gpus: tuple[str, ...]
+    start_by: int | None
+
+
+@dataclass
+class Plan:
+    assignments: list[Assignment] = field(default_factory=list)
+    reservations: dict[str, Reservation] = field(default_factory=dict)  # by host
+    reasons: dict[str, str] = field(default_factory=dict)  # run id -> why it waits
+
+
+@dataclass
+class _Free:
+    """What a plan may still hand out: free slots per node, free GPUs per host."""
+
+    slots: dict[str, int]
+    gpus: dict[str, list[str]]  # host -> free GPU ids, in the order nodes list them
+
+    def node_gpus(self, node: NodeInfo) -> list[str]:
+        free = self.gpus.get(node.host, [])
+        return [gpu for gpu in node.gpus if gpu in free]
+
+
+def plan(waiting: list[Waiting], pool: PoolState, placed: list[Placement], now: int) -> Plan:
+    """Assignments for the runs that fit now, reservations, and why the first others wait."""
+    result = Plan()
+    nodes = pool.nodes
+    free = _free_now(pool, placed, {w.run_id for w in waiting})
+    on_their_way = {p.run_id for p in placed}
+    explained: dict[str, int] = {}
+    for run in sorted(waiting, key=Waiting.order):
+        if run.run_id in on_their_way:
+            continue
+        serving = [n for n in nodes if run.queue in n.info.queues]
+        able = [n for n in serving if not n.draining
+                and run.request.gpus_on(len(n.info.gpus)) <= len(n.info.gpus)]
+        fits = [n for n in able if _fits(run, n.info, free)]
+        usable = [n for n in fits if _may_use(run, n.info, free, result.reservations, now)]
+        if usable:
+            node = min(usable, key=lambda n: _fit_key(run, n.info, free))
+            result.assignments.append(_assign(run, node.info, free))
+            continue
+        if explained.get(run.queue, 0) < EXPLAIN:
+            explained[run.queue] = explained.get(run.queue, 0) + 1
+            result.reasons[run.run_id] = _why(run, serving, able, fits, free, result.reservations)
+        if able and not fits and len(result.reservations) < MAX_RESERVATIONS:
+            _reserve(run, able, free, pool, result.reservations)
+    return result
+
+
+def _free_now(pool: PoolState, placed: list[Placement], waiting: set[str]) -> _Free:
+    slots = {n.info.node: n.free_slots for n in pool.nodes}
+    gpus = {host: [gpu for gpu, holder in held.items() if holder is None]
+            for host, held in pool.gpus.items()}
+    for placement in placed:  # sent, not yet started: taken
+        if placement.run_id not in waiting or placement.node not in slots:
+            continue
+        slots[placement.node] -= 1
+        host_free = gpus.get(placement.host, [])
+        gpus[placement.host] = [gpu for gpu in host_free if gpu not in placement.gpus]
+    return _Free(slots, gpus)
+
+
+def _fits(run: Waiting, node: NodeInfo, free: _Free) -> bool:
+    need = run.request.gpus_on(len(node.gpus))
+    return free.slots.get(node.node, 0) > 0 and len(free.node_gpus(node)) >= need
+
+
+def _may_use(run: Waiting, node: NodeInfo, free: _Free,
+             reservations: dict[str, Reservation], now: int) -> bool:
+    """False if taking the GPUs this run needs there would delay a reservation."""
+    reservation = reservations.get(node.host)
+    if reservation is None:
+        return True
+    need = run.request.gpus_on(len(node.gpus))
+    unreserved = [g for g in free.node_gpus(node) if g not in reservation.gpus]
+    if len(unreserved) >= need:
+        return True
+    return (reservation.start_by is not None and run.time_limit is not None
+            and now + int(run.time_limit * 1_000_000) <= reservation.start_by)
+
+
+def _fit_key(run: Waiting, node: NodeInfo, free: _Free) -> tuple:
+    left = len(free.gpus.get(node.host, [])) - run.request.gpus_on(len(node.gpus))
+    return (bool(node.gpus) and run.request.gpus_on(len(node.gpus)) == 0, left,
+            -free.slots[node.node], node.host, node.node)
+
+
+def _assign(run: Waiting, node: NodeInfo, free: _Free) -> Assignment:
+    need = run.request.gpus_on(len(node.gpus))
+    gpus = tuple(free.node_gpus(node)[:need])
+    free.slots[node.node] -= 1
+    free.gpus[node.host] = [g for g in free.gpus.get(node.host, []) if g not in gpus]
+    return Assignment(run.run_id, node, gpus)
+
+
+def _reserve(run: Waiting, able: list[NodeState], free: _Free, pool: PoolState,
+             reservations: dict[str, Reservation]) -> None:
+    """Earmark the free GPUs of the host where `run` can start soonest."""
+    candidates = [n for n in able if n.info.host not in reservations]
+    if not candidates:
+        return
+    node = max(candidates, key=lambda n: (len(free.node_gpus(n.info)), -len(n.info.gpus),
+                                          n.info.host)).info
+    need = run.request.gpus_on(len(node.gpus))
+    kept = tuple(free.node_gpus(node)[:need])
+    reservations[node.host] = Reservation(run.run_id, node.host, kept,
+                                          _start_by(need - len(kept), node, pool))
+
+
+def _start_by(more: int, node: NodeInfo, pool: PoolState) -> int | None:
+    """When `more` GPUs of the node's host are free at the latest, by their holders' limits."""
+    if more <= 0:
+        return None
+    held = pool.gpus.get(node.host, {})
+    ends = sorted((h.until if h.until is not None else -1) for g in node.gpus
+                  if (h := held.get(g)) is not None)
+    if len(ends) < more or any(end < 0 for end in ends[:more]):
+        return None
+    return ends[more - 1]
+
+
+def _why(run: Waiting, serving: list[NodeState], able: list[NodeState], fits: list[NodeState],
+         free: _Free, reservations: dict[str, Reservation]) -> str:
+    """Why `run` waits, in words: `gage-submit pool` and `show` print this."""
+    queue = run.queue
+    if not serving:
+        return f"no worker consumes queue {queue!r}"
+    if not able:
+        if all(n.draining for n in serving):
+            return f"every worker of queue {queue!r} is draining"
+        largest = max(len(n.info.gpus) for n in serving)
+        return (f"needs {run.request.words()}; the largest worker of queue {queue!r}"
+                f" has {gpu_words(largest)}")
+    if fits:
+        holders = sorted({reservations[n.info.host].run_id for n in fits
+                          if n.info.host in reservations})
+        return "GPUs reserved for " + ", ".join(run_name_for_id(r) for r in holders)
+    if not any(free.slots.get(n.info.node, 0) > 0 for n in able):
+        return f"every slot of the workers of queue {queue!r} is taken"
+    best = max(able, key=lambda n: (len(free.node_gpus(n.info)), n.info.host))
+    return (f"needs {run.request.words()}; largest free:"
+            f" {len(free.node_gpus(best.info))} on {best.info.host}")

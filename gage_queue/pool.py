@@ -1,0 +1,187 @@
+"""The pool as the runs dir tells it: live worker nodes, their slots and GPUs, who holds them.
+
+Every worker holds its node lock (`hosts/<host>/nodes/<node>.lock`) while
+it lives and writes what it offers next to it (`<node>.json`: queues,
+slots, GPUs). A keeper holds one slot lock of its node and one lock per
+GPU of its run, and writes its run id and times into each lock file it
+holds (`Holder`), so anyone can tell which run holds what without asking
+a worker. Nothing here needs the broker: `gage-submit pool` and the
+scheduler read the same files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from gage_queue.errors import SettingsError
+from gage_queue.layout import (
+    drain_marker,
+    gpu_lock,
+    hosts_dir,
+    node_info,
+    node_lock,
+    node_locks_dir,
+    slot_lock,
+)
+from gage_queue.locks import lock_fd, open_lock_file, probe_path
+from gage_runs.fsmode import touch_shared, write_text
+
+HOLDER_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What a worker node offers, written at its start."""
+
+    node: str
+    host: str
+    queues: tuple[str, ...]
+    slots: int
+    gpus: tuple[str, ...] = ()
+    pid: int | None = None
+    started: int | None = None  # epoch µs
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The run holding a slot or GPU lock, as its keeper wrote it."""
+
+    run_id: str
+    since: int | None = None  # epoch µs
+    until: int | None = None  # epoch µs: its time limit ends it by then
+
+
+@dataclass
+class NodeState:
+    """A live node now: its offer, whether it drains, and the holder of each busy slot."""
+
+    info: NodeInfo
+    draining: bool = False
+    slots: list[Holder | None] = field(default_factory=list)  # None: free
+
+    @property
+    def free_slots(self) -> int:
+        return sum(holder is None for holder in self.slots)
+
+
+@dataclass
+class PoolState:
+    """Live nodes and, per host, each GPU's holder (None: free)."""
+
+    nodes: list[NodeState]
+    gpus: dict[str, dict[str, Holder | None]]
+
+
+def node_slot_lock(runs_dir: str, info: NodeInfo, slot: int) -> str:
+    return slot_lock(runs_dir, info.host, info.node.replace("/", "_"), slot)
+
+
+def write_node_info(runs_dir: str, info: NodeInfo) -> None:
+    data = {"node": info.node, "host": info.host, "queues": list(info.queues),
+            "slots": info.slots, "gpus": list(info.gpus), "pid": info.pid,
+            "started": info.started}
+    write_text(node_info(runs_dir, info.host, info.node), json.dumps(data, sort_keys=True),
+               readonly=False)
+
+
+def read_node_info(path: str) -> NodeInfo | None:
+    try:
+        with open(path, "rb") as f:
+            raw = json.loads(f.read())
+        info = NodeInfo(
+            node=str(raw["node"]), host=str(raw["host"]),
+            queues=tuple(str(q) for q in raw["queues"]), slots=int(raw["slots"]),
+            gpus=tuple(str(g) for g in raw.get("gpus") or ()),
+            pid=raw.get("pid") if isinstance(raw.get("pid"), int) else None,
+            started=raw.get("started") if isinstance(raw.get("started"), int) else None,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if info.slots > 0 else None
+
+
+def live_nodes(runs_dir: str) -> list[NodeInfo]:
+    """Every node whose worker holds its node lock, by host and name."""
+    found = []
+    try:
+        hosts = sorted(os.listdir(hosts_dir(runs_dir)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for host in hosts:
+        folder = node_locks_dir(runs_dir, host)
+        try:
+            names = sorted(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            info = read_node_info(os.path.join(folder, name))
+            if info is not None and info.host == host \
+                    and probe_path(node_lock(runs_dir, host, info.node)):
+                found.append(info)
+    return found
+
+
+def hold_node_name(runs_dir: str, host: str, name: str) -> int:
+    """Lock the node name `name` for this worker's life; SettingsError if a live one has it."""
+    fd = open_lock_file(node_lock(runs_dir, host, name), create=True)
+    if not lock_fd(fd):
+        os.close(fd)
+        raise SettingsError(f"a worker named {name} already runs on {host}")
+    return fd
+
+
+def is_draining(runs_dir: str, info: NodeInfo) -> bool:
+    return os.path.exists(drain_marker(runs_dir, info.host, info.node))
+
+
+def request_drain(runs_dir: str, info: NodeInfo) -> None:
+    touch_shared(drain_marker(runs_dir, info.host, info.node))
+
+
+def clear_drain(runs_dir: str, host: str, node: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(drain_marker(runs_dir, host, node))
+
+
+def write_holder(fd: int, holder: Holder) -> None:
+    """Write who holds a lock into the lock file held through `fd`."""
+    data = json.dumps({"run": holder.run_id, "since": holder.since,
+                       "until": holder.until}).encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+
+
+def read_holder(path: str) -> Holder | None:
+    """The holder of a held lock; None if free. A held lock with no readable holder
+    (a keeper between taking the lock and writing it) is held by an unknown run."""
+    if not probe_path(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            raw = json.loads(f.read(HOLDER_LIMIT))
+        return Holder(str(raw["run"]), _int(raw.get("since")), _int(raw.get("until")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return Holder("")
+
+
+def read_pool(runs_dir: str) -> PoolState:
+    """The live nodes, their slots' holders, and each host's GPUs' holders."""
+    nodes = []
+    gpus: dict[str, dict[str, Holder | None]] = {}
+    for info in live_nodes(runs_dir):
+        slots = [read_holder(node_slot_lock(runs_dir, info, n)) for n in range(info.slots)]
+        nodes.append(NodeState(info, is_draining(runs_dir, info), slots))
+        host_gpus = gpus.setdefault(info.host, {})
+        for gpu in info.gpus:
+            if gpu not in host_gpus:
+                host_gpus[gpu] = read_holder(gpu_lock(runs_dir, info.host, gpu))
+    return PoolState(nodes, gpus)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,85 @@
+"""What a run asks of the pool: GPUs and a priority, checked at the door.
+
+A run takes one slot of a node and `gpus` GPUs of that node's host.
+`gpus=None` (the default) keeps the behaviour of a plain run: one GPU on a
+worker that has GPUs, none on one that has not. `--gpus 0` never takes a
+GPU and sees none (`CUDA_VISIBLE_DEVICES` is empty on a GPU worker).
+Higher priorities start first; within a priority, the earlier submit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gage_queue.errors import SettingsError
+
+MAX_GPUS = 64
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run's GPUs (None: one where there are GPUs) and priority."""
+
+    gpus: int | None = None
+    priority: int = 0
+
+    def gpus_on(self, node_gpus: int) -> int:
+        """The GPUs the run takes on a node with `node_gpus` GPUs."""
+        if self.gpus is None:
+            return 1 if node_gpus else 0
+        return self.gpus
+
+    def words(self) -> str:
+        """"4 GPUs", "1 GPU", "no GPU", "a GPU where there are GPUs"."""
+        if self.gpus is None:
+            return "1 GPU where there are GPUs"
+        return gpu_words(self.gpus)
+
+
+DEFAULT_REQUEST = RunRequest()
+
+
+def gpu_words(count: int) -> str:
+    return "no GPU" if count == 0 else f"{count} GPU" + ("s" if count != 1 else "")
+
+
+def check_gpus(value: object) -> int | None:
+    """A GPU count from a flag or a file; SettingsError (bad input) for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value.strip(), 10)
+        except ValueError:
+            raise SettingsError(f"invalid GPU count {value!r}: expected 0 to {MAX_GPUS}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_GPUS:
+        raise SettingsError(f"invalid GPU count {value!r}: expected 0 to {MAX_GPUS}")
+    return value
+
+
+def check_priority(value: object) -> int:
+    """A priority from a flag or a file; SettingsError (bad input) for anything else."""
+    if isinstance(value, str):
+        try:
+            value = int(value.strip(), 10)
+        except ValueError:
+            raise SettingsError(
+                f"invalid priority {value!r}: expected an integer"
+                f" from {MIN_PRIORITY} to {MAX_PRIORITY}") from None
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise SettingsError(
+            f"invalid priority {value!r}: expected an integer"
+            f" from {MIN_PRIORITY} to {MAX_PRIORITY}")
+    return value
+
+
+def request_from(data: dict[str, Any] | None) -> RunRequest:
+    """The request recorded in `queue/submitted` (or a waiting entry); defaults if absent or bad."""
+    data = data or {}
+    try:
+        return RunRequest(check_gpus(data.get("gpus")), check_priority(data.get("priority", 0)))
+    except SettingsError:
+        return RunRequest()

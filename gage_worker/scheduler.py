@@ -1,0 +1,227 @@
+"""The placement pass: waiting runs to the nodes where their slot and GPUs are free.
+
+One pass at a time, under `.gage-queue/scheduler.lock` (any worker of any
+host may hold it; whoever holds it does the pass and lets go). A pass:
+
+1. reads the waiting index, the placements not yet started, the live
+   nodes and who holds their slots and GPUs (`gage_queue.pool`);
+2. drops placements that went stale (their node died, or their message
+   was lost: older than `PLACEMENT_TTL` and still not started), under the
+   run lock, so their runs are placed again;
+3. plans (`gage_queue.placement.plan`) and, for each assignment, takes
+   the run lock, checks the record still says queued, writes the placement
+   (`placed/<id>`, then the record through the lock: event `place`) and
+   sends the run's exec task to the node's own queue
+   (`layout.node_queue`), which only that worker consumes.
+
+The keeper that receives it starts the run only if the record names its
+node, and only with exactly those GPUs, taking their locks without
+waiting; if any is taken after all (a stale view), it gives the placement
+back and the next pass places the run again. So a GPU is never held by
+two runs: the locks decide, the plan only proposes.
+
+Passes run when a submit's message reaches any worker (for runs no pass
+has seen yet), when a run's keeper ends on any worker (its resources are
+free), and about once a second in every worker (`SCHEDULE_INTERVAL`,
+skipped if a pass ran within it). The pass time is kept in the lock file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from gage_queue.broker.messages import EXEC_TASK
+from gage_queue.broker.send import BrokerSession
+from gage_queue.cancel import requested_ids
+from gage_queue.errors import BrokerUnavailable
+from gage_queue.layout import node_queue, scheduler_lock
+from gage_queue.locks import LockFileMissing, lock_fd, open_lock_file, try_lock
+from gage_queue.placement import Assignment, plan
+from gage_queue.pool import PoolState, read_pool
+from gage_queue.settings import Settings
+from gage_queue.states import Event, RunState
+from gage_queue.waiting import (
+    Placement,
+    Waiting,
+    commit_placement,
+    read_placements,
+    read_waiting,
+    read_waiting_entry,
+    remove_placement,
+    remove_waiting,
+)
+from gage_runs.errors import RunLookupError
+from gage_runs.meta import make_run_timestamp, run_meta_path
+from gage_runs.runs_dir import resolve_run_id
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_INTERVAL = 1.0  # seconds between the passes every worker makes unasked
+PLACEMENT_TTL = 30.0  # seconds a placement may wait for its keeper before it is redone
+LOCK_WAIT = 2.0  # seconds a pass waits for another to end
+STAMP_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class PassResult:
+    placed: list[Assignment]
+    dropped: int  # stale placements given back
+
+
+def schedule(settings: Settings, *, unless_since: float | None = None) -> PassResult | None:
+    """One pass, waiting up to LOCK_WAIT for the lock; None if skipped.
+
+    `unless_since` (epoch s): skip if a pass started after that time (it saw
+    what the caller wants seen).
+    """
+    runs_dir = settings.require_runs_dir()
+    fd = _take_lock(runs_dir)
+    if fd is None:
+        log.warning("placement pass skipped: another pass holds the lock for %g s", LOCK_WAIT)
+        return None
+    try:
+        if unless_since is not None and _last_pass(fd) > unless_since:
+            return None
+        _stamp(fd, time.time())
+        return _pass(settings, runs_dir)
+    finally:
+        os.close(fd)
+
+
+def schedule_if_due(settings: Settings) -> PassResult | None:
+    """A pass unless one ran within SCHEDULE_INTERVAL."""
+    return schedule(settings, unless_since=time.time() - SCHEDULE_INTERVAL)
+
+
+def last_pass(runs_dir: str) -> float:
+    """When the last pass started (epoch s), 0 if never."""
+    try:
+        fd = open_lock_file(scheduler_lock(runs_dir), create=False)
+    except FileNotFoundError:
+        return 0.0
+    try:
+        return _last_pass(fd)
+    finally:
+        os.close(fd)
+
+
+def _pass(settings: Settings, runs_dir: str) -> PassResult:
+    cancelled = set(requested_ids(runs_dir))
+    waiting = [w for w in read_waiting(runs_dir) if w.run_id not in cancelled]
+    pool = read_pool(runs_dir)
+    placed, dropped = _live_placements(runs_dir, {w.run_id for w in waiting}, pool)
+    now = make_run_timestamp()
+    decided = plan(waiting, pool, placed, now)
+    sent: list[Assignment] = []
+    if decided.assignments:
+        by_id = {w.run_id: w for w in waiting}
+        try:
+            with BrokerSession(settings) as session:
+                for assignment in decided.assignments:
+                    if _place(runs_dir, by_id[assignment.run_id], assignment, session):
+                        sent.append(assignment)
+        except BrokerUnavailable as e:
+            log.warning("placement pass: %s; placements are redone after %g s",
+                        e, PLACEMENT_TTL)
+    for assignment in sent:
+        log.info("run %s: placed on %s%s", assignment.run_id, assignment.node.node,
+                 f" with GPUs {','.join(assignment.gpus)}" if assignment.gpus else "")
+    return PassResult(sent, dropped)
+
+
+def _live_placements(runs_dir: str, waiting: set[str],
+                     pool: PoolState) -> tuple[list[Placement], int]:
+    """The placements still on their way; stale ones are given back (under the run lock)."""
+    live_nodes = {n.info.node for n in pool.nodes}
+    cutoff = make_run_timestamp() - int(PLACEMENT_TTL * 1_000_000)
+    kept, dropped = [], 0
+    for placement in read_placements(runs_dir):
+        if placement.run_id not in waiting:
+            remove_placement(runs_dir, placement.run_id)
+        elif placement.node in live_nodes and placement.at > cutoff:
+            kept.append(placement)
+        elif _unplace(runs_dir, placement):
+            dropped += 1
+        else:
+            kept.append(placement)  # its keeper holds the run: leave it be
+    return kept, dropped
+
+
+def _unplace(runs_dir: str, placement: Placement) -> bool:
+    """Give a stale placement back; False if the run's lock is held (a keeper has it)."""
+    try:
+        run = resolve_run_id(runs_dir, placement.run_id)
+        lock = try_lock(run)
+    except (RunLookupError, LockFileMissing):
+        remove_waiting(runs_dir, placement.run_id)
+        return True
+    if lock is None:
+        return False
+    with lock:
+        record = lock.record()
+        if record.state is RunState.QUEUED and record.placed_node is not None:
+            lock.advance(record, Event.PLACE, RunState.QUEUED,
+                         placed_node=None, placed_gpus=None, placed_at=None)
+        remove_placement(runs_dir, placement.run_id)
+    log.info("run %s: its placement on %s went stale; placing it again",
+             placement.run_id, placement.node)
+    return True
+
+
+def _place(runs_dir: str, waiting: Waiting, assignment: Assignment,
+           session: BrokerSession) -> bool:
+    """Commit one assignment under the run lock and send it; False if the run moved on."""
+    try:
+        run = resolve_run_id(runs_dir, waiting.run_id)
+        lock = try_lock(run)
+    except (RunLookupError, LockFileMissing):
+        remove_waiting(runs_dir, waiting.run_id)  # deleted, or not the queue's
+        return False
+    if lock is None:
+        return False  # a keeper or finalize has it now: the next pass sees what it did
+    with lock:
+        record = lock.record()
+        if record.state is not RunState.QUEUED or os.path.exists(run_meta_path(run, "started")):
+            remove_waiting(runs_dir, run.id)
+            return False
+        if read_waiting_entry(runs_dir, run.id) is None or _fresh(record.placed_at):
+            return False  # ended, started or placed since the pass read the index
+        node = assignment.node
+        commit_placement(lock, record, node.host, node.node, assignment.gpus)
+        session.send(EXEC_TASK, run.id, node_queue(node.node), run)
+    return True
+
+
+def _fresh(placed_at: int | None) -> bool:
+    """A placement younger than PLACEMENT_TTL (one whose file was lost counts until then)."""
+    return placed_at is not None and \
+        make_run_timestamp() - placed_at < int(PLACEMENT_TTL * 1_000_000)
+
+
+def _take_lock(runs_dir: str) -> int | None:
+    fd = open_lock_file(scheduler_lock(runs_dir), create=True)
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        if lock_fd(fd):
+            return fd
+        if time.monotonic() > deadline:
+            os.close(fd)
+            return None
+        time.sleep(0.01)
+
+
+def _last_pass(fd: int) -> float:
+    try:
+        return float(json.loads(os.pread(fd, STAMP_LIMIT, 0) or b"{}").get("pass", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0.0
+
+
+def _stamp(fd: int, now: float) -> None:
+    data = json.dumps({"pass": now, "pid": os.getpid()}).encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
