@@ -4,8 +4,8 @@
 earlier submit) and gives each the first fit it can have now: a live,
 not draining node that consumes its queue, with a free slot and, on its
 host, as many free GPUs as it asks for (best fit: the host left with the
-fewest free GPUs, so whole hosts stay free for big runs; a run without
-GPUs prefers a node without GPUs).
+fewest free GPUs, so whole hosts stay free for big runs; a run that did not ask for
+GPUs prefers a node without them).
 
 **Reservations** keep big runs from starving: a run that does not fit now
 earmarks the free GPUs of the host where it can start soonest (the most
@@ -83,6 +83,8 @@ def plan(waiting: list[Waiting], pool: PoolState, placed: list[Placement], now: 
     for run in sorted(waiting, key=Waiting.order):
         if run.run_id in on_their_way:
             continue
+        if explained.get(run.queue, 0) >= EXPLAIN and not any(free.slots.values()):
+            continue  # no slot left to hand out in this pass, nothing more to explain
         serving = [n for n in nodes if run.queue in n.info.queues]
         able = [n for n in serving if not n.draining
                 and run.request.gpus_on(len(n.info.gpus)) <= len(n.info.gpus)]
@@ -134,7 +136,7 @@ def _may_use(run: Waiting, node: NodeInfo, free: _Free,
 
 def _fit_key(run: Waiting, node: NodeInfo, free: _Free) -> tuple:
     left = len(free.gpus.get(node.host, [])) - run.request.gpus_on(len(node.gpus))
-    return (bool(node.gpus) and run.request.gpus_on(len(node.gpus)) == 0, left,
+    return (bool(node.gpus) and not run.request.gpus, left,
             -free.slots[node.node], node.host, node.node)
 
 

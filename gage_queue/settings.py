@@ -9,7 +9,8 @@
 | `GAGE_FINALIZE_QUEUE` | the queue of finalize tasks; workers without GPUs consume it (`worker.worker_argv`) | `gage-finalize` |
 | `GAGE_VISIBILITY_TIMEOUT` | seconds before Redis redelivers an unacked message | `86400` |
 | `GAGE_RECONCILE_INTERVAL` | seconds between reconcile passes (one worker per interval does one) | `60` |
-| `GAGE_RECONCILE_THRESHOLD` | seconds a queued run waits before reconcile re-sends it | `300` |
+| `GAGE_RECONCILE_THRESHOLD` | seconds an owed finalize waits before reconcile re-sends it (after a failed attempt) | `300` |
+| `GAGE_PLACEMENT_TIMEOUT` | seconds a run placed on a node may wait for its keeper before it is placed again (a lost message) | `30` |
 | `GAGE_CANCEL_GRACE` | seconds between SIGTERM and SIGKILL on cancel or time limit | `10` |
 | `GAGE_GPUS` | GPU slots of a worker, e.g. `0,1`: one run per GPU | none |
 | `GAGE_NO_WORKER_NOTICE` | seconds a run waits on a queue no worker consumes before `--wait`, `wait` and `logs -f` say so | `5` |
@@ -52,6 +53,7 @@ class Settings:
     visibility_timeout: float = 86400.0
     reconcile_interval: float = 60.0
     reconcile_threshold: float = 300.0
+    placement_timeout: float = 30.0
     cancel_grace: float = 10.0
     gpus: tuple[str, ...] = ()
     no_worker_notice: float = 5.0
@@ -73,6 +75,7 @@ class Settings:
                 env, "GAGE_RECONCILE_THRESHOLD", default.reconcile_threshold
             ),
             cancel_grace=_seconds(env, "GAGE_CANCEL_GRACE", default.cancel_grace),
+            placement_timeout=_seconds(env, "GAGE_PLACEMENT_TIMEOUT", default.placement_timeout),
             gpus=parse_gpus(env.get("GAGE_GPUS") or ""),
             no_worker_notice=_seconds(env, "GAGE_NO_WORKER_NOTICE", default.no_worker_notice),
             list_cache=_switch(env, "GAGE_LIST_CACHE", default.list_cache),

@@ -6,7 +6,7 @@ host may hold it; whoever holds it does the pass and lets go). A pass:
 1. reads the waiting index, the placements not yet started, the live
    nodes and who holds their slots and GPUs (`gage_queue.pool`);
 2. drops placements that went stale (their node died, or their message
-   was lost: older than `PLACEMENT_TTL` and still not started), under the
+   was lost: older than `GAGE_PLACEMENT_TIMEOUT` and still not started), under the
    run lock, so their runs are placed again;
 3. plans (`gage_queue.placement.plan`) and, for each assignment, takes
    the run lock, checks the record still says queued, writes the placement
@@ -61,7 +61,6 @@ from gage_runs.runs_dir import resolve_run_id
 log = logging.getLogger(__name__)
 
 SCHEDULE_INTERVAL = 1.0  # seconds between the passes every worker makes unasked
-PLACEMENT_TTL = 30.0  # seconds a placement may wait for its keeper before it is redone
 LOCK_WAIT = 2.0  # seconds a pass waits for another to end
 STAMP_LIMIT = 4096
 
@@ -113,7 +112,8 @@ def _pass(settings: Settings, runs_dir: str) -> PassResult:
     cancelled = set(requested_ids(runs_dir))
     waiting = [w for w in read_waiting(runs_dir) if w.run_id not in cancelled]
     pool = read_pool(runs_dir)
-    placed, dropped = _live_placements(runs_dir, {w.run_id for w in waiting}, pool)
+    placed, dropped = _live_placements(runs_dir, {w.run_id for w in waiting}, pool,
+                                       settings.placement_timeout)
     now = make_run_timestamp()
     decided = plan(waiting, pool, placed, now)
     sent: list[Assignment] = []
@@ -122,22 +122,23 @@ def _pass(settings: Settings, runs_dir: str) -> PassResult:
         try:
             with BrokerSession(settings) as session:
                 for assignment in decided.assignments:
-                    if _place(runs_dir, by_id[assignment.run_id], assignment, session):
+                    if _place(runs_dir, by_id[assignment.run_id], assignment, session,
+                              settings.placement_timeout):
                         sent.append(assignment)
         except BrokerUnavailable as e:
             log.warning("placement pass: %s; placements are redone after %g s",
-                        e, PLACEMENT_TTL)
+                        e, settings.placement_timeout)
     for assignment in sent:
         log.info("run %s: placed on %s%s", assignment.run_id, assignment.node.node,
                  f" with GPUs {','.join(assignment.gpus)}" if assignment.gpus else "")
     return PassResult(sent, dropped)
 
 
-def _live_placements(runs_dir: str, waiting: set[str],
-                     pool: PoolState) -> tuple[list[Placement], int]:
+def _live_placements(runs_dir: str, waiting: set[str], pool: PoolState,
+                     timeout: float) -> tuple[list[Placement], int]:
     """The placements still on their way; stale ones are given back (under the run lock)."""
     live_nodes = {n.info.node for n in pool.nodes}
-    cutoff = make_run_timestamp() - int(PLACEMENT_TTL * 1_000_000)
+    cutoff = make_run_timestamp() - int(timeout * 1_000_000)
     kept, dropped = [], 0
     for placement in read_placements(runs_dir):
         if placement.run_id not in waiting:
@@ -173,7 +174,7 @@ def _unplace(runs_dir: str, placement: Placement) -> bool:
 
 
 def _place(runs_dir: str, waiting: Waiting, assignment: Assignment,
-           session: BrokerSession) -> bool:
+           session: BrokerSession, timeout: float) -> bool:
     """Commit one assignment under the run lock and send it; False if the run moved on."""
     try:
         run = resolve_run_id(runs_dir, waiting.run_id)
@@ -188,7 +189,7 @@ def _place(runs_dir: str, waiting: Waiting, assignment: Assignment,
         if record.state is not RunState.QUEUED or os.path.exists(run_meta_path(run, "started")):
             remove_waiting(runs_dir, run.id)
             return False
-        if read_waiting_entry(runs_dir, run.id) is None or _fresh(record.placed_at):
+        if read_waiting_entry(runs_dir, run.id) is None or _fresh(record.placed_at, timeout):
             return False  # ended, started or placed since the pass read the index
         node = assignment.node
         commit_placement(lock, record, node.host, node.node, assignment.gpus)
@@ -196,10 +197,9 @@ def _place(runs_dir: str, waiting: Waiting, assignment: Assignment,
     return True
 
 
-def _fresh(placed_at: int | None) -> bool:
-    """A placement younger than PLACEMENT_TTL (one whose file was lost counts until then)."""
-    return placed_at is not None and \
-        make_run_timestamp() - placed_at < int(PLACEMENT_TTL * 1_000_000)
+def _fresh(placed_at: int | None, timeout: float) -> bool:
+    """A placement younger than the timeout (one whose file was lost counts until then)."""
+    return placed_at is not None and make_run_timestamp() - placed_at < int(timeout * 1_000_000)
 
 
 def _take_lock(runs_dir: str) -> int | None:

@@ -54,8 +54,8 @@ submitter's mount, in the test process's own namespace) and
   different path, so nothing may depend on absolute paths being equal.
 - `bed.stage(sleep=0)` stages a recording run in the laptop's runs dir;
   `bed.submit(run)` / `bed.stage_and_submit(n)` queue it from the laptop.
-  A run appends one JSON line (host, pid, time) to `bed.executions(run)`'s
-  file in `bed.records_dir`, which is outside the volume.
+  A run appends one JSON line (host, pid, time, gpus) to `bed.executions(run)`'s
+  file in `bed.records_dir` (outside the volume), and its end time (`bed.ended`).
 - `bed.start_worker(host, *args, env=None, wait=True)`: `gage-worker ARGS`
   inside that host with GAGE_RUNS = its runs dir and the Redis broker, as
   node `w<n>@<hostname>`; returns a `workers.Worker` (`.log()`, `.pool()`,
@@ -167,11 +167,15 @@ while not (select.select([0], [], [], 0.2)[0] and not os.read(0, 1)):
 
 RECORD_PY = """\
 import json, os, socket, time
-record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-with open(os.path.join(os.environ["RECORDS_DIR"], os.environ["RUN_ID"]), "a") as f:
+record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+          "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+path = os.path.join(os.environ["RECORDS_DIR"], os.environ["RUN_ID"])
+with open(path, "a") as f:
     f.write(json.dumps(record) + "\\n")
 print("host", record["host"], flush=True)
 time.sleep(float(os.environ.get("SLEEP", "0")))
+with open(path + ".end", "w") as f:
+    f.write(str(time.time()))
 print("done", flush=True)
 """
 
@@ -696,6 +700,11 @@ class MultihostBed(Watching):
 
     def stage_and_submit(self, count: int, *, sleep: float = 0.0, **kwargs: Any) -> list[Run]:
         return [self.submit(self.stage(sleep=sleep), **kwargs) for _ in range(count)]
+
+    def ended(self, run: Run) -> float | None:
+        """When the run's command was about to exit (epoch s), None if it never got there."""
+        path = self.records_dir / f"{run.id}.end"
+        return float(path.read_text()) if path.exists() else None
 
     def executions(self, run: Run) -> list[dict[str, Any]]:
         """One record (host, pid, time) per time the run's command started."""
