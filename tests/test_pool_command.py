@@ -331,3 +331,15 @@ def test_pool_reads_the_index_once_and_plans_once_at_10000_waiting(runs, pool, m
     assert gpu.first[0].entry.run_id == real.id  # priority first; the rest have no run dir
     assert gpu.first[0].reason == "fits on w1@gpu-a now: the next placement pass sends it there"
     assert took < 10, took
+
+
+def test_submit_says_when_no_live_worker_of_the_queue_has_the_gpus_asked_for(
+        runs, pool, gage_submit):
+    pool.node(GPU_NODE)  # queue gpu: 2 GPUs
+    big = gage_submit("train", "--queue", "gpu", "--gpus", "4", check=True)
+    fits = gage_submit("train", "--queue", "gpu", "--gpus", "2", check=True)
+
+    assert big.err == ("gage-submit: no worker of queue 'gpu' has 4 GPUs (the largest has 2):"
+                       " the runs wait until one does\n")
+    assert fits.err == ""
+    assert big.out.startswith("queued ") and fits.out.startswith("queued ")

@@ -65,6 +65,10 @@ ELSEWHERE = {
     r"celery -A gage_worker flower .*": "illustrative: needs Flower, which is not a test"
                                         " dependency",
     r"python bench/\S+\.py( --\w+)?": "illustrative: benchmarks take minutes; run by hand",
+    r"gage-submit priority RUN \d+": "test_scheduling's priority test runs it on two hosts,"
+                                     " on a run that waits (the RUN here has ended)",
+    r"gage-worker drain": "test_scheduling's drain test runs it (with a node name): here it"
+                          " would stop the worker the other lines use",
     r"pip install 'gage-queue\[view\]'":
         "illustrative: installs from a package index; the test extra installs the view extra",
     r"gage-submit view( --\S+)*( \S+)?":

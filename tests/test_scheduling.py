@@ -14,7 +14,7 @@ import time
 from itertools import combinations
 
 import pytest
-from support.workers import wait_for
+from support.workers import wait_for, worker_command
 
 from gage_queue.cancel import request_cancel
 from gage_queue.locks import read_record
@@ -183,21 +183,27 @@ def test_the_broker_restarted_while_runs_are_placed_loses_none(multihost_bed):
     assert all(len(bed.executions(run)) == 1 for run in runs)
 
 
-def test_drain_lets_runs_finish_starts_none_and_the_worker_exits_0(multihost_bed):
+def test_drain_lets_runs_finish_starts_none_and_the_worker_exits_0(multihost_bed, tmp_path):
     bed = multihost_bed
     drained = bed.start_worker("host-a", "-c", "2", "--finalize")
     running = [bed.submit(bed.stage(sleep=4)) for _ in range(2)]
     for run in running:
         _running(run)
-    ask = subprocess.run(["gage-worker", "drain", drained.node], env=bed.worker_env("laptop"),
-                         capture_output=True, text=True, timeout=60)
-    assert ask.returncode == 0, ask.stderr
-    assert f"draining {drained.node}: 2 run(s) to finish" in ask.stdout
+    said = tmp_path / "drain.out"  # `gage-worker drain` on host-a: its workers
+    ask = bed.hosts["host-a"].spawn([*worker_command(), "drain"], env=bed.worker_env("host-a"),
+                                    log_path=said)
+    assert ask.wait(timeout=60) == 0, said.read_text()
+    assert f"draining {drained.node}: 2 run(s) to finish" in said.read_text()
     waiting = bed.submit(bed.stage())
 
     assert drained.proc.wait(timeout=60) == 0
     assert bed.wait_status(running) == {run.id: "completed" for run in running}
     assert read_record(waiting).state is RunState.QUEUED  # nothing started it there
+    by_name = subprocess.run([*worker_command(), "drain", drained.node],
+                             env=bed.worker_env("laptop"), capture_output=True, text=True,
+                             timeout=60)
+    assert by_name.returncode == 2  # it is gone: no live worker of that name
+    assert by_name.stderr.startswith(f"gage-worker: error: no live worker named {drained.node} ")
     bed.start_worker("host-b", "-c", "1", "--finalize")
     assert bed.wait_status([waiting]) == {waiting.id: "completed"}
     assert bed.executions(waiting)[0]["host"] == "host-b"

@@ -89,6 +89,7 @@ def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
     count = len(plan.configs)
     if follow and count > 1:
         raise SubmitError(f"--follow takes a single run and the flags make {count}: use --wait")
+    _say_if_too_big(plan)
     submitted, failure = _submit_all(plan, settings, quiet=as_json)
     runs = [s.run for s in submitted]
     if failure is not None:
@@ -107,6 +108,22 @@ def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
     if as_json:
         print_runs_json(runs, namespace)
     return code
+
+
+def _say_if_too_big(plan: Plan) -> None:
+    """One line on stderr if the live workers of the plan's queue have fewer GPUs than
+    each run asks for: the runs are queued all the same, for a bigger worker to come."""
+    from gage_queue.pool import live_nodes
+    from gage_queue.requests import gpu_words
+
+    wanted = plan.request.gpus
+    if not wanted:
+        return
+    serving = [n for n in live_nodes(plan.runs_dir) if plan.queue in n.queues]
+    largest = max((len(n.gpus) for n in serving), default=None)
+    if largest is not None and largest < wanted:
+        print(f"gage-submit: no worker of queue {plan.queue!r} has {gpu_words(wanted)}"
+              f" (the largest has {largest}): the runs wait until one does", file=sys.stderr)
 
 
 def _submit_all(
