@@ -217,8 +217,8 @@ def lock_path(run: Run) -> str:
     return queue_file(run, LOCK)
 
 
-def create_lock_file(run: Run) -> None:
-    """Create the run's lock file, holding a queued record; the submitter's job.
+def create_lock_file(run: Run, record: RunRecord | None = None) -> None:
+    """Create the run's lock file, holding `record` (default: queued); the submitter's job.
 
     Not flushed to stable storage: nothing else a submit writes is (nor is
     the message), and a record lost in a crash reads as queued all the same
@@ -227,7 +227,7 @@ def create_lock_file(run: Run) -> None:
     fd = open_lock_file(lock_path(run), create=True)
     try:
         if os.fstat(fd).st_size == 0 and lock_fd(fd):
-            RunLock(run, fd).commit(RunRecord(), durable=False)
+            RunLock(run, fd).commit(record or RunRecord(), durable=False)
     finally:
         os.close(fd)
 

@@ -76,6 +76,8 @@ def write_submitted(
         "schedule": schedule,
         "gpus": request.gpus,
         "priority": request.priority,
+        "after": list(request.after),
+        "after_any": request.after_any,
         "host": socket.gethostname(),
         "time": make_run_timestamp(),
     }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gage_queue.errors import SettingsError
+from gage_runs.names import is_run_id
 
 MAX_GPUS = 64
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
@@ -20,10 +21,13 @@ MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 
 @dataclass(frozen=True)
 class RunRequest:
-    """A run's GPUs (None: one where there are GPUs) and priority."""
+    """A run's GPUs (None: one where there are GPUs), priority, and the runs it waits for
+    (`after`: their ids; `after_any`: whatever they end as, else only if all complete)."""
 
     gpus: int | None = None
     priority: int = 0
+    after: tuple[str, ...] = ()
+    after_any: bool = False
 
     def gpus_on(self, node_gpus: int) -> int:
         """The GPUs the run takes on a node with `node_gpus` GPUs."""
@@ -79,7 +83,11 @@ def check_priority(value: object) -> int:
 def request_from(data: dict[str, Any] | None) -> RunRequest:
     """The request recorded in `queue/submitted` (or a waiting entry); defaults if absent or bad."""
     data = data or {}
+    after = data.get("after") or ()
+    after = tuple(a for a in after if isinstance(a, str) and is_run_id(a)) \
+        if isinstance(after, list) else ()
     try:
-        return RunRequest(check_gpus(data.get("gpus")), check_priority(data.get("priority", 0)))
+        return RunRequest(check_gpus(data.get("gpus")), check_priority(data.get("priority", 0)),
+                          after, data.get("after_any") is True)
     except SettingsError:
-        return RunRequest()
+        return RunRequest(after=after, after_any=data.get("after_any") is True)

@@ -10,6 +10,7 @@ Runs the queue does not own get Gage's own status.
 | committed (record) | lock held | state |
 |---|---|---|
 | queued | either | queued (pending while not yet staged) |
+| waiting | either | waiting: for the runs it depends on (`--after`) |
 | running | yes | running |
 | running | no | lost: nothing of the run is alive and nobody recorded its exit |
 | finalizing | either | finalizing: the exit is recorded, finalize is owed |
@@ -39,6 +40,7 @@ class RunState(str, enum.Enum):
     PENDING = "pending"
     STAGED = "staged"
     QUEUED = "queued"
+    WAITING = "waiting"
     RUNNING = "running"
     LOST = "lost"
     FINALIZING = "finalizing"
@@ -54,7 +56,8 @@ class RunState(str, enum.Enum):
 ENDED = frozenset({RunState.COMPLETED, RunState.ERROR, RunState.TERMINATED})
 """Finalized: nothing more happens to the run."""
 
-OWED = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.LOST, RunState.FINALIZING})
+OWED = frozenset({RunState.QUEUED, RunState.WAITING, RunState.RUNNING, RunState.LOST,
+                  RunState.FINALIZING})
 """The queue still owes the run something it will do by itself."""
 
 INDEXED = OWED | {RunState.FINALIZE_FAILED}
@@ -67,12 +70,16 @@ WAIT_DONE = FINISHED | {RunState.LOST}
 """What `wait` stops at: nothing of a lost run is alive, reconcile only
 records it terminated."""
 
-UNFINISHED = frozenset({RunState.PENDING, RunState.QUEUED, RunState.RUNNING,
+UNFINISHED = frozenset({RunState.PENDING, RunState.QUEUED, RunState.WAITING, RunState.RUNNING,
                         RunState.FINALIZING})
 """Its output and files may still change."""
 
-WAITING_TO_START = frozenset({RunState.PENDING, RunState.QUEUED})
-"""The queue has it and nothing started it yet (pending: still being staged)."""
+WAITING_TO_START = frozenset({RunState.PENDING, RunState.QUEUED, RunState.WAITING})
+"""The queue has it and nothing started it yet (pending: still being staged;
+waiting: for the runs it depends on)."""
+
+NOT_STARTED = frozenset({RunState.QUEUED, RunState.WAITING})
+"""Committed states of a run nothing started: a cancel request ends it without running."""
 
 CANCELLABLE = WAITING_TO_START | {RunState.RUNNING}
 """A cancel request stops it: before it starts, or while it runs."""
@@ -108,6 +115,8 @@ class Event(str, enum.Enum):
     """What moves a queue-owned run from one state to the next."""
 
     PLACE = "place"  # the scheduler chose its node and GPUs, or a keeper gave them back
+    RELEASE = "release"  # every run it waited for ended as it asked: queued now
+    DEPENDENCY_FAILED = "dependency-failed"  # a run it waited for did not complete
     START = "start"  # its keeper starts the command
     NOT_STARTED = "not-started"  # this host could not start it: queued again
     CANCEL = "cancel"  # cancelled before it started
@@ -123,6 +132,9 @@ TRANSITIONS: dict[tuple[RunState, Event], frozenset[RunState]] = {
     (RunState.QUEUED, Event.PLACE): frozenset({RunState.QUEUED}),
     (RunState.QUEUED, Event.START): frozenset({RunState.RUNNING}),
     (RunState.QUEUED, Event.CANCEL): frozenset({RunState.FINALIZING}),
+    (RunState.WAITING, Event.RELEASE): frozenset({RunState.QUEUED}),
+    (RunState.WAITING, Event.CANCEL): frozenset({RunState.FINALIZING}),
+    (RunState.WAITING, Event.DEPENDENCY_FAILED): frozenset({RunState.FINALIZING}),
     (RunState.RUNNING, Event.NOT_STARTED): frozenset({RunState.QUEUED}),
     (RunState.RUNNING, Event.EXIT): frozenset({RunState.FINALIZING}),
     (RunState.LOST, Event.RECOVER): frozenset({RunState.FINALIZING}),
@@ -162,6 +174,7 @@ class EndReason(str, enum.Enum):
     SHUTDOWN = "shutdown"
     SUPERVISION_FAILED = "supervision-failed"
     CANNOT_START = "cannot-start"
+    DEPENDENCY = "dependency"
 
     def __str__(self) -> str:
         return self.value
@@ -188,6 +201,17 @@ def exit_words(exit_code: int) -> str:
             name = f"signal {-exit_code}"
         return f"killed by {name}"
     return f"exit {exit_code}"
+
+
+def waiting_words(names: list[str]) -> str:
+    """What a waiting run waits for: "waits for gidik-livih, mabob-hutij"."""
+    shown_names = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"waits for {shown_names}"
+
+
+def dependency_words(name: str, state: RunState) -> str:
+    """Why a run ended without running: "dependency gidik-livih ended error"."""
+    return f"dependency {name} ended {state.value}"
 
 
 def lost_words(reason: EndReason, host: str) -> str:
@@ -228,10 +252,10 @@ def derive_state(snapshot: RunSnapshot) -> RunState:
     committed = snapshot.committed
     if not snapshot.submitted or committed is None:
         return snapshot.gage.status()
-    if committed is RunState.QUEUED:
+    if committed in NOT_STARTED:
         if snapshot.gage.started:  # `gage run --start` took it: Gage's run now
             return snapshot.gage.status()
-        return RunState.QUEUED if snapshot.gage.staged else RunState.PENDING
+        return committed if snapshot.gage.staged else RunState.PENDING
     if committed is RunState.RUNNING:
         return RunState.RUNNING if snapshot.locked else RunState.LOST
     return committed

@@ -45,10 +45,12 @@ class Waiting:
     gpus: int | None = None
     priority: int = 0
     time_limit: float | None = None
+    after: tuple[str, ...] = ()  # waiting for these runs (`--after`) until released
+    after_any: bool = False
 
     @property
     def request(self) -> RunRequest:
-        return RunRequest(self.gpus, self.priority)
+        return RunRequest(self.gpus, self.priority, self.after, self.after_any)
 
     def order(self) -> tuple[int, int, str]:
         """Higher priority first, then the earlier submit (ids break ties)."""
@@ -68,6 +70,7 @@ class Placement:
 
 def add_waiting(runs_dir: str, entry: Waiting) -> None:
     data = {k: v for k, v in asdict(entry).items() if k != "run_id"}
+    data["after"] = list(entry.after)
     write_text(waiting_entry(runs_dir, entry.run_id), json.dumps(data, sort_keys=True),
                readonly=False)
 
@@ -144,6 +147,8 @@ def waiting_from(run_id: str, submitted: dict[str, Any]) -> Waiting:
         gpus=request.gpus,
         priority=request.priority,
         time_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+        after=request.after,
+        after_any=request.after_any,
     )
 
 
@@ -176,6 +181,8 @@ def _decode_waiting(run_id: str, data: bytes) -> Waiting | None:
             gpus=check_gpus(raw.get("gpus")),
             priority=check_priority(raw.get("priority", 0)),
             time_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+            after=request_from(raw).after,
+            after_any=raw.get("after_any") is True,
         )
     except (ValueError, KeyError, TypeError, AttributeError, SettingsError):
         return None  # unreadable: skipped, never fatal to a pass

@@ -21,6 +21,7 @@ from gage_queue.cancel import requested_ids
 from gage_queue.durations import format_duration
 from gage_queue.placement import Plan, plan
 from gage_queue.pool import Holder, NodeState, PoolState, read_pool
+from gage_queue.states import waiting_words
 from gage_queue.text import shown
 from gage_queue.waiting import Placement, Waiting, read_placements, read_waiting
 from gage_runs.meta import make_run_timestamp
@@ -82,7 +83,8 @@ class Waits:
         # a placement on a node that died is redone by the next pass: not on its way
         self.placed = {p.run_id: p for p in read_placements(runs_dir)
                        if p.run_id in ids and p.node in live}
-        self.plan: Plan = plan(self.waiting, self.pool, list(self.placed.values()), self.now)
+        ready = [w for w in self.waiting if not w.after]  # the others wait for runs
+        self.plan: Plan = plan(ready, self.pool, list(self.placed.values()), self.now)
         self._assigned = {a.run_id: a for a in self.plan.assignments}
         self.by_queue: dict[str, list[Waiting]] = {}
         for entry in sorted(self.waiting, key=Waiting.order):
@@ -94,6 +96,8 @@ class Waits:
 
     def reason(self, entry: Waiting, ahead: int) -> str:
         """Why the run waits, in words (not escaped); `ahead`: runs before it in its queue."""
+        if entry.after:
+            return waiting_words([run_name_for_id(a) for a in entry.after])
         placed = self.placed.get(entry.run_id)
         if placed is not None:
             return f"placed on {placed.node}, starting"

@@ -38,6 +38,7 @@ from gage_runs.staging import discard_run, op_cmd, stage_op
 from gage_runs.types import OpRef, Run
 
 from . import PROG
+from .after import resolve_after
 from .errors import StagingFailed, SubmitError
 from .flags import Grid, expand_grid, grid_size, parse_flags, repeated_flags
 from .project import OpContext, load_op, runs_dir_for_submit
@@ -62,6 +63,8 @@ class SubmitOptions:
     max_runs: int = 100
     gpus: int | None = None
     priority: int | None = None
+    after: tuple[str, ...] = ()  # run specs (`after.resolve_after`)
+    after_any: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
     if options.op_name is not None:
         check_user_text(options.op_name, "op name")
     label = _checked_label(options.label)
+    _check_after(options)
     queue = check_queue_name(options.queue if options.queue is not None else settings.queue)
     context = load_op(options.op_name, options.project_dir)
     op_cmd(context.opdef, context.project_dir)  # an op with nothing to run is bad input
@@ -124,7 +128,8 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
         time_limit=options.time_limit,
         flags=flags,
         configs=[{**project_config, **run_flags} for run_flags in flags],
-        request=RunRequest(options.gpus, options.priority or 0),
+        request=RunRequest(options.gpus, options.priority or 0,
+                           resolve_after(runs_dir, options.after), options.after_any),
     )
 
 
@@ -142,6 +147,7 @@ def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) 
     from .progress import run_ref
 
     label = _checked_label(options.label)
+    _check_after(options)
     grid = _checked_grid(options)
     check_flags(grid, source.config, source.opdef.name)
     flags = expand_grid(grid)
@@ -161,13 +167,15 @@ def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) 
     else:
         queue = check_queue_name(settings.queue)
     inherited = request_from(submitted)
+    runs_dir = os.path.dirname(os.path.abspath(source.run.run_dir))
     request = RunRequest(
         options.gpus if options.gpus is not None else inherited.gpus,
         options.priority if options.priority is not None else inherited.priority,
+        resolve_after(runs_dir, options.after), options.after_any,
     )
     return Plan(
         context=None,
-        runs_dir=os.path.dirname(os.path.abspath(source.run.run_dir)),
+        runs_dir=runs_dir,
         queue=queue,
         label=label,
         time_limit=time_limit,
@@ -176,6 +184,11 @@ def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) 
         rerun=source,
         request=request,
     )
+
+
+def _check_after(options: SubmitOptions) -> None:
+    if options.after_any and not options.after:
+        raise SubmitError("--after-any needs --after RUN: the runs to wait for")
 
 
 def _checked_label(label: str | None) -> str | None:

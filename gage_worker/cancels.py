@@ -16,7 +16,7 @@ import logging
 from gage_queue.cancel import drop_request, requested_ids
 from gage_queue.settings import Settings
 from gage_queue.snapshots import run_state
-from gage_queue.states import WAITING_TO_START, RunState
+from gage_queue.states import NOT_STARTED, WAITING_TO_START
 from gage_runs.errors import RunLookupError
 from gage_runs.runs_dir import resolve_run_id
 from gage_worker.finalize import finalize_phase
@@ -35,7 +35,7 @@ def sweep_cancels(settings: Settings) -> int:
             drop_request(runs_dir, run_id)
             continue
         state = run_state(run)
-        if state is RunState.QUEUED and finalize_phase(run, settings) is not None:
+        if state in NOT_STARTED and finalize_phase(run, settings) is not None:
             ended += 1  # finalized (or owed a finalize): no longer waiting to start
             drop_request(runs_dir, run_id)
         elif state not in WAITING_TO_START:

@@ -29,6 +29,7 @@ from gage_queue.settings import Settings
 from gage_queue.snapshots import snapshot
 from gage_queue.states import (
     KILLED_EXIT,
+    NOT_STARTED,
     STOPPED_EXIT,
     EndReason,
     Event,
@@ -67,7 +68,7 @@ def finalize_phase(run: Run, settings: Settings) -> RunRecord | None:
         current = derive_state(snapshot(run, record, locked=False))
         if current is RunState.LOST:
             record = _recover_lost(lock, record, settings)
-        elif current is RunState.QUEUED and read_cancel(run) is not None:
+        elif current in NOT_STARTED and read_cancel(run) is not None:
             record = _cancel(lock, record)
         elif current is not RunState.FINALIZING:
             return None

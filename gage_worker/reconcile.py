@@ -65,7 +65,7 @@ from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
 from gage_queue.settings import Settings
 from gage_queue.snapshots import QueueState, queue_state
-from gage_queue.states import ENDED, WAITING_TO_START, RunState
+from gage_queue.states import ENDED, NOT_STARTED, WAITING_TO_START, RunState
 from gage_queue.waiting import add_waiting, read_waiting_entry, waiting_from
 from gage_runs.errors import GageRunsError, RunLookupError
 from gage_runs.names import is_run_id
@@ -186,7 +186,7 @@ def is_owed(state: QueueState) -> bool:
     record = state.record
     if record is None:
         return False  # not the queue's (or no readable record)
-    if record.state is RunState.QUEUED:  # unless `gage run --start` took it
+    if record.state in NOT_STARTED:  # unless `gage run --start` took it
         return state.state in WAITING_TO_START
     return state.state not in ENDED
 
@@ -217,7 +217,7 @@ def _reconcile_run(run: Run, submitted: dict, state: QueueState, settings: Setti
                    backlogs: Backlogs, done: list[str]) -> None:
     record = state.record or RunRecord()
     if state.state is RunState.LOST or (
-        state.state is RunState.QUEUED and state.cancel_by is not None  # read with the state
+        state.state in NOT_STARTED and state.cancel_by is not None  # read with the state
     ):
         finalized = finalize_phase(run, settings)
         if finalized is not None:
@@ -229,7 +229,7 @@ def _reconcile_run(run: Run, submitted: dict, state: QueueState, settings: Setti
     elif state.state is RunState.FINALIZING:
         if _finalize_due(record, settings.reconcile_threshold):  # due: stale from the start
             backlogs[(FINALIZE_TASK, settings.finalize_queue)].append((0, run))
-    elif state.state is RunState.QUEUED and read_waiting_entry(run.runs_dir, run.id) is None:
+    elif state.state in NOT_STARTED and read_waiting_entry(run.runs_dir, run.id) is None:
         add_waiting(run.runs_dir, waiting_from(run.id, {"queue": settings.queue, **submitted}))
         done.append(f"{run.brief}: queued but not in the waiting index; added")
 

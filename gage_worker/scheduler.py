@@ -3,7 +3,8 @@
 One pass at a time, under `.gage-queue/scheduler.lock` (any worker of any
 host may hold it; whoever holds it does the pass and lets go). A pass:
 
-1. reads the waiting index, the placements not yet started, the live
+1. reads the waiting index (releasing or ending the runs whose
+   dependencies ended: `dependencies.settle`), the placements not yet started, the live
    nodes and who holds their slots and GPUs (`gage_queue.pool`);
 2. drops placements that went stale (their node died, or their message
    was lost: older than `GAGE_PLACEMENT_TIMEOUT` and still not started), under the
@@ -57,6 +58,7 @@ from gage_queue.waiting import (
 from gage_runs.errors import RunLookupError
 from gage_runs.meta import make_run_timestamp, run_meta_path
 from gage_runs.runs_dir import resolve_run_id
+from gage_worker.dependencies import settle
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ def last_pass(runs_dir: str) -> float:
 
 def _pass(settings: Settings, runs_dir: str) -> PassResult:
     cancelled = set(requested_ids(runs_dir))
-    waiting = [w for w in read_waiting(runs_dir) if w.run_id not in cancelled]
+    waiting = settle(settings, [w for w in read_waiting(runs_dir) if w.run_id not in cancelled])
     pool = read_pool(runs_dir)
     placed, dropped = _live_placements(runs_dir, {w.run_id for w in waiting}, pool,
                                        settings.placement_timeout)

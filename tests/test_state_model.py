@@ -37,16 +37,18 @@ def test_the_named_sets_say_what_they_mean():
     assert {S.COMPLETED, S.ERROR, S.TERMINATED} == ENDED
     assert ENDED | {S.FINALIZE_FAILED} == FINISHED
     assert FINISHED | {S.LOST} == WAIT_DONE
-    assert {S.QUEUED, S.RUNNING, S.LOST, S.FINALIZING} == OWED
+    assert {S.QUEUED, S.WAITING, S.RUNNING, S.LOST, S.FINALIZING} == OWED
+    assert {S.QUEUED, S.WAITING} == states.NOT_STARTED <= WAITING_TO_START
     assert OWED | {S.FINALIZE_FAILED} == INDEXED
     assert WAITING_TO_START | {S.RUNNING} == CANCELLABLE
     assert not (OWED & FINISHED) and not (UNFINISHED & WAIT_DONE)
     assert S.COMPLETED not in FAILED and FAILED <= WAIT_DONE
     assert {S.RUNNING} == LOCK_DECIDES
-    # Every state the queue owes something can be reached and left by the table.
+    # Every state the queue owes something can be reached and left by the table
+    # (waiting only at submit, lost only when a keeper dies: both are left).
     sources = {state for state, _ in states.TRANSITIONS}
     targets = set().union(*states.TRANSITIONS.values())
-    assert OWED - {S.LOST} <= sources & targets and S.LOST in sources
+    assert OWED - {S.LOST, S.WAITING} <= sources & targets and {S.LOST, S.WAITING} <= sources
 
 
 def test_end_words():

@@ -313,7 +313,7 @@ def test_cancel_on_a_terminal_lists_what_it_cancels_before_asking(runs, project)
     assert [line.split() for line in listed] == [[run.name, "train", "queued"]
                                                  for run in reversed(selected)][:20]
     assert lines[header + 21].strip() == "and 2 more"
-    assert "Cancel 22 runs (label 'sweep', pending or queued or running)? [y/N]" in text
+    assert "Cancel 22 runs (label 'sweep', pending or queued or waiting or running)? [y/N]" in text
     assert "nothing cancelled" in text
 
 

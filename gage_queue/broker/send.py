@@ -41,12 +41,15 @@ from gage_queue.queue_meta import (
     write_enqueued,
     write_submitted,
 )
+from gage_queue.record import RunRecord
 from gage_queue.requests import DEFAULT_REQUEST, RunRequest
 from gage_queue.settings import Settings, check_queue_name, redact_url
+from gage_queue.states import RunState, waiting_words
 from gage_queue.waiting import add_waiting, waiting_from
 from gage_runs.errors import GageRunsError
 from gage_runs.fsmode import walk_once
 from gage_runs.meta import meta_config
+from gage_runs.names import run_name_for_id
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
 
@@ -300,8 +303,16 @@ def record_submission(
         submitted = write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule,
                                     request=request)
         create_cancel_file(run)
-        create_lock_file(run)
+        create_lock_file(run, _first_record(request))
     add_waiting(run.runs_dir, waiting_from(run.id, submitted))
+
+
+def _first_record(request: RunRequest) -> RunRecord:
+    """Queued, or waiting for the runs it depends on (`--after`)."""
+    if not request.after:
+        return RunRecord()
+    return RunRecord(state=RunState.WAITING,
+                     detail=waiting_words([run_name_for_id(a) for a in request.after]))
 
 
 def submit_run(

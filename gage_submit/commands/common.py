@@ -46,6 +46,11 @@ def run_options(*, queue_help: str, label_help: str, time_limit_help: str) -> Ca
             click.option("--time-limit", metavar="DURATION", help=time_limit_help),
             gpus_option,
             priority_option,
+            click.option("--after", multiple=True, metavar="RUN",
+                         help="Wait until RUN has completed (repeatable; label:TEXT selects"
+                              " a labelled grid); if it fails, end without running."),
+            click.option("--after-any", is_flag=True,
+                         help="With --after: run whatever the runs waited for ended as."),
             click.option(
                 "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS,
                 show_default=True, help="Refuse a grid of more runs than this.",

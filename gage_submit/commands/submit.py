@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # imported where used: a submit must not pay for what list ne
 def command(
     args: tuple[str, ...], project_dir: str | None, runs_dir: str | None, queue: str | None,
     label: str | None, time_limit: str | None, gpus: int | None, priority: int | None,
-    max_runs: int, wait: bool, follow: bool, as_json: bool, broker: str | None, yes: bool,
+    after: tuple[str, ...], after_any: bool, max_runs: int, wait: bool, follow: bool,
+    as_json: bool, broker: str | None, yes: bool,
 ) -> int:
     """Stage runs of OP with flags NAME=VALUE and queue them for the workers.
 
@@ -63,7 +64,7 @@ def command(
             op_name=op_name, flag_args=flag_args, project_dir=project_dir, runs_dir=runs_dir,
             queue=queue, label=label, max_runs=max_runs,
             time_limit=parse_duration(time_limit) if time_limit is not None else None,
-            gpus=gpus, priority=priority,
+            gpus=gpus, priority=priority, after=after, after_any=after_any,
         ),
         settings,
     )
@@ -151,7 +152,8 @@ def _submit_all(
         try:
             for item in submission:
                 submitted.append(item)
-                lines.line(RunState.QUEUED, item.run, format_flags(item.flags))
+                lines.line(RunState.WAITING if plan.request.after else RunState.QUEUED,
+                           item.run, format_flags(item.flags))
                 lines.update(len(submitted))
         except StagingFailed as e:
             return submitted, e

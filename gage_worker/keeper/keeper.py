@@ -135,6 +135,8 @@ class Keeper:
     def _decide(self, record: RunRecord) -> Outcome:
         if record.state is RunState.QUEUED:
             return self._start(record)
+        if record.state is RunState.WAITING:
+            return Outcome(Verdict.NOTHING, "waits for the runs it depends on")
         if record.state is RunState.RUNNING:  # the lock was free: nothing of it is alive
             return Outcome(Verdict.FINALIZE, "found lost; finalize recovers it")
         if record.state is RunState.FINALIZING:
