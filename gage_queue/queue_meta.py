@@ -67,9 +67,10 @@ def _read_int(run: Run, name: str) -> int | None:
 
 def write_submitted(
     run: Run, *, queue: str, time_limit: float | None, schedule: str | None,
-    request: RunRequest = DEFAULT_REQUEST,
+    request: RunRequest = DEFAULT_REQUEST, attempt: int = 1, retry_of: str | None = None,
 ) -> dict[str, Any]:
-    """Write `queue/submitted`; what it holds."""
+    """Write `queue/submitted`; what it holds. `attempt` counts from 1; `retry_of` is the
+    run this attempt retries."""
     data = {
         "queue": queue,
         "time_limit": time_limit,
@@ -78,6 +79,10 @@ def write_submitted(
         "priority": request.priority,
         "after": list(request.after),
         "after_any": request.after_any,
+        "retries": request.retries,
+        "retry_on": request.retry_on,
+        "attempt": attempt,
+        "retry_of": retry_of,
         "host": socket.gethostname(),
         "time": make_run_timestamp(),
     }

@@ -9,6 +9,7 @@ Higher priorities start first; within a priority, the earlier submit.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,20 @@ from gage_queue.errors import SettingsError
 from gage_runs.names import is_run_id
 
 MAX_GPUS = 64
+MAX_RETRIES = 100
+
+
+class RetryOn(str, enum.Enum):
+    """Which ends call for another attempt (`--retry-on`)."""
+
+    LOST = "lost"  # its worker or its host died
+    ERROR = "error"  # that, or a non-zero exit
+
+    def __str__(self) -> str:
+        return self.value
+
+
+RETRY_ON = tuple(r.value for r in RetryOn)
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 
 
@@ -28,6 +43,8 @@ class RunRequest:
     priority: int = 0
     after: tuple[str, ...] = ()
     after_any: bool = False
+    retries: int = 0  # new attempts after a lost run (and a failed one: `RetryOn.ERROR`)
+    retry_on: RetryOn = RetryOn.LOST
 
     def gpus_on(self, node_gpus: int) -> int:
         """The GPUs the run takes on a node with `node_gpus` GPUs."""
@@ -86,8 +103,12 @@ def request_from(data: dict[str, Any] | None) -> RunRequest:
     after = data.get("after") or ()
     after = tuple(a for a in after if isinstance(a, str) and is_run_id(a)) \
         if isinstance(after, list) else ()
+    retries = data.get("retries")
+    retries = retries if isinstance(retries, int) and 0 <= retries <= MAX_RETRIES else 0
+    retry_on = RetryOn(data["retry_on"]) if data.get("retry_on") in RETRY_ON else RetryOn.LOST
     try:
         return RunRequest(check_gpus(data.get("gpus")), check_priority(data.get("priority", 0)),
-                          after, data.get("after_any") is True)
+                          after, data.get("after_any") is True, retries, retry_on)
     except SettingsError:
-        return RunRequest(after=after, after_any=data.get("after_any") is True)
+        return RunRequest(after=after, after_any=data.get("after_any") is True,
+                          retries=retries, retry_on=retry_on)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gage_queue.attempts import attempt_of, retries_left
 from gage_queue.layout import RERUN_OF, RUN_QUEUE_DIR, SUBMITTED
 from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
@@ -17,6 +18,7 @@ from gage_queue.states import WAITING_TO_START, GageFacts, RunState
 from gage_queue.waiting import read_waiting_entry
 from gage_runs.errors import RunFormatError
 from gage_runs.meta import meta_config, read_small, run_summary
+from gage_runs.names import is_run_id
 from gage_runs.sidecars import run_label
 from gage_runs.types import Run, RunSummary
 
@@ -58,6 +60,8 @@ class RunInfo:
     priority: int | None = None  # a queued run's current one (`gage-submit priority`)
     gpus: int | None = None  # None: one on a GPU worker (or not the queue's run)
     waiting_reason: str | None = None  # why a queued run waits: `show` says it
+    attempt: str | None = None  # "2/3": this attempt of a run with retries
+    retry_of: str | None = None  # the id of the attempt it retries
 
     def as_json(self) -> dict[str, Any]:
         """The fields with timestamps as ISO 8601 local times."""
@@ -113,7 +117,17 @@ def run_info(run: Run, *, namespace: str | None = None, detail: bool = False,
         rerun_of=read_rerun_of(run) if RERUN_OF in files.queue and not brief else None,
         priority=priority,
         gpus=gpus,
+        attempt=_attempt(submitted),
+        retry_of=submitted.get("retry_of") if is_run_id(submitted.get("retry_of")) else None,
     )
+
+
+def _attempt(submitted: dict[str, Any]) -> str | None:
+    """"2/3" for the second of at most three attempts; None without retries."""
+    retries = request_from(submitted).retries if submitted else 0
+    if not retries and attempt_of(submitted) == 1:
+        return None
+    return f"{attempt_of(submitted)}/{attempt_of(submitted) + retries_left(submitted)}"
 
 
 def _request(run: Run, state: RunState, submitted: dict[str, Any]) -> tuple[int | None, int | None]:

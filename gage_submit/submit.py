@@ -27,13 +27,14 @@ from gage_queue import active
 from gage_queue.broker.send import Submitter
 from gage_queue.durations import parse_duration
 from gage_queue.errors import BrokerUnavailable
-from gage_queue.requests import DEFAULT_REQUEST, RunRequest, request_from
+from gage_queue.requests import DEFAULT_REQUEST, RETRY_ON, RetryOn, RunRequest, request_from
 from gage_queue.settings import Settings, check_queue_name
 from gage_queue.text import BadText, check_user_text, shown
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
 from gage_runs.flags import FlagValue, check_flags
 from gage_runs.names import make_run_id, run_name_for_id
+from gage_runs.restage import RunSource
 from gage_runs.staging import discard_run, op_cmd, stage_op
 from gage_runs.types import OpRef, Run
 
@@ -42,7 +43,7 @@ from .after import resolve_after
 from .errors import StagingFailed, SubmitError
 from .flags import Grid, expand_grid, grid_size, parse_flags, repeated_flags
 from .project import OpContext, load_op, runs_dir_for_submit
-from .rerun import RerunSource, stage_rerun
+from .rerun import stage_rerun
 
 # A grid of at least this many runs per CPU is staged by a pool of processes.
 PARALLEL_MIN_RUNS = 20
@@ -65,6 +66,8 @@ class SubmitOptions:
     priority: int | None = None
     after: tuple[str, ...] = ()  # run specs (`after.resolve_after`)
     after_any: bool = False
+    retries: int | None = None
+    retry_on: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class Plan:
     time_limit: float | None
     flags: list[dict[str, FlagValue]]
     configs: list[dict[str, Any]]
-    rerun: RerunSource | None = None
+    rerun: RunSource | None = None
     request: RunRequest = DEFAULT_REQUEST
 
     @property
@@ -129,11 +132,12 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
         flags=flags,
         configs=[{**project_config, **run_flags} for run_flags in flags],
         request=RunRequest(options.gpus, options.priority or 0,
-                           resolve_after(runs_dir, options.after), options.after_any),
+                           resolve_after(runs_dir, options.after), options.after_any,
+                           options.retries or 0, RetryOn(options.retry_on or RETRY_ON[0])),
     )
 
 
-def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) -> Plan:
+def plan_rerun(source: RunSource, options: SubmitOptions, settings: Settings) -> Plan:
     """Runs of an old run's op: its config overlaid by the flags, in its runs dir.
 
     The queue and time limit default to the old run's; the label too. What
@@ -172,6 +176,8 @@ def plan_rerun(source: RerunSource, options: SubmitOptions, settings: Settings) 
         options.gpus if options.gpus is not None else inherited.gpus,
         options.priority if options.priority is not None else inherited.priority,
         resolve_after(runs_dir, options.after), options.after_any,
+        options.retries if options.retries is not None else inherited.retries,
+        RetryOn(options.retry_on) if options.retry_on else inherited.retry_on,
     )
     return Plan(
         context=None,

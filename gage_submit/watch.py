@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from gage_queue.attempts import may_retry, next_attempt
 from gage_queue.consumers import queue_has_consumer
 from gage_queue.queue_meta import read_submitted
 from gage_queue.settings import DEFAULT_QUEUE
-from gage_queue.snapshots import run_state
+from gage_queue.snapshots import read_queue_state, run_state
 from gage_queue.states import UNFINISHED, WAIT_DONE, RunState
 from gage_queue.text import shown
 from gage_runs.types import Run
@@ -111,22 +112,31 @@ def wait_for_runs(
     """Poll until every run is done (`WAIT_DONE`, or `timeout` seconds pass); states by run id.
 
     `on_finished` is called once per run as it is done, `on_status` after
-    every poll with all states. A lost run counts as done: nothing of it
-    is alive, and reconcile records it terminated.
+    every poll with all states, by the ids asked for. A lost run counts as
+    done: nothing of it is alive, and reconcile records it terminated;
+    unless it has retries left: then it is followed to its last attempt
+    (`attempts.next_attempt`), and `on_finished` gets that attempt.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     states: dict[str, RunState] = {}
-    waiting = list(runs)
+    waiting = [(run, run) for run in runs]  # (as asked, its last attempt)
     while True:
         still_waiting = []
-        for run in waiting:
-            state = states[run.id] = run_state(run)
+        for asked, run in waiting:
+            current = read_queue_state(run)
+            state = states[asked.id] = current.state
             if notice:
                 notice.check(run, state)
-            if state in WAIT_DONE:
+            retry = next_attempt(run) if state in WAIT_DONE and may_retry(
+                state, current.record, run) else None
+            if retry is not None:
+                still_waiting.append((asked, retry))
+            elif state is RunState.LOST and may_retry(state, current.record, run):
+                still_waiting.append((asked, run))  # finalize makes its next attempt
+            elif state in WAIT_DONE:
                 on_finished(run, state)
             else:
-                still_waiting.append(run)
+                still_waiting.append((asked, run))
         waiting = still_waiting
         on_status(states)
         if not waiting or (deadline is not None and time.monotonic() >= deadline):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,7 +35,10 @@ from gage_queue.broker.messages import (
     SERVED_TASKS,
     task_message,
 )
+from gage_queue.layout import SUBMITTED, queue_file
+from gage_runs.errors import RunLookupError
 from gage_runs.names import is_run_id
+from gage_runs.runs_dir import resolve_run_id
 
 log = logging.getLogger(__name__)
 
@@ -209,5 +213,14 @@ class GuardedConsumer(Consumer):
         if (message.delivery_info or {}).get("routing_key") == app.node_queue:
             return False
         message.ack()
+        run_id = _decoded(message.body)[0][0]  # checked: a run id
+        try:
+            run = resolve_run_id(app.settings.require_runs_dir(), run_id)
+        except RunLookupError as e:
+            log.error("rejected exec message: %s", e)
+            return True
+        if not os.path.exists(queue_file(run, SUBMITTED)):
+            log.info("run %s: not submitted to the queue; nothing to place", run.id)
+            return True
         app.wakeup.set()
         return True

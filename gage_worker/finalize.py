@@ -46,6 +46,7 @@ from gage_runs.fsmode import walk_once, writable_file_mode
 from gage_runs.lifecycle import finalize_run
 from gage_runs.meta import make_run_timestamp, run_meta_path, runner_log
 from gage_runs.types import Run
+from gage_worker.retries import retry_if_due
 from gage_worker.runenv import run_env
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,10 @@ def _finalize(lock: RunLock, record: RunRecord, settings: Settings) -> RunRecord
         log.error("run %s: finalize attempt %d failed: %s", run.id, attempts, error)
         return lock.advance(record, Event.FINALIZE_ERROR, RunState.FINALIZING,
                        finalize_error=error)
+    try:  # before the end is committed: a crash here redoes it, and finds the attempt made
+        retry_if_due(run, record)
+    except (GageRunsError, OSError) as e:
+        log.error("run %s: cannot stage its next attempt: %s", run.id, e)
     log.info("run %s: finalized, %s (%s)", run.id, ended_state(exit_code).value, record.detail)
     record = lock.advance(record, Event.FINALIZE, ended_state(exit_code), finalize_error=None)
     try:  # only now: the queue owes it nothing; reconcile drops an entry left behind

@@ -181,14 +181,19 @@ def _place(runs_dir: str, waiting: Waiting, assignment: Assignment,
     try:
         run = resolve_run_id(runs_dir, waiting.run_id)
         lock = try_lock(run)
-    except (RunLookupError, LockFileMissing):
+    except (RunLookupError, LockFileMissing) as e:
         remove_waiting(runs_dir, waiting.run_id)  # deleted, or not the queue's
+        log.info("run %s: %s; dropped from the waiting index", waiting.run_id, e)
         return False
     if lock is None:
         return False  # a keeper or finalize has it now: the next pass sees what it did
     with lock:
         record = lock.record()
-        if record.state is not RunState.QUEUED or os.path.exists(run_meta_path(run, "started")):
+        if os.path.exists(run_meta_path(run, "started")):
+            remove_waiting(runs_dir, run.id)
+            log.info("run %s: started outside the queue (gage run); Gage's run now", run.id)
+            return False
+        if record.state is not RunState.QUEUED:
             remove_waiting(runs_dir, run.id)
             return False
         if read_waiting_entry(runs_dir, run.id) is None or _fresh(record.placed_at, timeout):

@@ -125,7 +125,7 @@ def test_a_gpu_is_never_held_by_two_runs_after_a_worker_crash(multihost_bed):
     bed = multihost_bed
     first_worker = bed.start_worker("host-b", "-Q", "gpu", "--gpus", "0", "--finalize")
     first = bed.submit(bed.stage(sleep=3), queue="gpu")
-    assert _running_on(first).slot == "gpu 0"
+    assert (_running_on(first).slot, read_record(first).gpus) == ("slot 0, GPU 0", ["0"])
     first_worker.kill()
     bed.start_worker("host-b", "-Q", "gpu", "--gpus", "0", "--finalize")
     second = bed.submit(bed.stage(), queue="gpu")

@@ -16,10 +16,12 @@ from itertools import combinations
 import pytest
 from support.workers import wait_for, worker_command
 
+from gage_queue.attempts import next_attempt
 from gage_queue.cancel import request_cancel
 from gage_queue.locks import read_record
+from gage_queue.queue_meta import read_submitted
 from gage_queue.requests import RunRequest
-from gage_queue.states import RunState
+from gage_queue.states import EndReason, RunState
 
 pytestmark = pytest.mark.system  # GlusterFS hosts in namespaces, workers, a redis-server
 
@@ -207,3 +209,34 @@ def test_drain_lets_runs_finish_starts_none_and_the_worker_exits_0(multihost_bed
     bed.start_worker("host-b", "-c", "1", "--finalize")
     assert bed.wait_status([waiting]) == {waiting.id: "completed"}
     assert bed.executions(waiting)[0]["host"] == "host-b"
+
+
+def test_a_run_with_retries_whose_host_dies_completes_as_attempt_2_on_the_other_host(
+        multihost_bed):
+    """(With no retries, the default, a run whose host dies stays terminated, host-lost:
+    test_multihost.py's test_host_b_dies_mid_run.)"""
+    bed = multihost_bed
+    bed.start_worker("host-a", "-c", "1", "--finalize", wait=False)
+    bed.start_worker("host-b", "-c", "1", "--finalize")
+    bed.workers[0].wait_ready()
+    first = bed.submit(bed.stage(sleep=3), request=RunRequest(retries=2))
+    _running(first)
+    dead = read_record(first).host
+    survivor = "host-b" if dead == "host-a" else "host-a"
+    bed.hosts[dead].kill()
+
+    assert bed.wait_status([first], timeout=60) == {first.id: "terminated"}
+    assert read_record(first).reason is EndReason.HOST_LOST
+    second = next_attempt(first)
+    assert second is not None and second.name != first.name
+    assert bed.wait_status([second], timeout=60) == {second.id: "completed"}
+    (start,) = bed.executions(second)
+    assert start["host"] == survivor
+    assert start["resume"] == str(bed.runs_dir_for(survivor) / first.id)
+    submitted = read_submitted(second)
+    assert (submitted["attempt"], submitted["retry_of"], submitted["retries"]) == (2, first.id, 2)
+    assert next_attempt(second) is None
+    waited = subprocess.run(["gage-submit", "wait", first.id, "--json"],
+                            env=bed.worker_env("laptop"), capture_output=True, text=True,
+                            timeout=60)
+    assert waited.returncode == 0, waited.stderr  # followed to its last attempt: completed

@@ -161,7 +161,7 @@ def test_cancel_by_label_counts_and_cancels_queued_and_running_runs(pool):
     result = pool.gage_submit("cancel", "--label", "grid-a")
     assert result.code == 0, str(result)
     # The first line; the runner may log the runs it finalizes after it.
-    assert result.err.splitlines()[0] == "cancelling 3 runs (label 'grid-a', pending or queued or running)"
+    assert result.err.splitlines()[0] == "cancelling 3 runs (label 'grid-a', pending or queued or waiting or running)"
     assert sorted(run_line_fields(line)[2] for line in result.lines()) == sorted(ids)
     assert pool.bed.wait_status([pool_run(pool, i) for i in ids], ("terminated",))
     assert pool.show(other[0])["status"] in ("queued", "running")
@@ -190,7 +190,7 @@ def test_cancel_selection_bad_input_and_nothing_to_do(pool):
     assert_one_line_error(pool.gage_submit("cancel", "--status", "completed"), "'completed'")
     result = pool.gage_submit("cancel", "--label", "no-such-label")
     assert (result.code, result.out) == (0, "")
-    assert result.err == "no runs to cancel (label 'no-such-label', pending or queued or running)\n"
+    assert result.err == "no runs to cancel (label 'no-such-label', pending or queued or waiting or running)\n"
 
 
 def pool_run(pool: Pool, run_id: str):

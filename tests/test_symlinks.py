@@ -201,7 +201,7 @@ def test_a_worker_refuses_a_run_with_planted_links(redis_bed, target, where):
     good = redis_bed.stage_and_submit(1)
     assert redis_bed.wait_status(good) == {good[0].id: "completed"}
     refused = next(line for line in worker.log().splitlines() if where in line)
-    expected = ("nothing: its lock file is not a regular file" if where == "queue/lock"
+    expected = ("its lock file is not a regular file" if where == "queue/lock"
                 else "cannot start the run: refusing to ")
     assert f"run {planted.id}: " in refused and expected in refused
     if where == "log/runner":

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gage_queue.requests import RETRY_ON
 from gage_queue.states import FAILED, RunState
 from gage_submit import PROG
 
@@ -51,6 +52,11 @@ def run_options(*, queue_help: str, label_help: str, time_limit_help: str) -> Ca
                               " a labelled grid); if it fails, end without running."),
             click.option("--after-any", is_flag=True,
                          help="With --after: run whatever the runs waited for ended as."),
+            click.option("--retries", type=click.IntRange(0, 100), metavar="N",
+                         help="Run a lost run again, as a new linked run, up to N times."),
+            click.option("--retry-on", type=click.Choice(RETRY_ON),
+                         help="lost (default): its worker or host died; error: also a"
+                              " non-zero exit."),
             click.option(
                 "--max-runs", type=click.IntRange(min=1), default=DEFAULT_MAX_RUNS,
                 show_default=True, help="Refuse a grid of more runs than this.",

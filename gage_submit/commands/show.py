@@ -54,6 +54,7 @@ def command(spec: str, project_dir: str | None, runs_dir: str | None, as_json: b
 def _notes(info: RunInfo) -> list[tuple[str, str]]:
     """A queue run's priority and GPUs; for a queued run, why it waits. Escaped."""
     from gage_queue.text import shown
+    from gage_runs.names import run_name_for_id
 
     from ..pool_view import gpu_request_words
 
@@ -63,6 +64,9 @@ def _notes(info: RunInfo) -> list[tuple[str, str]]:
         notes.append(("gpus", gpu_request_words(info.gpus)))
     if info.waiting_reason is not None:
         notes.append(("waiting", shown(info.waiting_reason)))
+    if info.attempt is not None:
+        retries = f" (retries {run_name_for_id(info.retry_of)})" if info.retry_of else ""
+        notes.append(("attempt", info.attempt + retries))
     return notes
 
 

@@ -13,6 +13,7 @@ A TOML file with one `[[job]]` table per job:
     time_limit = "2h"             # or seconds
     gpus = 2                      # GPUs each run takes (default: one on a GPU worker)
     priority = 5                  # higher starts first (default 0)
+    retries = 2                   # a lost run runs again as a new run, up to 2 times
     overlap = false               # default: skip a tick while the last run is active
 
 Exactly one of `every` and `cron` (see `gage_worker.beat.cron`). Flag values
@@ -43,7 +44,15 @@ from typing import Any
 from gage_queue import durations
 from gage_queue.durations import DurationError
 from gage_queue.errors import QueueError, SettingsError
-from gage_queue.requests import DEFAULT_REQUEST, RunRequest, check_gpus, check_priority
+from gage_queue.requests import (
+    DEFAULT_REQUEST,
+    MAX_RETRIES,
+    RETRY_ON,
+    RetryOn,
+    RunRequest,
+    check_gpus,
+    check_priority,
+)
 from gage_queue.settings import check_queue_name
 from gage_runs.config import read_project_config
 from gage_runs.errors import GageRunsError
@@ -59,7 +68,7 @@ else:  # pragma: no cover
 
 JOB_KEYS = (
     "name", "project", "op", "flags", "every", "cron", "queue", "label", "time_limit", "overlap",
-    "gpus", "priority",
+    "gpus", "priority", "retries", "retry_on",
 )
 MIN_EVERY = 1.0
 CATCH_UP = 120.0
@@ -230,8 +239,15 @@ def _parse_job(table: object, base_dir: str) -> Job:
 
 def _request(table: dict[str, Any]) -> RunRequest:
     """`gpus` and `priority` of a job, checked as `--gpus` and `--priority` are."""
+    retries = table.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise ScheduleError(f"invalid retries {retries!r}: expected 0 to {MAX_RETRIES}")
+    retry_on = table.get("retry_on", RetryOn.LOST.value)
+    if retry_on not in RETRY_ON:
+        raise ScheduleError(f"invalid retry_on {retry_on!r}: expected one of {', '.join(RETRY_ON)}")
     try:
-        return RunRequest(check_gpus(table.get("gpus")), check_priority(table.get("priority", 0)))
+        return RunRequest(check_gpus(table.get("gpus")), check_priority(table.get("priority", 0)),
+                          retries=retries, retry_on=RetryOn(retry_on))
     except SettingsError as e:
         raise ScheduleError(str(e)) from None
 

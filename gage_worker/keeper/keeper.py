@@ -59,6 +59,7 @@ from gage_worker.keeper.parts import (
     HostPart,
     NotPlacedHere,
     Part,
+    ResumePart,
     RunFilesPart,
     ShutdownPart,
     SlotPart,
@@ -108,7 +109,7 @@ class Keeper:
         self.time_limit = TimeLimitPart()
         self.parts: list[Part] = [
             self.shutdown, HostPart(), self.time_limit, self.slot, CancelPart(), RunFilesPart(),
-            SubmittedFilesPart(),
+            ResumePart(), SubmittedFilesPart(),
         ]
         self.queued = RunRecord()  # the record it was given to start
         self.started_at = 0.0

@@ -24,7 +24,10 @@ from gage_queue.locks import hold_host_alive, lock_fd, open_lock_file
 from gage_queue.pool import Holder, write_holder
 from gage_queue.queue_meta import read_cancel, read_submitted
 from gage_queue.states import EndReason, cancelled_words
+from gage_runs.errors import RunLookupError
 from gage_runs.meta import make_run_timestamp
+from gage_runs.names import is_run_id
+from gage_runs.runs_dir import resolve_run_id
 from gage_worker.keeper.integrity import check_run_files
 
 if TYPE_CHECKING:
@@ -200,6 +203,17 @@ class SubmittedFilesPart(Part):
 
     def acquire(self, keeper: Keeper) -> None:
         check_run_files(keeper.run, keeper.job.runs_dir)
+
+
+class ResumePart(Part):
+    """A retry's run gets `GAGE_RESUME_RUN_DIR`: the previous attempt's run dir."""
+
+    def env(self, keeper: Keeper, env: dict[str, str]) -> None:
+        previous = (read_submitted(keeper.run) or {}).get("retry_of")
+        if not is_run_id(previous):
+            return
+        with contextlib.suppress(RunLookupError):  # deleted: nothing to resume from
+            env["GAGE_RESUME_RUN_DIR"] = resolve_run_id(keeper.job.runs_dir, previous).run_dir
 
 
 class ShutdownPart(Part):

@@ -54,7 +54,7 @@ submitter's mount, in the test process's own namespace) and
   different path, so nothing may depend on absolute paths being equal.
 - `bed.stage(sleep=0)` stages a recording run in the laptop's runs dir;
   `bed.submit(run)` / `bed.stage_and_submit(n)` queue it from the laptop.
-  A run appends one JSON line (host, pid, time, gpus) to `bed.executions(run)`'s
+  A run appends one JSON line (host, pid, time, gpus, resume) to `bed.executions(run)`'s
   file in `bed.records_dir` (outside the volume), and its end time (`bed.ended`).
 - `bed.start_worker(host, *args, env=None, wait=True)`: `gage-worker ARGS`
   inside that host with GAGE_RUNS = its runs dir and the Redis broker, as
@@ -168,7 +168,8 @@ while not (select.select([0], [], [], 0.2)[0] and not os.read(0, 1)):
 RECORD_PY = """\
 import json, os, socket, time
 record = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
-          "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+          "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+          "resume": os.environ.get("GAGE_RESUME_RUN_DIR")}
 path = os.path.join(os.environ["RECORDS_DIR"], os.environ["RUN_ID"])
 with open(path, "a") as f:
     f.write(json.dumps(record) + "\\n")
