@@ -81,6 +81,7 @@ def write_submitted(
         "after_any": request.after_any,
         "retries": request.retries,
         "retry_on": request.retry_on,
+        "signal": str(request.warning) if request.warning else None,
         "attempt": attempt,
         "retry_of": retry_of,
         "host": socket.gethostname(),

@@ -10,9 +10,11 @@ Higher priorities start first; within a priority, the earlier submit.
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass
 from typing import Any
 
+from gage_queue.durations import DurationError, parse_duration
 from gage_queue.errors import SettingsError
 from gage_runs.names import is_run_id
 
@@ -45,6 +47,7 @@ class RunRequest:
     after_any: bool = False
     retries: int = 0  # new attempts after a lost run (and a failed one: `RetryOn.ERROR`)
     retry_on: RetryOn = RetryOn.LOST
+    warning: EarlySignal | None = None  # a signal before the time limit (`--signal`)
 
     def gpus_on(self, node_gpus: int) -> int:
         """The GPUs the run takes on a node with `node_gpus` GPUs."""
@@ -60,6 +63,37 @@ class RunRequest:
 
 
 DEFAULT_REQUEST = RunRequest()
+
+
+@dataclass(frozen=True)
+class EarlySignal:
+    """`--signal SIG@SECONDS`: the run gets SIG that long before its time limit."""
+
+    signal: str  # its name: SIGUSR1
+    before: float  # seconds
+
+    def __str__(self) -> str:
+        return f"{self.signal}@{self.before:g}"
+
+
+_NEVER_SENT = {"SIGKILL", "SIGSTOP"}
+
+
+def parse_warning(text: str) -> EarlySignal:
+    """`USR1@60`, `SIGTERM@5m`; SettingsError (bad input) for anything else."""
+    name, at, before = text.partition("@")
+    name = name.strip().upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    if not at or name in _NEVER_SENT or not isinstance(getattr(signal, name, None), int) \
+            or name.startswith("SIG_"):
+        raise SettingsError(
+            f"invalid --signal {text!r}: expected SIG@SECONDS, e.g. USR1@60 (any signal"
+            " but KILL and STOP)")
+    try:
+        seconds = parse_duration(before)
+    except DurationError as e:
+        raise SettingsError(f"invalid --signal {text!r}: {e}") from None
+    return EarlySignal(name, seconds)
 
 
 def gpu_words(count: int) -> str:
@@ -107,8 +141,12 @@ def request_from(data: dict[str, Any] | None) -> RunRequest:
     retries = retries if isinstance(retries, int) and 0 <= retries <= MAX_RETRIES else 0
     retry_on = RetryOn(data["retry_on"]) if data.get("retry_on") in RETRY_ON else RetryOn.LOST
     try:
+        warning = parse_warning(data["signal"]) if isinstance(data.get("signal"), str) else None
+    except SettingsError:
+        warning = None
+    try:
         return RunRequest(check_gpus(data.get("gpus")), check_priority(data.get("priority", 0)),
-                          after, data.get("after_any") is True, retries, retry_on)
+                          after, data.get("after_any") is True, retries, retry_on, warning)
     except SettingsError:
         return RunRequest(after=after, after_any=data.get("after_any") is True,
-                          retries=retries, retry_on=retry_on)
+                          retries=retries, retry_on=retry_on, warning=warning)

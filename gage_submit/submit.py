@@ -27,7 +27,15 @@ from gage_queue import active
 from gage_queue.broker.send import Submitter
 from gage_queue.durations import parse_duration
 from gage_queue.errors import BrokerUnavailable
-from gage_queue.requests import DEFAULT_REQUEST, RETRY_ON, RetryOn, RunRequest, request_from
+from gage_queue.requests import (
+    DEFAULT_REQUEST,
+    RETRY_ON,
+    EarlySignal,
+    RetryOn,
+    RunRequest,
+    parse_warning,
+    request_from,
+)
 from gage_queue.settings import Settings, check_queue_name
 from gage_queue.text import BadText, check_user_text, shown
 from gage_runs.config import read_project_config
@@ -68,6 +76,7 @@ class SubmitOptions:
     after_any: bool = False
     retries: int | None = None
     retry_on: str | None = None
+    early_signal: str | None = None  # `--signal SIG@SECONDS`
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,8 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
         configs=[{**project_config, **run_flags} for run_flags in flags],
         request=RunRequest(options.gpus, options.priority or 0,
                            resolve_after(runs_dir, options.after), options.after_any,
-                           options.retries or 0, RetryOn(options.retry_on or RETRY_ON[0])),
+                           options.retries or 0, RetryOn(options.retry_on or RETRY_ON[0]),
+                           _early_signal(options, options.time_limit)),
     )
 
 
@@ -178,6 +188,7 @@ def plan_rerun(source: RunSource, options: SubmitOptions, settings: Settings) ->
         resolve_after(runs_dir, options.after), options.after_any,
         options.retries if options.retries is not None else inherited.retries,
         RetryOn(options.retry_on) if options.retry_on else inherited.retry_on,
+        _early_signal(options, time_limit) if options.early_signal else inherited.warning,
     )
     return Plan(
         context=None,
@@ -190,6 +201,19 @@ def plan_rerun(source: RunSource, options: SubmitOptions, settings: Settings) ->
         rerun=source,
         request=request,
     )
+
+
+def _early_signal(options: SubmitOptions, time_limit: float | None) -> EarlySignal | None:
+    """`--signal`, checked: it needs a time limit longer than its lead."""
+    if options.early_signal is None:
+        return None
+    early = parse_warning(options.early_signal)
+    if time_limit is None:
+        raise SubmitError("--signal needs a time limit (--time-limit): it is sent before it")
+    if early.before >= time_limit:
+        raise SubmitError(f"--signal {early} comes before the run starts: the time limit is"
+                          f" {time_limit:g} s")
+    return early
 
 
 def _check_after(options: SubmitOptions) -> None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -23,6 +24,7 @@ from gage_queue.cancel import request_cancel
 from gage_queue.layout import queue_file
 from gage_queue.locks import is_locked, read_record
 from gage_queue.queue_meta import requester
+from gage_queue.requests import RunRequest, parse_warning
 from gage_queue.snapshots import run_state
 from gage_queue.states import EndReason, RunState
 from gage_runs.meta import run_meta_path
@@ -437,3 +439,28 @@ def test_the_run_command_dies_with_its_keeper(how):
     finally:
         parent.kill()
         parent.wait()
+
+
+WARNED = """\
+import signal, sys, time
+start = time.monotonic()
+def saved(signum, frame):
+    print(f"checkpoint at {time.monotonic() - start:.1f}", flush=True)
+signal.signal(signal.SIGUSR1, saved)
+time.sleep(30)
+"""
+
+
+@pytest.mark.system
+def test_a_signal_before_the_time_limit_lets_the_run_save_a_checkpoint(redis_bed):
+    """`--signal USR1@2` with a 4 s time limit: USR1 at about 2 s, then SIGTERM at 4 s."""
+    redis_bed.start_worker("-c", "1")
+    run = redis_bed.submit(redis_bed.stage_script(WARNED, cmd=["python", "script.py"]),
+                           time_limit=4, request=RunRequest(warning=parse_warning("USR1@2")))
+
+    assert redis_bed.wait_status([run], timeout=30) == {run.id: "terminated"}
+    (line,) = _output(run).splitlines()
+    assert 1.5 <= float(line.split()[-1]) <= 3.0, line
+    assert read_record(run).reason is EndReason.TIME_LIMIT
+    assert "sending SIGUSR1 to the run's processes, 2 s before its time limit" in \
+        Path(run_meta_path(run, "log", "runner")).read_text()

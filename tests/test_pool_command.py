@@ -343,3 +343,17 @@ def test_submit_says_when_no_live_worker_of_the_queue_has_the_gpus_asked_for(
                        " the runs wait until one does\n")
     assert fits.err == ""
     assert big.out.startswith("queued ") and fits.out.startswith("queued ")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--signal", "KILL@5", "--time-limit", "60"], "invalid --signal 'KILL@5'"),
+    (["--signal", "USR1", "--time-limit", "60"], "expected SIG@SECONDS"),
+    (["--signal", "USR1@soon", "--time-limit", "60"], "invalid --signal 'USR1@soon'"),
+    (["--signal", "USR1@5"], "--signal needs a time limit (--time-limit)"),
+    (["--signal", "USR1@2m", "--time-limit", "60"], "comes before the run starts"),
+    (["--retries", "101"], "--retries"),
+    (["--retry-on", "always"], "--retry-on"),
+])
+def test_bad_workflow_options_are_one_line_exit_2(runs, gage_submit, args, fragment):
+    assert_one_line_error(gage_submit("train", *args), fragment)
+    assert not any(runs.runs_dir.glob("*.meta"))  # nothing staged

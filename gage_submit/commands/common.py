@@ -52,6 +52,9 @@ def run_options(*, queue_help: str, label_help: str, time_limit_help: str) -> Ca
                               " a labelled grid); if it fails, end without running."),
             click.option("--after-any", is_flag=True,
                          help="With --after: run whatever the runs waited for ended as."),
+            click.option("--signal", "early_signal", metavar="SIG@SECONDS",
+                         help="Send SIG to the run that long before its time limit"
+                              " (e.g. USR1@60), so it can save a checkpoint."),
             click.option("--retries", type=click.IntRange(0, 100), metavar="N",
                          help="Run a lost run again, as a new linked run, up to N times."),
             click.option("--retry-on", type=click.Choice(RETRY_ON),

@@ -302,6 +302,14 @@ class Keeper:
                 time.sleep(0.05)
         self._kill_everything()
 
+    def warn(self, sig: int, when: str) -> None:
+        """Send `sig` to the run's processes (`--signal`), once, and note it."""
+        if self._proc is None:
+            return
+        self._note(f"sending {signal.Signals(sig).name} to the run's processes, {when}")
+        procs.signal_group(self._proc.pid, sig)
+        procs.signal_all(procs.descendants(), sig)
+
     def _begin_stop(self, proc: subprocess.Popen, stop: Stop) -> None:
         self.stop = stop
         self._term_at = time.monotonic()

@@ -23,6 +23,7 @@ from gage_queue.layout import gpu_lock, slot_lock
 from gage_queue.locks import hold_host_alive, lock_fd, open_lock_file
 from gage_queue.pool import Holder, write_holder
 from gage_queue.queue_meta import read_cancel, read_submitted
+from gage_queue.requests import EarlySignal, request_from
 from gage_queue.states import EndReason, cancelled_words
 from gage_runs.errors import RunLookupError
 from gage_runs.meta import make_run_timestamp
@@ -159,19 +160,29 @@ class CancelPart(Part):
 
 
 class TimeLimitPart(Part):
-    """The submitted time limit stops the run."""
+    """The submitted time limit stops the run; `--signal SIG@SECONDS` warns it first."""
 
     def __init__(self) -> None:
         self.limit: float | None = None
+        self.warning: EarlySignal | None = None
 
     def acquire(self, keeper: Keeper) -> None:
-        limit = (read_submitted(keeper.run) or {}).get("time_limit")
+        submitted = read_submitted(keeper.run) or {}
+        limit = submitted.get("time_limit")
         if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0:
             self.limit = float(limit)
+            self.warning = request_from(submitted).warning
 
     def tick(self, keeper: Keeper, now: float) -> Stop | None:
-        if self.limit is not None and now - keeper.started_at > self.limit:
+        if self.limit is None:
+            return None
+        ran = now - keeper.started_at
+        if ran > self.limit:
             return Stop(EndReason.TIME_LIMIT, f"time limit of {self.limit:g} s reached")
+        if self.warning is not None and ran >= self.limit - self.warning.before:
+            keeper.warn(getattr(signal, self.warning.signal),
+                        f"{self.warning.before:g} s before its time limit")
+            self.warning = None
         return None
 
 
