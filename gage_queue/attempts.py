@@ -32,12 +32,29 @@ def attempt_of(submitted: dict[str, Any]) -> int:
     return attempt if isinstance(attempt, int) and attempt >= 1 else 1
 
 
+def _count(submitted: dict[str, Any], name: str) -> int:
+    value = submitted.get(name)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def retried(submitted: dict[str, Any]) -> int:
+    """Retries used so far (a preempted attempt's next one is not a retry)."""
+    return _count(submitted, "retried")
+
+
+def preempted(submitted: dict[str, Any]) -> int:
+    """How many attempts in a row before this one were preempted."""
+    return _count(submitted, "preempted")
+
+
 def retries_left(submitted: dict[str, Any]) -> int:
-    return max(0, request_from(submitted).retries - (attempt_of(submitted) - 1))
+    return max(0, request_from(submitted).retries - retried(submitted))
 
 
 def retry_due(record: RunRecord, submitted: dict[str, Any]) -> bool:
     """Whether the run's recorded end calls for another attempt."""
+    if record.reason is EndReason.PREEMPTED:
+        return True  # not counted against --retries
     if not retries_left(submitted):
         return False
     if record.reason in LOST_REASONS:
@@ -48,10 +65,8 @@ def retry_due(record: RunRecord, submitted: dict[str, Any]) -> bool:
 def may_retry(state: RunState, record: RunRecord | None, run: Run) -> bool:
     """Whether another attempt of a run in `state` is made or may still be made."""
     submitted = read_submitted(run) or {}
-    if not retries_left(submitted):
-        return False
     if state is RunState.LOST:
-        return True  # finalize makes the attempt when it records the loss
+        return retries_left(submitted) > 0  # finalize makes the attempt when it records it
     return record is not None and retry_due(record, submitted)
 
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gage_queue.pool import NodeInfo, NodeState, PoolState
+from gage_queue.pool import Holder, NodeInfo, NodeState, PoolState
 from gage_queue.requests import gpu_words
 from gage_queue.waiting import Placement, Waiting
 from gage_runs.names import run_name_for_id
 
 MAX_RESERVATIONS = 8
+MAX_PREEMPTIONS = 3  # a run preempted this many times in a row is not preempted again
 EXPLAIN = 20  # reasons are given for this many waiting runs per queue
 
 
@@ -59,6 +60,7 @@ class Plan:
     assignments: list[Assignment] = field(default_factory=list)
     reservations: dict[str, Reservation] = field(default_factory=dict)  # by host
     reasons: dict[str, str] = field(default_factory=dict)  # run id -> why it waits
+    preemptions: dict[str, str] = field(default_factory=dict)  # victim id -> the run it frees for
 
 
 @dataclass
@@ -97,7 +99,8 @@ def plan(waiting: list[Waiting], pool: PoolState, placed: list[Placement], now: 
         if explained.get(run.queue, 0) < EXPLAIN:
             explained[run.queue] = explained.get(run.queue, 0) + 1
             result.reasons[run.run_id] = _why(run, serving, able, fits, free, result.reservations)
-        if able and not fits and len(result.reservations) < MAX_RESERVATIONS:
+        if able and not fits and len(result.reservations) < MAX_RESERVATIONS \
+                and not _preempt(run, able, free, pool, result):
             _reserve(run, able, free, pool, result.reservations)
     return result
 
@@ -160,6 +163,57 @@ def _reserve(run: Waiting, able: list[NodeState], free: _Free, pool: PoolState,
     kept = tuple(free.node_gpus(node)[:need])
     reservations[node.host] = Reservation(run.run_id, node.host, kept,
                                           _start_by(need - len(kept), node, pool))
+
+
+def _preempt(run: Waiting, able: list[NodeState], free: _Free, pool: PoolState,
+             result: Plan) -> bool:
+    """Choose preemptible runs of lower priority to stop for `run`, on the node where the
+    fewest (then the lowest in priority, the latest started) free enough; False if none."""
+    best: tuple[tuple, NodeState, list[str]] | None = None
+    for node in able:
+        info = node.info
+        if info.host in result.reservations:
+            continue
+        need = run.request.gpus_on(len(info.gpus))
+        candidates = _victims(run, node, pool)
+        gained, slot, chosen = len(free.node_gpus(info)), free.slots.get(info.node, 0) > 0, []
+        slot_holders = {h.run_id for h in node.slots if h is not None}
+        for holder, gpus in candidates:
+            if gained >= need and slot:
+                break
+            chosen.append(holder)
+            gained += len(gpus)
+            slot = slot or holder.run_id in slot_holders
+        if gained >= need and slot and chosen:
+            key = (len(chosen), sum(h.priority for h in chosen), info.host, info.node)
+            if best is None or key < best[0]:
+                best = (key, node, [h.run_id for h in chosen])
+    if best is None:
+        return False
+    _, node, victims = best
+    for victim in victims:
+        result.preemptions.setdefault(victim, run.run_id)
+    kept = tuple(free.node_gpus(node.info))
+    result.reservations[node.info.host] = Reservation(run.run_id, node.info.host, kept, None)
+    result.reasons[run.run_id] = "preempting " + ", ".join(run_name_for_id(v) for v in victims)
+    return True
+
+
+def _victims(run: Waiting, node: NodeState, pool: PoolState) -> list[tuple[Holder, list[str]]]:
+    """The runs on `node` that `run` may preempt, with their GPUs there, in the order to
+    preempt them: the lowest priority first, then the latest started."""
+    held = pool.gpus.get(node.info.host, {})
+    found: dict[str, tuple[Holder, list[str]]] = {}
+    for holder in [h for h in node.slots if h is not None]:
+        found.setdefault(holder.run_id, (holder, []))
+    for gpu in node.info.gpus:
+        holder = held.get(gpu)
+        if holder is not None:
+            found.setdefault(holder.run_id, (holder, []))[1].append(gpu)
+    return sorted(
+        ((h, gpus) for h, gpus in found.values()
+         if h.preemptible and h.priority < run.priority and h.preempted < MAX_PREEMPTIONS),
+        key=lambda item: (item[0].priority, -(item[0].since or 0)))
 
 
 def _start_by(more: int, node: NodeInfo, pool: PoolState) -> int | None:

@@ -52,6 +52,9 @@ class Holder:
     run_id: str
     since: int | None = None  # epoch µs
     until: int | None = None  # epoch µs: its time limit ends it by then
+    priority: int = 0
+    preemptible: bool = False  # `--preemptible`: a higher-priority run may stop it
+    preempted: int = 0  # attempts in a row before this one that were preempted
 
 
 @dataclass
@@ -150,8 +153,9 @@ def clear_drain(runs_dir: str, host: str, node: str) -> None:
 
 def write_holder(fd: int, holder: Holder) -> None:
     """Write who holds a lock into the lock file held through `fd`."""
-    data = json.dumps({"run": holder.run_id, "since": holder.since,
-                       "until": holder.until}).encode()
+    data = json.dumps({"run": holder.run_id, "since": holder.since, "until": holder.until,
+                       "priority": holder.priority, "preemptible": holder.preemptible,
+                       "preempted": holder.preempted}).encode()
     os.pwrite(fd, data, 0)
     os.ftruncate(fd, len(data))
 
@@ -164,7 +168,9 @@ def read_holder(path: str) -> Holder | None:
     try:
         with open(path, "rb") as f:
             raw = json.loads(f.read(HOLDER_LIMIT))
-        return Holder(str(raw["run"]), _int(raw.get("since")), _int(raw.get("until")))
+        return Holder(str(raw["run"]), _int(raw.get("since")), _int(raw.get("until")),
+                      _int(raw.get("priority")) or 0, raw.get("preemptible") is True,
+                      _int(raw.get("preempted")) or 0)
     except (OSError, ValueError, KeyError, TypeError):
         return Holder("")
 

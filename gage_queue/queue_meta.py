@@ -68,9 +68,11 @@ def _read_int(run: Run, name: str) -> int | None:
 def write_submitted(
     run: Run, *, queue: str, time_limit: float | None, schedule: str | None,
     request: RunRequest = DEFAULT_REQUEST, attempt: int = 1, retry_of: str | None = None,
+    retried: int = 0, preempted: int = 0,
 ) -> dict[str, Any]:
     """Write `queue/submitted`; what it holds. `attempt` counts from 1; `retry_of` is the
-    run this attempt retries."""
+    run this attempt retries; `retried`: the retries used so far (preemptions are not);
+    `preempted`: how many attempts in a row before this one were preempted."""
     data = {
         "queue": queue,
         "time_limit": time_limit,
@@ -82,6 +84,9 @@ def write_submitted(
         "retries": request.retries,
         "retry_on": request.retry_on,
         "signal": str(request.warning) if request.warning else None,
+        "preemptible": request.preemptible,
+        "retried": retried,
+        "preempted": preempted,
         "attempt": attempt,
         "retry_of": retry_of,
         "host": socket.gethostname(),
@@ -115,9 +120,13 @@ def create_cancel_file(run: Run) -> None:
         os.close(fd)
 
 
-def write_cancel(run: Run) -> None:
-    """Ask for the run to stop: who asks, from where, when; written in place."""
-    data = json.dumps({"by": requester(), "time": make_run_timestamp()}).encode()
+def write_cancel(run: Run, *, preempted_by: str | None = None) -> None:
+    """Ask for the run to stop: who asks, from where, when, and for which run if it is a
+    preemption (`placement`); written in place."""
+    request = {"by": requester(), "time": make_run_timestamp()}
+    if preempted_by is not None:
+        request["preempted_by"] = preempted_by
+    data = json.dumps(request).encode()
     path = queue_file(run, CANCEL)
     try:
         fd = open_regular(path, os.O_WRONLY)

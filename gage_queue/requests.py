@@ -48,6 +48,7 @@ class RunRequest:
     retries: int = 0  # new attempts after a lost run (and a failed one: `RetryOn.ERROR`)
     retry_on: RetryOn = RetryOn.LOST
     warning: EarlySignal | None = None  # a signal before the time limit (`--signal`)
+    preemptible: bool = False  # may be stopped for a higher-priority run, then run again
 
     def gpus_on(self, node_gpus: int) -> int:
         """The GPUs the run takes on a node with `node_gpus` GPUs."""
@@ -146,7 +147,9 @@ def request_from(data: dict[str, Any] | None) -> RunRequest:
         warning = None
     try:
         return RunRequest(check_gpus(data.get("gpus")), check_priority(data.get("priority", 0)),
-                          after, data.get("after_any") is True, retries, retry_on, warning)
+                          after, data.get("after_any") is True, retries, retry_on, warning,
+                          data.get("preemptible") is True)
     except SettingsError:
         return RunRequest(after=after, after_any=data.get("after_any") is True,
-                          retries=retries, retry_on=retry_on, warning=warning)
+                          retries=retries, retry_on=retry_on, warning=warning,
+                          preemptible=data.get("preemptible") is True)

@@ -175,6 +175,7 @@ class EndReason(str, enum.Enum):
     SUPERVISION_FAILED = "supervision-failed"
     CANNOT_START = "cannot-start"
     DEPENDENCY = "dependency"
+    PREEMPTED = "preempted"
 
     def __str__(self) -> str:
         return self.value

@@ -77,6 +77,7 @@ class SubmitOptions:
     retries: int | None = None
     retry_on: str | None = None
     early_signal: str | None = None  # `--signal SIG@SECONDS`
+    preemptible: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
         request=RunRequest(options.gpus, options.priority or 0,
                            resolve_after(runs_dir, options.after), options.after_any,
                            options.retries or 0, RetryOn(options.retry_on or RETRY_ON[0]),
-                           _early_signal(options, options.time_limit)),
+                           _early_signal(options, options.time_limit),
+                           bool(options.preemptible)),
     )
 
 
@@ -189,6 +191,7 @@ def plan_rerun(source: RunSource, options: SubmitOptions, settings: Settings) ->
         options.retries if options.retries is not None else inherited.retries,
         RetryOn(options.retry_on) if options.retry_on else inherited.retry_on,
         _early_signal(options, time_limit) if options.early_signal else inherited.warning,
+        inherited.preemptible if options.preemptible is None else options.preemptible,
     )
     return Plan(
         context=None,

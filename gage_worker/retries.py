@@ -9,7 +9,8 @@ so a program can resume from its checkpoint.
 
 A run retries when it ended lost (its worker or its host died) and, with
 `--retry-on error`, when it exited non-zero; never when it was cancelled,
-stopped by its time limit or by a shutdown. Finalize stages the next
+stopped by its time limit or by a shutdown. A preempted run (`--preemptible`)
+always gets its next attempt, not counted against `--retries`. Finalize stages the next
 attempt before it commits the old run's end, under the old run's lock,
 with an id derived from the old run's (`attempts.retry_id`): a finalize
 that crashes and is redone finds the attempt made and makes no second one.
@@ -21,12 +22,13 @@ import logging
 import os
 from dataclasses import replace
 
-from gage_queue.attempts import attempt_of, retry_due, retry_id
+from gage_queue.attempts import attempt_of, preempted, retried, retry_due, retry_id
 from gage_queue.broker.send import record_submission
 from gage_queue.layout import SUBMITTED, queue_file
 from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
 from gage_queue.requests import request_from
+from gage_queue.states import EndReason
 from gage_runs.errors import RunLookupError
 from gage_runs.restage import RunSource, stage_from_run
 from gage_runs.runs_dir import resolve_run_id
@@ -51,6 +53,7 @@ def retry_if_due(run: Run, record: RunRecord) -> Run | None:
             return existing  # made by an earlier finalize attempt
         discard_run(existing)  # half made: made again
     attempt = attempt_of(submitted) + 1
+    was_preempted = record.reason is EndReason.PREEMPTED
     source = RunSource.of(run)
     new = stage_from_run(source, source.config, run.runs_dir, label=run_label(run),
                          run_id=new_id)
@@ -62,6 +65,8 @@ def retry_if_due(run: Run, record: RunRecord) -> Run | None:
         schedule=submitted.get("schedule") if isinstance(submitted.get("schedule"), str) else None,
         request=replace(request, after=(), after_any=False),  # those ended: no more waits
         attempt=attempt, retry_of=run.id,
+        retried=retried(submitted) + (0 if was_preempted else 1),
+        preempted=preempted(submitted) + 1 if was_preempted else 0,
     )
     log.info("run %s: %s; attempt %d of %d is run %s", run.id, record.detail, attempt,
              request.retries + 1, new.id)

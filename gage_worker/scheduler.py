@@ -43,6 +43,7 @@ from gage_queue.layout import node_queue, scheduler_lock
 from gage_queue.locks import LockFileMissing, lock_fd, open_lock_file, try_lock
 from gage_queue.placement import Assignment, plan
 from gage_queue.pool import PoolState, read_pool
+from gage_queue.queue_meta import read_cancel, write_cancel
 from gage_queue.settings import Settings
 from gage_queue.states import Event, RunState
 from gage_queue.waiting import (
@@ -130,10 +131,26 @@ def _pass(settings: Settings, runs_dir: str) -> PassResult:
         except BrokerUnavailable as e:
             log.warning("placement pass: %s; placements are redone after %g s",
                         e, settings.placement_timeout)
+    _preempt(runs_dir, decided.preemptions)
     for assignment in sent:
         log.info("run %s: placed on %s%s", assignment.run_id, assignment.node.node,
                  f" with GPUs {','.join(assignment.gpus)}" if assignment.gpus else "")
     return PassResult(sent, dropped)
+
+
+def _preempt(runs_dir: str, preemptions: dict[str, str]) -> None:
+    """Ask each victim's keeper to stop it (the cancel file, which it reads twice a second);
+    once per victim."""
+    for victim, by in preemptions.items():
+        try:
+            run = resolve_run_id(runs_dir, victim)
+            if read_cancel(run) is not None:
+                continue  # asked already (or cancelled)
+            write_cancel(run, preempted_by=by)
+        except (RunLookupError, OSError) as e:
+            log.warning("run %s: cannot ask it to make room: %s", victim, e)
+            continue
+        log.info("run %s: preempted by %s: asked to stop", victim, by)
 
 
 def _live_placements(runs_dir: str, waiting: set[str], pool: PoolState,

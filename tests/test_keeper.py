@@ -19,15 +19,16 @@ import psutil
 import pytest
 from support.workers import reconcile_passes, wait_for
 
+from gage_queue.attempts import next_attempt
 from gage_queue.broker.send import enqueue_run
 from gage_queue.cancel import request_cancel
 from gage_queue.layout import queue_file
 from gage_queue.locks import is_locked, read_record
-from gage_queue.queue_meta import requester
+from gage_queue.queue_meta import read_submitted, requester
 from gage_queue.requests import RunRequest, parse_warning
 from gage_queue.snapshots import run_state
 from gage_queue.states import EndReason, RunState
-from gage_runs.meta import run_meta_path
+from gage_runs.meta import meta_timestamp, run_meta_path
 from gage_runs.types import Run
 
 CHECKPOINT = """\
@@ -464,3 +465,49 @@ def test_a_signal_before_the_time_limit_lets_the_run_save_a_checkpoint(redis_bed
     assert read_record(run).reason is EndReason.TIME_LIMIT
     assert "sending SIGUSR1 to the run's processes, 2 s before its time limit" in \
         Path(run_meta_path(run, "log", "runner")).read_text()
+
+
+CHECKPOINTED = """\
+import os, signal, sys, time
+resume = os.environ.get("GAGE_RESUME_RUN_DIR")
+if resume and os.path.exists(os.path.join(resume, "checkpoint")):
+    with open(os.path.join(resume, "checkpoint")) as f:
+        print("resumed from", f.read(), flush=True)
+    sys.exit(0)
+def save(signum, frame):
+    with open("checkpoint", "w") as f:
+        f.write("step 7")
+    print("checkpoint saved", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, save)
+time.sleep(60)
+"""
+
+
+@pytest.mark.system
+def test_an_urgent_run_preempts_two_preemptible_runs_which_resume_as_new_attempts(redis_bed):
+    redis_bed.start_worker("--gpus", "0,1,2,3", "--finalize")  # grace 1 s
+    low = RunRequest(gpus=2, preemptible=True)
+    victims = [redis_bed.submit(redis_bed.stage_script(CHECKPOINTED, cmd=["python", "script.py"]),
+                                request=low) for _ in range(2)]
+    for victim in victims:
+        _running_record(victim)
+    asked = time.time()
+    urgent = redis_bed.submit(redis_bed.stage_script("print('urgent')", cmd=["python", "script.py"]),
+                              request=RunRequest(gpus=4, priority=10))
+
+    assert redis_bed.wait_status([urgent], timeout=30) == {urgent.id: "completed"}
+    started = meta_timestamp(urgent, "started") / 1e6
+    assert started - asked < 1 + 4, started - asked  # the grace, and a few seconds
+    assert read_record(urgent).gpus == ["0", "1", "2", "3"]
+    for victim in victims:
+        record = read_record(victim)
+        assert (record.state, record.reason) == (RunState.TERMINATED, EndReason.PREEMPTED)
+        assert record.detail == f"preempted by {urgent.name} (it exited 0 after SIGTERM)"
+        assert _output(victim) == "checkpoint saved\n"
+        attempt = next_attempt(victim)
+        assert attempt is not None
+        assert redis_bed.wait_status([attempt], timeout=30) == {attempt.id: "completed"}
+        assert _output(attempt) == "resumed from step 7\n"
+        submitted = read_submitted(attempt)
+        assert (submitted["attempt"], submitted["retried"], submitted["preempted"]) == (2, 0, 1)

@@ -95,3 +95,30 @@ def test_a_default_run_takes_one_gpu_on_a_gpu_node_and_none_elsewhere():
     p = pool(node("a", "ha", gpus=("0",)), node("c", "hc"))
     decided = plan([waiting("one", at=1), waiting("two", at=2)], p, [], 0)
     assert placed(decided) == {"one": ("c", ()), "two": ("a", ("0",))}
+
+
+def test_a_higher_priority_run_preempts_the_fewest_lowest_preemptible_runs():
+    hold = {("ha", "0"): Holder("p1", since=1, preemptible=True),
+            ("ha", "1"): Holder("p1", since=1, preemptible=True),
+            ("ha", "2"): Holder("p2", since=2, priority=-1, preemptible=True),
+            ("ha", "3"): Holder("p2", since=2, priority=-1, preemptible=True)}
+    a = node("a", "ha", gpus=("0", "1", "2", "3"))
+    a.slots[:2] = [hold[("ha", "0")], hold[("ha", "2")]]  # as their keepers wrote them
+    urgent, low = make_run_id(), make_run_id()
+    hold = {key: Holder(low if h.run_id == "p2" else h.run_id, h.since, None, h.priority,
+                        h.preemptible) for key, h in hold.items()}
+    a.slots[1] = hold[("ha", "2")]
+    decided = plan([waiting(urgent, gpus=2, priority=10)], pool(a, held=hold), [], 0)
+    assert decided.preemptions == {low: urgent}  # one run frees two GPUs: the lowest first
+    assert decided.reasons[urgent] == f"preempting {run_name_for_id(low)}"
+    assert placed(decided) == {}
+
+
+def test_never_for_an_equal_priority_nor_a_run_not_preemptible_nor_one_preempted_often():
+    for holder in (Holder("r", preemptible=True, priority=5), Holder("r", priority=0),
+                   Holder("r", preemptible=True, preempted=3)):
+        a = node("a", "ha", gpus=("0",))
+        a.slots[0] = holder
+        decided = plan([waiting("u", gpus=1, priority=5)], pool(a, held={("ha", "0"): holder}),
+                       [], 0)
+        assert decided.preemptions == {}

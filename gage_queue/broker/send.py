@@ -291,6 +291,7 @@ class Submitter:
 def record_submission(
     run: Run, *, queue: str, time_limit: float | None = None, schedule: str | None = None,
     request: RunRequest = DEFAULT_REQUEST, attempt: int = 1, retry_of: str | None = None,
+    retried: int = 0, preempted: int = 0,
 ) -> None:
     """Make a staged run the queue's: its index entry, `queue/submitted`, cancel and lock
     files, and last its waiting entry, which the scheduler places it by.
@@ -301,7 +302,8 @@ def record_submission(
     active.add(run)
     with walk_once():
         submitted = write_submitted(run, queue=queue, time_limit=time_limit, schedule=schedule,
-                                    request=request, attempt=attempt, retry_of=retry_of)
+                                    request=request, attempt=attempt, retry_of=retry_of,
+                                    retried=retried, preempted=preempted)
         create_cancel_file(run)
         create_lock_file(run, _first_record(request))
     add_waiting(run.runs_dir, waiting_from(run.id, submitted))

@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # imported where used: a submit must not pay for what list ne
 def command(
     args: tuple[str, ...], project_dir: str | None, runs_dir: str | None, queue: str | None,
     label: str | None, time_limit: str | None, gpus: int | None, priority: int | None,
-    after: tuple[str, ...], after_any: bool, early_signal: str | None, retries: int | None,
+    after: tuple[str, ...], after_any: bool, early_signal: str | None,
+    preemptible: bool | None, retries: int | None,
     retry_on: str | None, max_runs: int, wait: bool, follow: bool,
     as_json: bool, broker: str | None, yes: bool,
 ) -> int:
@@ -67,6 +68,7 @@ def command(
             time_limit=parse_duration(time_limit) if time_limit is not None else None,
             gpus=gpus, priority=priority, after=after, after_any=after_any,
             retries=retries, retry_on=retry_on, early_signal=early_signal,
+            preemptible=preemptible,
         ),
         settings,
     )

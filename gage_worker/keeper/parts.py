@@ -19,6 +19,7 @@ import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gage_queue.attempts import preempted
 from gage_queue.layout import gpu_lock, slot_lock
 from gage_queue.locks import hold_host_alive, lock_fd, open_lock_file
 from gage_queue.pool import Holder, write_holder
@@ -27,7 +28,7 @@ from gage_queue.requests import EarlySignal, request_from
 from gage_queue.states import EndReason, cancelled_words
 from gage_runs.errors import RunLookupError
 from gage_runs.meta import make_run_timestamp
-from gage_runs.names import is_run_id
+from gage_runs.names import is_run_id, run_name_for_id
 from gage_runs.runs_dir import resolve_run_id
 from gage_worker.keeper.integrity import check_run_files
 
@@ -102,7 +103,10 @@ class SlotPart(Part):
         if unknown:
             raise NotPlacedHere(f"placed on GPUs {','.join(unknown)} this worker does not have")
         runs_dir, host = job.runs_dir, keeper.me.hostname
-        holder = Holder(keeper.run.id, make_run_timestamp(), keeper.ends_by())
+        submitted = read_submitted(keeper.run) or {}
+        request = request_from(submitted)
+        holder = Holder(keeper.run.id, make_run_timestamp(), keeper.ends_by(), request.priority,
+                        request.preemptible, preempted(submitted))
         slot = self._take_slot(keeper, holder)
         if slot is None:
             raise NotPlacedHere(f"every slot of {job.node} is taken")
@@ -148,6 +152,9 @@ def cancel_stop(keeper: Keeper) -> Stop | None:
     request = read_cancel(keeper.run)
     if request is None:
         return None
+    if is_run_id(request.get("preempted_by")):
+        return Stop(EndReason.PREEMPTED,
+                    f"preempted by {run_name_for_id(request['preempted_by'])}")
     by = request.get("by")
     return Stop(EndReason.CANCELLED, cancelled_words(by))
 
