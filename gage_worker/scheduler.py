@@ -113,8 +113,10 @@ def last_pass(runs_dir: str) -> float:
 
 def _pass(settings: Settings, runs_dir: str) -> PassResult:
     cancelled = set(requested_ids(runs_dir))
-    waiting = settle(settings, [w for w in read_waiting(runs_dir) if w.run_id not in cancelled])
     pool = read_pool(runs_dir)
+    # A run whose keeper holds its slot has started, or is starting: its entry goes soon.
+    gone = cancelled | {h.run_id for n in pool.nodes for h in n.slots if h is not None}
+    waiting = settle(settings, [w for w in read_waiting(runs_dir) if w.run_id not in gone])
     placed, dropped = _live_placements(runs_dir, {w.run_id for w in waiting}, pool,
                                        settings.placement_timeout)
     now = make_run_timestamp()
@@ -217,7 +219,8 @@ def _place(runs_dir: str, waiting: Waiting, assignment: Assignment,
             return False  # ended, started or placed since the pass read the index
         node = assignment.node
         commit_placement(lock, record, node.host, node.node, assignment.gpus)
-        session.send(EXEC_TASK, run.id, node_queue(node.node), run)
+    # Sent once the lock is let go: the keeper it reaches takes the lock at once.
+    session.send(EXEC_TASK, run.id, node_queue(node.node), run)
     return True
 
 

@@ -71,6 +71,7 @@ from gage_worker.keeper.parts import (
 )
 
 AFTER_KILL_SECONDS = 5.0  # how long to wait for SIGKILLed processes to go
+BUSY_WAIT = 1.0  # how long a keeper tries again for a run lock held by others
 UNPLACED = {"placed_node": None, "placed_gpus": None, "placed_at": None}
 
 
@@ -124,7 +125,7 @@ class Keeper:
 
     def keep(self) -> Outcome:
         try:
-            lock = try_lock(self.run)
+            lock = self._lock()
         except LockFileMissing as e:
             return Outcome(Verdict.NOTHING, f"{e}; not touching it")
         if lock is None:
@@ -132,6 +133,15 @@ class Keeper:
         self.lock = lock
         with lock, walk_once():
             return self._decide(lock.record())
+
+    def _lock(self) -> RunLock | None:
+        """The run lock; held by others, tried again for BUSY_WAIT seconds: a placement pass,
+        the cancel sweep or a release holds it for milliseconds, and a placed run whose
+        keeper gave up would wait for its placement to go stale."""
+        deadline = time.monotonic() + BUSY_WAIT
+        while (lock := try_lock(self.run)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return lock
 
     def _decide(self, record: RunRecord) -> Outcome:
         if record.state is RunState.QUEUED:
