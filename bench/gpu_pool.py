@@ -148,18 +148,8 @@ class GpuWorker(GageWorker):
         super().__init__(env, "gpu-pool", root, None, bindir)
         self.gpus = gpus
 
-    def start(self) -> None:
-        log = self.root / "worker.log"
-        self.proc = subprocess.Popen(
-            [self.command("gage-worker"), "worker", "--gpus", ",".join(self.gpus),
-             "--finalize", "-n", f"{self.key}@%h"],
-            env=self.penv, cwd=self.root, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-        deadline = time.monotonic() + 60
-        while " ready." not in log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise Skip(f"gage-worker did not start: {tail(log)}")
-            time.sleep(0.05)
+    def worker_args(self) -> list[str]:
+        return ["--gpus", ",".join(self.gpus), "--finalize"]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -783,10 +783,14 @@ class GageWorker:
     def command(self, name: str) -> str:
         return str(self.bindir / name)
 
+    def worker_args(self) -> list[str]:
+        """What `gage-worker worker` gets besides its node name."""
+        return ["-c", str(SLOTS)]
+
     def start(self) -> None:
         log = self.root / "worker.log"
         self.proc = subprocess.Popen(
-            [self.command("gage-worker"), "worker", "-c", str(SLOTS), "-n", f"{self.key}@%h"],
+            [self.command("gage-worker"), "worker", *self.worker_args(), "-n", f"{self.key}@%h"],
             env=self.penv, cwd=self.root, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             start_new_session=True)
         deadline = time.monotonic() + 60

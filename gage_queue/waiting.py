@@ -26,13 +26,15 @@ from typing import Any
 
 from gage_queue.errors import SettingsError
 from gage_queue.layout import placed_dir, placed_entry, waiting_dir, waiting_entry
-from gage_queue.locks import RunLock
+from gage_queue.locks import LockFileMissing, RunLock, try_lock
 from gage_queue.record import RunRecord
 from gage_queue.requests import RunRequest, check_gpus, check_priority, request_from
 from gage_queue.states import Event, RunState
+from gage_runs.errors import RunLookupError
 from gage_runs.fsmode import write_text
 from gage_runs.meta import make_run_timestamp
 from gage_runs.names import is_run_id
+from gage_runs.runs_dir import resolve_run_id
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,19 @@ def waiting_from(run_id: str, submitted: dict[str, Any]) -> Waiting:
         after=request.after,
         after_any=request.after_any,
     )
+
+
+GONE = "gone"  # `lock_waiting`: the run was deleted or is not the queue's; its entry dropped
+
+
+def lock_waiting(runs_dir: str, run_id: str) -> RunLock | str | None:
+    """The lock of a run in the waiting index; None if held by others; GONE (the entry
+    dropped) if the run was deleted or is not the queue's. The reason is logged by callers."""
+    try:
+        return try_lock(resolve_run_id(runs_dir, run_id))
+    except (RunLookupError, LockFileMissing):
+        remove_waiting(runs_dir, run_id)
+        return GONE
 
 
 def commit_placement(lock: RunLock, record: RunRecord, host: str, node: str,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 
-from gage_queue.locks import LockFileMissing, try_lock
+from gage_queue.locks import RunLock
 from gage_queue.settings import Settings
 from gage_queue.snapshots import queue_state
 from gage_queue.states import (
@@ -34,7 +34,7 @@ from gage_queue.states import (
     RunState,
     dependency_words,
 )
-from gage_queue.waiting import Waiting, add_waiting, remove_waiting
+from gage_queue.waiting import Waiting, add_waiting, lock_waiting
 from gage_runs.errors import RunLookupError
 from gage_runs.meta import make_run_timestamp
 from gage_runs.names import run_name_for_id
@@ -78,13 +78,8 @@ def _state(runs_dir: str, run_id: str, states: dict[str, RunState | None]) -> Ru
 
 def _release(runs_dir: str, entry: Waiting) -> bool:
     """Queue a waiting run whose dependencies ended as it asked; False if not now."""
-    try:
-        run = resolve_run_id(runs_dir, entry.run_id)
-        lock = try_lock(run)
-    except (RunLookupError, LockFileMissing):
-        remove_waiting(runs_dir, entry.run_id)
-        return False
-    if lock is None:
+    lock = lock_waiting(runs_dir, entry.run_id)
+    if not isinstance(lock, RunLock):
         return False
     with lock:
         record = lock.record()
@@ -99,13 +94,8 @@ def _release(runs_dir: str, entry: Waiting) -> bool:
 def _end(settings: Settings, entry: Waiting, dep: str, state: RunState | None) -> None:
     """End a waiting run without running it: a run it depends on did not complete."""
     runs_dir = settings.require_runs_dir()
-    try:
-        run = resolve_run_id(runs_dir, entry.run_id)
-        lock = try_lock(run)
-    except (RunLookupError, LockFileMissing):
-        remove_waiting(runs_dir, entry.run_id)
-        return
-    if lock is None:
+    lock = lock_waiting(runs_dir, entry.run_id)
+    if not isinstance(lock, RunLock):
         return
     words = (f"dependency {run_name_for_id(dep)} was deleted" if state is DELETED
              else dependency_words(run_name_for_id(dep), state))
@@ -117,5 +107,5 @@ def _end(settings: Settings, entry: Waiting, dep: str, state: RunState | None) -
                      exit_code=STOPPED_EXIT, reason=EndReason.DEPENDENCY, detail=words,
                      ended=make_run_timestamp())
     log.info("run %s: %s; terminated without running", entry.run_id, words)
-    finalize_phase(run, settings)
+    finalize_phase(lock.run, settings)
 

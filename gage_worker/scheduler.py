@@ -40,16 +40,18 @@ from gage_queue.broker.send import BrokerSession
 from gage_queue.cancel import requested_ids
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.layout import node_queue, scheduler_lock
-from gage_queue.locks import LockFileMissing, lock_fd, open_lock_file, try_lock
+from gage_queue.locks import RunLock, lock_fd, open_lock_file
 from gage_queue.placement import Assignment, plan
 from gage_queue.pool import PoolState, read_pool
 from gage_queue.queue_meta import read_cancel, write_cancel
 from gage_queue.settings import Settings
 from gage_queue.states import Event, RunState
 from gage_queue.waiting import (
+    GONE,
     Placement,
     Waiting,
     commit_placement,
+    lock_waiting,
     read_placements,
     read_waiting,
     read_waiting_entry,
@@ -175,14 +177,9 @@ def _live_placements(runs_dir: str, waiting: set[str], pool: PoolState,
 
 def _unplace(runs_dir: str, placement: Placement) -> bool:
     """Give a stale placement back; False if the run's lock is held (a keeper has it)."""
-    try:
-        run = resolve_run_id(runs_dir, placement.run_id)
-        lock = try_lock(run)
-    except (RunLookupError, LockFileMissing):
-        remove_waiting(runs_dir, placement.run_id)
-        return True
-    if lock is None:
-        return False
+    lock = lock_waiting(runs_dir, placement.run_id)
+    if not isinstance(lock, RunLock):
+        return lock == GONE
     with lock:
         record = lock.record()
         if record.state is RunState.QUEUED and record.placed_node is not None:
@@ -197,15 +194,14 @@ def _unplace(runs_dir: str, placement: Placement) -> bool:
 def _place(runs_dir: str, waiting: Waiting, assignment: Assignment,
            session: BrokerSession, timeout: float) -> bool:
     """Commit one assignment under the run lock and send it; False if the run moved on."""
-    try:
-        run = resolve_run_id(runs_dir, waiting.run_id)
-        lock = try_lock(run)
-    except (RunLookupError, LockFileMissing) as e:
-        remove_waiting(runs_dir, waiting.run_id)  # deleted, or not the queue's
-        log.info("run %s: %s; dropped from the waiting index", waiting.run_id, e)
+    lock = lock_waiting(runs_dir, waiting.run_id)
+    if lock == GONE:
+        log.info("run %s: no run %s (deleted?); dropped from the waiting index",
+                 waiting.run_id, waiting.run_id)
         return False
-    if lock is None:
+    if not isinstance(lock, RunLock):
         return False  # a keeper or finalize has it now: the next pass sees what it did
+    run = lock.run
     with lock:
         record = lock.record()
         if os.path.exists(run_meta_path(run, "started")):
