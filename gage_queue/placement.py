@@ -82,11 +82,19 @@ def plan(waiting: list[Waiting], pool: PoolState, placed: list[Placement], now: 
     free = _free_now(pool, placed, {w.run_id for w in waiting})
     on_their_way = {p.run_id for p in placed}
     explained: dict[str, int] = {}
+    # A run asking what a run before it was refused, with nothing handed out since, is
+    # refused too: past the runs to explain and reserve for, it is skipped at once.
+    refused: dict[tuple, int] = {}
+    handed_out = 0
     for run in sorted(waiting, key=Waiting.order):
         if run.run_id in on_their_way:
             continue
-        if explained.get(run.queue, 0) >= EXPLAIN and not any(free.slots.values()):
-            continue  # no slot left to hand out in this pass, nothing more to explain
+        asks = (run.queue, run.gpus, run.time_limit, run.priority)
+        if explained.get(run.queue, 0) >= EXPLAIN and (
+                not any(free.slots.values()) or (
+                    refused.get(asks) == handed_out
+                    and len(result.reservations) >= MAX_RESERVATIONS)):
+            continue  # nothing it could get in this pass, nothing more to explain
         serving = [n for n in nodes if run.queue in n.info.queues]
         able = [n for n in serving if not n.draining
                 and run.request.gpus_on(len(n.info.gpus)) <= len(n.info.gpus)]
@@ -95,7 +103,9 @@ def plan(waiting: list[Waiting], pool: PoolState, placed: list[Placement], now: 
         if usable:
             node = min(usable, key=lambda n: _fit_key(run, n.info, free))
             result.assignments.append(_assign(run, node.info, free))
+            handed_out += 1
             continue
+        refused[asks] = handed_out
         if explained.get(run.queue, 0) < EXPLAIN:
             explained[run.queue] = explained.get(run.queue, 0) + 1
             result.reasons[run.run_id] = _why(run, serving, able, fits, free, result.reservations)

@@ -122,3 +122,17 @@ def test_never_for_an_equal_priority_nor_a_run_not_preemptible_nor_one_preempted
         decided = plan([waiting("u", gpus=1, priority=5)], pool(a, held={("ha", "0"): holder}),
                        [], 0)
         assert decided.preemptions == {}
+
+
+def test_past_the_runs_explained_a_run_that_fits_is_still_found_behind_many_that_do_not():
+    """The plan skips runs asking what was refused before (nothing handed out since):
+    a different ask behind them, even the last of hundreds, is still placed."""
+    a = node("a", "ha", gpus=("0", "1"), slots=8)
+    b = node("b", "hb", gpus=("0", "1", "2", "3"), slots=8,
+             busy=("x",))
+    held = {("hb", g): Holder("x") for g in ("0", "1", "2", "3")}
+    big = [waiting(f"big{i}", gpus=4, at=i) for i in range(300)]
+    small = waiting("small", gpus=1, at=1000)
+    decided = plan([*big, small], pool(a, b, held=held), [], 0)
+    assert placed(decided) == {"small": ("a", ("0",))}
+    assert len(decided.reasons) == 20  # the first ones explained
