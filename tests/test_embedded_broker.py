@@ -240,8 +240,9 @@ def test_runs_claimed_by_a_killed_worker_run_once_after_a_restart(worker_bed):
     runs = worker_bed.stage_and_submit(3)
     claimed_any = lambda: sorted(folder(settings, "claimed").glob("*/*.msg"))  # noqa: E731
     wait_for(lambda: len(claimed_any()) == 2, 20, "the worker to claim 2 messages")
-    # Two submits' messages acked, the third waits: the two claimed fill the prefetch window.
-    assert len(waiting(settings)) == 1
+    # The submits' messages are acked as they come, unless the two claimed ones filled the
+    # prefetch window first: then the last waits in the broker.
+    assert len(waiting(settings)) <= 1
     assert len(read_placements(str(worker_bed.runs_dir))) == 2
     first.kill()
     assert all(worker_bed.executions(run) == [] for run in runs)
