@@ -154,17 +154,19 @@ def waiting_from(run_id: str, submitted: dict[str, Any]) -> Waiting:
     )
 
 
-GONE = "gone"  # `lock_waiting`: the run was deleted or is not the queue's; its entry dropped
+class Gone(str):
+    """`lock_waiting`: why the run is not the queue's to act on (deleted, or no usable lock
+    file); its waiting entry was dropped."""
 
 
-def lock_waiting(runs_dir: str, run_id: str) -> RunLock | str | None:
-    """The lock of a run in the waiting index; None if held by others; GONE (the entry
-    dropped) if the run was deleted or is not the queue's. The reason is logged by callers."""
+def lock_waiting(runs_dir: str, run_id: str) -> RunLock | Gone | None:
+    """The lock of a run in the waiting index; None if held by others; `Gone` (the entry
+    dropped) if the run was deleted or is not the queue's."""
     try:
         return try_lock(resolve_run_id(runs_dir, run_id))
-    except (RunLookupError, LockFileMissing):
+    except (RunLookupError, LockFileMissing) as e:
         remove_waiting(runs_dir, run_id)
-        return GONE
+        return Gone(e)
 
 
 def commit_placement(lock: RunLock, record: RunRecord, host: str, node: str,

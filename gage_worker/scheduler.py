@@ -47,7 +47,7 @@ from gage_queue.queue_meta import read_cancel, write_cancel
 from gage_queue.settings import Settings
 from gage_queue.states import Event, RunState
 from gage_queue.waiting import (
-    GONE,
+    Gone,
     Placement,
     Waiting,
     commit_placement,
@@ -179,7 +179,7 @@ def _unplace(runs_dir: str, placement: Placement) -> bool:
     """Give a stale placement back; False if the run's lock is held (a keeper has it)."""
     lock = lock_waiting(runs_dir, placement.run_id)
     if not isinstance(lock, RunLock):
-        return lock == GONE
+        return isinstance(lock, Gone)
     with lock:
         record = lock.record()
         if record.state is RunState.QUEUED and record.placed_node is not None:
@@ -195,9 +195,8 @@ def _place(runs_dir: str, waiting: Waiting, assignment: Assignment,
            session: BrokerSession, timeout: float) -> bool:
     """Commit one assignment under the run lock and send it; False if the run moved on."""
     lock = lock_waiting(runs_dir, waiting.run_id)
-    if lock == GONE:
-        log.info("run %s: no run %s (deleted?); dropped from the waiting index",
-                 waiting.run_id, waiting.run_id)
+    if isinstance(lock, Gone):
+        log.info("run %s: %s; dropped from the waiting index", waiting.run_id, lock)
         return False
     if not isinstance(lock, RunLock):
         return False  # a keeper or finalize has it now: the next pass sees what it did
