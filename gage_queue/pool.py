@@ -129,11 +129,19 @@ def live_nodes(runs_dir: str) -> list[NodeInfo]:
     return found
 
 
-def hold_node_name(runs_dir: str, host: str, name: str) -> int:
-    """Lock the node name `name` for this worker's life; SettingsError if a live one has it."""
+def try_node_name(runs_dir: str, host: str, name: str) -> int | None:
+    """Lock the node name `name` for this worker's life; None if a live worker has it."""
     fd = open_lock_file(node_lock(runs_dir, host, name), create=True)
-    if not lock_fd(fd):
-        os.close(fd)
+    if lock_fd(fd):
+        return fd
+    os.close(fd)
+    return None
+
+
+def hold_node_name(runs_dir: str, host: str, name: str) -> int:
+    """`try_node_name`, or SettingsError if a live worker has the name."""
+    fd = try_node_name(runs_dir, host, name)
+    if fd is None:
         raise SettingsError(f"a worker named {name} already runs on {host}")
     return fd
 
@@ -142,8 +150,8 @@ def is_draining(runs_dir: str, info: NodeInfo) -> bool:
     return os.path.exists(drain_marker(runs_dir, info.host, info.node))
 
 
-def request_drain(runs_dir: str, info: NodeInfo) -> None:
-    touch_shared(drain_marker(runs_dir, info.host, info.node))
+def request_drain(runs_dir: str, host: str, node: str) -> None:
+    touch_shared(drain_marker(runs_dir, host, node))
 
 
 def clear_drain(runs_dir: str, host: str, node: str) -> None:

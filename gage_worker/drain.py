@@ -34,7 +34,7 @@ def drain(runs_dir: str, names: tuple[str, ...]) -> list[tuple[NodeInfo, int]]:
             raise SettingsError(f"no live worker on {host} in this runs dir")
     asked = []
     for info in chosen:
-        request_drain(runs_dir, info)
+        request_drain(runs_dir, info.host, info.node)
         running = sum(read_holder(node_slot_lock(runs_dir, info, n)) is not None
                       for n in range(info.slots))
         asked.append((info, running))

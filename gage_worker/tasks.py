@@ -25,7 +25,7 @@ from celery import Task
 from gage_queue.broker.messages import EXEC_TASK, FINALIZE_TASK
 from gage_queue.broker.send import send_finalize
 from gage_queue.errors import BrokerUnavailable
-from gage_queue.pool import NodeInfo, request_drain
+from gage_queue.pool import request_drain
 from gage_queue.settings import Settings
 from gage_queue.states import ended_state
 from gage_runs.errors import RunLookupError
@@ -114,11 +114,11 @@ def _cannot_start_here(task: Task, run: Run, why: str) -> None:
     settings = task.app.settings
     log.error("run %s left queued: %s; this worker takes no more runs and drains",
               run.id, why)
-    info = NodeInfo(task.app.node_name or task.request.hostname, socket.gethostname(), (), 1)
+    node = task.app.node_name or task.request.hostname
     try:
-        request_drain(settings.require_runs_dir(), info)
+        request_drain(settings.require_runs_dir(), socket.gethostname(), node)
     except OSError as e:
-        log.error("cannot ask %s to drain: %s", info.node, e)
+        log.error("cannot ask %s to drain: %s", node, e)
 
 
 def _resolve(settings: Settings, run_id: object, phase: str) -> Run | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sys
 import time
@@ -16,9 +15,7 @@ from celery.utils.nodenames import host_format
 
 from gage_queue.broker.config import prepare_broker
 from gage_queue.errors import SettingsError
-from gage_queue.layout import node_lock
-from gage_queue.locks import lock_fd, open_lock_file
-from gage_queue.pool import hold_node_name
+from gage_queue.pool import hold_node_name, try_node_name
 from gage_queue.settings import Settings, check_queue_name
 from gage_queue.text import has_control, shown
 from gage_runs.runs_dir import check_runs_dir
@@ -40,10 +37,9 @@ def claim_node_name(runs_dir: str, host: str) -> tuple[str, int]:
     """
     for n in range(1, MAX_DEFAULT_NODES + 1):
         name = f"gage{n if n > 1 else ''}@{host}"
-        fd = open_lock_file(node_lock(runs_dir, host, name), create=True)
-        if lock_fd(fd):
+        fd = try_node_name(runs_dir, host, name)
+        if fd is not None:
             return name, fd
-        os.close(fd)
     raise SettingsError(f"{MAX_DEFAULT_NODES} workers run on {host} already: name this one (-n)")
 
 

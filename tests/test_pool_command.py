@@ -62,7 +62,7 @@ class Pool:
         write_node_info(self.runs_dir, info)
         self._hold(node_lock(self.runs_dir, info.host, info.node))
         if draining:
-            request_drain(self.runs_dir, info)
+            request_drain(self.runs_dir, info.host, info.node)
         return info
 
     def holds(self, info: NodeInfo, run_id: str, *, slot: int, gpus: tuple[str, ...] = (),
