@@ -126,7 +126,7 @@ def make_pool(runs_dir: str, hosts: int, gpus: int, now: int, held: list[int]) -
         until = now + (i + 1) * 10 * MINUTE_US if i % 2 == 0 else None
         for slot, first in enumerate(range(0, busy, 2)):  # runs of up to 2 GPUs
             holder = Holder(make_run_id(), now - 10 * MINUTE_US, until)
-            paths = [slot_lock(runs_dir, host, node.replace("/", "_"), slot)]
+            paths = [slot_lock(runs_dir, host, node, slot)]
             paths += [gpu_lock(runs_dir, host, str(g)) for g in range(first, min(first + 2, busy))]
             for path in paths:
                 fd = open_lock_file(path, create=True)

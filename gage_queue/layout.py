@@ -76,7 +76,7 @@ def gpu_lock(runs_dir: str, host: str, gpu: str) -> str:
 
 
 def slot_lock(runs_dir: str, host: str, node: str, slot: int) -> str:
-    return os.path.join(host_dir(runs_dir, host), node, f"slot-{slot}.lock")
+    return os.path.join(host_dir(runs_dir, host), _file_name(node), f"slot-{slot}.lock")
 
 
 def node_locks_dir(runs_dir: str, host: str) -> str:
@@ -85,17 +85,17 @@ def node_locks_dir(runs_dir: str, host: str) -> str:
 
 def node_lock(runs_dir: str, host: str, node: str) -> str:
     """Held by the worker named `node` on `host` while it lives."""
-    return os.path.join(node_locks_dir(runs_dir, host), f"{node.replace('/', '_')}.lock")
+    return os.path.join(node_locks_dir(runs_dir, host), f"{_file_name(node)}.lock")
 
 
 def node_info(runs_dir: str, host: str, node: str) -> str:
     """What the worker named `node` offers (`pool.NodeInfo`), written at its start."""
-    return os.path.join(node_locks_dir(runs_dir, host), f"{node.replace('/', '_')}.json")
+    return os.path.join(node_locks_dir(runs_dir, host), f"{_file_name(node)}.json")
 
 
 def drain_marker(runs_dir: str, host: str, node: str) -> str:
     """Present while the worker named `node` is asked to drain."""
-    return os.path.join(node_locks_dir(runs_dir, host), f"{node.replace('/', '_')}.drain")
+    return os.path.join(node_locks_dir(runs_dir, host), f"{_file_name(node)}.drain")
 
 
 def node_queue(node: str) -> str:
@@ -141,6 +141,11 @@ def workers_lock(runs_dir: str) -> str:
 
 def beat_lock(runs_dir: str, key: str) -> str:
     return os.path.join(runs_dir, QUEUE_HOME, f"beat-{key}.lock")
+
+
+def _file_name(node: str) -> str:
+    """A node name as one path component (Celery allows `/` in it)."""
+    return node.replace("/", "_")
 
 
 def queue_file(run: Run, name: str) -> str:

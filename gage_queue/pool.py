@@ -78,8 +78,9 @@ class PoolState:
     gpus: dict[str, dict[str, Holder | None]]
 
 
-def node_slot_lock(runs_dir: str, info: NodeInfo, slot: int) -> str:
-    return slot_lock(runs_dir, info.host, info.node.replace("/", "_"), slot)
+def slot_holders(runs_dir: str, info: NodeInfo) -> list[Holder | None]:
+    """The holder of each slot of the node (None: free)."""
+    return [read_holder(slot_lock(runs_dir, info.host, info.node, n)) for n in range(info.slots)]
 
 
 def write_node_info(runs_dir: str, info: NodeInfo) -> None:
@@ -188,8 +189,7 @@ def read_pool(runs_dir: str) -> PoolState:
     nodes = []
     gpus: dict[str, dict[str, Holder | None]] = {}
     for info in live_nodes(runs_dir):
-        slots = [read_holder(node_slot_lock(runs_dir, info, n)) for n in range(info.slots)]
-        nodes.append(NodeState(info, is_draining(runs_dir, info), slots))
+        nodes.append(NodeState(info, is_draining(runs_dir, info), slot_holders(runs_dir, info)))
         host_gpus = gpus.setdefault(info.host, {})
         for gpu in info.gpus:
             if gpu not in host_gpus:

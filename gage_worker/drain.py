@@ -13,7 +13,7 @@ import time
 from gage_queue.errors import SettingsError, TimedOut
 from gage_queue.layout import node_lock
 from gage_queue.locks import probe_path
-from gage_queue.pool import NodeInfo, live_nodes, node_slot_lock, read_holder, request_drain
+from gage_queue.pool import NodeInfo, live_nodes, request_drain, slot_holders
 from gage_queue.text import shown
 
 
@@ -35,8 +35,7 @@ def drain(runs_dir: str, names: tuple[str, ...]) -> list[tuple[NodeInfo, int]]:
     asked = []
     for info in chosen:
         request_drain(runs_dir, info.host, info.node)
-        running = sum(read_holder(node_slot_lock(runs_dir, info, n)) is not None
-                      for n in range(info.slots))
+        running = sum(holder is not None for holder in slot_holders(runs_dir, info))
         asked.append((info, running))
     return asked
 

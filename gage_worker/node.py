@@ -30,8 +30,7 @@ from gage_queue.pool import (
     NodeInfo,
     clear_drain,
     hold_node_name,
-    node_slot_lock,
-    read_holder,
+    slot_holders,
     write_node_info,
 )
 from gage_queue.settings import Settings
@@ -54,7 +53,7 @@ def node_info_of(worker: WorkController) -> NodeInfo:
 
 def is_drained(runs_dir: str, info: NodeInfo) -> bool:
     """No run holds a slot of the node and none is placed on it."""
-    if any(read_holder(node_slot_lock(runs_dir, info, n)) for n in range(info.slots)):
+    if any(slot_holders(runs_dir, info)):
         return False
     return not any(p.node == info.node for p in read_placements(runs_dir))
 

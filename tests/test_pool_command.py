@@ -18,12 +18,11 @@ import pytest
 from support.submit_cli import assert_one_line_error
 
 from gage_queue.broker.send import record_submission
-from gage_queue.layout import gpu_lock, node_lock
+from gage_queue.layout import gpu_lock, node_lock, slot_lock
 from gage_queue.locks import lock_fd, open_lock_file, try_lock
 from gage_queue.pool import (
     Holder,
     NodeInfo,
-    node_slot_lock,
     request_drain,
     write_holder,
     write_node_info,
@@ -68,7 +67,7 @@ class Pool:
     def holds(self, info: NodeInfo, run_id: str, *, slot: int, gpus: tuple[str, ...] = (),
               since: int | None = None) -> None:
         holder = Holder(run_id, since if since is not None else make_run_timestamp(), None)
-        write_holder(self._hold(node_slot_lock(self.runs_dir, info, slot)), holder)
+        write_holder(self._hold(slot_lock(self.runs_dir, info.host, info.node, slot)), holder)
         for gpu in gpus:
             write_holder(self._hold(gpu_lock(self.runs_dir, info.host, gpu)), holder)
 

@@ -119,7 +119,7 @@ class SlotPart(Part):
             self.slot += f", GPU{'s' if len(gpus) > 1 else ''} {','.join(gpus)}"
 
     def _take_slot(self, keeper: Keeper, holder: Holder) -> int | None:
-        node = (keeper.job.node or "worker").replace("/", "_")
+        node = keeper.job.node or "worker"
         for n in range(keeper.job.slots or 1):
             if self._take(slot_lock(keeper.job.runs_dir, keeper.me.hostname, node, n), holder):
                 return n
