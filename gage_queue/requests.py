@@ -132,6 +132,15 @@ def check_priority(value: object) -> int:
     return value
 
 
+def time_limit_of(data: dict[str, Any]) -> float | None:
+    """The time limit (seconds) recorded in `queue/submitted` or a waiting entry; None if
+    it has none or it is not a positive number."""
+    limit = data.get("time_limit")
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+        return None
+    return float(limit)
+
+
 def request_from(data: dict[str, Any] | None) -> RunRequest:
     """The request recorded in `queue/submitted` (or a waiting entry); defaults if absent or bad."""
     data = data or {}

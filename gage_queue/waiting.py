@@ -28,7 +28,13 @@ from gage_queue.errors import SettingsError
 from gage_queue.layout import placed_dir, placed_entry, waiting_dir, waiting_entry
 from gage_queue.locks import LockFileMissing, RunLock, try_lock
 from gage_queue.record import RunRecord
-from gage_queue.requests import RunRequest, check_gpus, check_priority, request_from
+from gage_queue.requests import (
+    RunRequest,
+    check_gpus,
+    check_priority,
+    request_from,
+    time_limit_of,
+)
 from gage_queue.states import Event, RunState
 from gage_runs.errors import RunLookupError
 from gage_runs.fsmode import write_text
@@ -140,7 +146,6 @@ def read_placements(runs_dir: str) -> list[Placement]:
 def waiting_from(run_id: str, submitted: dict[str, Any]) -> Waiting:
     """The waiting entry of a run from its `queue/submitted` (as `queue_meta` writes it)."""
     request = request_from(submitted)
-    limit = submitted.get("time_limit")
     time = submitted.get("time")
     return Waiting(
         run_id=run_id,
@@ -148,7 +153,7 @@ def waiting_from(run_id: str, submitted: dict[str, Any]) -> Waiting:
         submitted=time if isinstance(time, int) else make_run_timestamp(),
         gpus=request.gpus,
         priority=request.priority,
-        time_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+        time_limit=time_limit_of(submitted),
         after=request.after,
         after_any=request.after_any,
     )
@@ -190,14 +195,13 @@ def _ids(folder: str) -> list[str]:
 def _decode_waiting(run_id: str, data: bytes) -> Waiting | None:
     try:
         raw = json.loads(data)
-        limit = raw.get("time_limit")
         return Waiting(
             run_id=run_id,
             queue=str(raw["queue"]),
             submitted=int(raw["submitted"]),
             gpus=check_gpus(raw.get("gpus")),
             priority=check_priority(raw.get("priority", 0)),
-            time_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+            time_limit=time_limit_of(raw),
             after=request_from(raw).after,
             after_any=raw.get("after_any") is True,
         )

@@ -27,7 +27,8 @@ from gage_queue.broker.send import record_submission
 from gage_queue.layout import SUBMITTED, queue_file
 from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
-from gage_queue.requests import request_from
+from gage_queue.requests import request_from, time_limit_of
+from gage_queue.settings import DEFAULT_QUEUE
 from gage_queue.states import EndReason
 from gage_runs.errors import RunLookupError
 from gage_runs.restage import RunSource, stage_from_run
@@ -37,6 +38,7 @@ from gage_runs.staging import discard_run
 from gage_runs.types import Run
 
 log = logging.getLogger(__name__)
+
 
 def retry_if_due(run: Run, record: RunRecord) -> Run | None:
     """Stage and submit the next attempt of an ended run if its end calls for one."""
@@ -58,10 +60,9 @@ def retry_if_due(run: Run, record: RunRecord) -> Run | None:
     new = stage_from_run(source, source.config, run.runs_dir, label=run_label(run),
                          run_id=new_id)
     request = request_from(submitted)
-    limit = submitted.get("time_limit")
     record_submission(
-        new, queue=str(submitted.get("queue") or "gage"),
-        time_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+        new, queue=str(submitted.get("queue") or DEFAULT_QUEUE),
+        time_limit=time_limit_of(submitted),
         schedule=submitted.get("schedule") if isinstance(submitted.get("schedule"), str) else None,
         request=replace(request, after=(), after_any=False),  # those ended: no more waits
         attempt=attempt, retry_of=run.id,

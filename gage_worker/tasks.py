@@ -55,18 +55,14 @@ def register_tasks(app: GageApp) -> None:
 def exec_task(task: Task, run_id: str) -> None:
     """Execute a run placed on this node through its keeper, then finalize it.
 
-    An exec task from a run queue (a submit's) asks for a placement pass
-    instead; the worker's consumer takes those before they reach a pool
-    process (`consumer_guard`), except in a worker started without a
-    node queue.
+    Only exec tasks from this node's own queue get here: one from a run
+    queue (a submit's) asks for a placement pass, and the worker's consumer
+    takes it before it reaches a pool process (`consumer_guard`).
     """
     app: GageApp = task.app
     settings = app.settings
     run = _resolve(settings, run_id, "exec")
     if run is None:
-        return
-    if _routing_key(task) != app.node_queue:
-        schedule(settings)
         return
     outcome = run_keeper(run.id, settings, node=app.node_name or task.request.hostname,
                          slots=getattr(app, "slots", None))
@@ -102,10 +98,6 @@ def finalize_task(task: Task, run_id: str) -> None:
     run = _resolve(settings, run_id, "finalize")
     if run is not None:
         finalize_phase(run, settings)
-
-
-def _routing_key(task: Task) -> str | None:
-    return (task.request.delivery_info or {}).get("routing_key")
 
 
 def _cannot_start_here(task: Task, run: Run, why: str) -> None:

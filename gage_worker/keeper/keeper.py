@@ -33,8 +33,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gage_queue.locks import LockFileMissing, RunLock, try_lock
+from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
 from gage_queue.states import (
     KILLED_EXIT,
@@ -113,6 +115,7 @@ class Keeper:
             ResumePart(), SubmittedFilesPart(),
         ]
         self.queued = RunRecord()  # the record it was given to start
+        self.submitted: dict[str, Any] = {}  # `queue/submitted`, read once for every part
         self.started_at = 0.0
         self.stop: Stop | None = None
         self._term_at: float | None = None
@@ -160,6 +163,7 @@ class Keeper:
         if meta_timestamp(self.run, "staged") is None:
             return Outcome(Verdict.NOTHING, "not staged; not running it")
         self.queued = record
+        self.submitted = read_submitted(self.run) or {}
         try:
             stop = cancel_stop(self)
             if stop is None:

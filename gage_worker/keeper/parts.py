@@ -23,8 +23,8 @@ from gage_queue.attempts import preempted
 from gage_queue.layout import gpu_lock, slot_lock
 from gage_queue.locks import hold_host_alive, lock_fd, open_lock_file
 from gage_queue.pool import Holder, write_holder
-from gage_queue.queue_meta import read_cancel, read_submitted
-from gage_queue.requests import EarlySignal, request_from
+from gage_queue.queue_meta import read_cancel
+from gage_queue.requests import EarlySignal, request_from, time_limit_of
 from gage_queue.states import EndReason, cancelled_words
 from gage_runs.errors import RunLookupError
 from gage_runs.meta import make_run_timestamp
@@ -103,10 +103,9 @@ class SlotPart(Part):
         if unknown:
             raise NotPlacedHere(f"placed on GPUs {','.join(unknown)} this worker does not have")
         runs_dir, host = job.runs_dir, keeper.me.hostname
-        submitted = read_submitted(keeper.run) or {}
-        request = request_from(submitted)
+        request = request_from(keeper.submitted)
         holder = Holder(keeper.run.id, make_run_timestamp(), keeper.ends_by(), request.priority,
-                        request.preemptible, preempted(submitted))
+                        request.preemptible, preempted(keeper.submitted))
         slot = self._take_slot(keeper, holder)
         if slot is None:
             raise NotPlacedHere(f"every slot of {job.node} is taken")
@@ -174,11 +173,9 @@ class TimeLimitPart(Part):
         self.warning: EarlySignal | None = None
 
     def acquire(self, keeper: Keeper) -> None:
-        submitted = read_submitted(keeper.run) or {}
-        limit = submitted.get("time_limit")
-        if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0:
-            self.limit = float(limit)
-            self.warning = request_from(submitted).warning
+        self.limit = time_limit_of(keeper.submitted)
+        if self.limit is not None:
+            self.warning = request_from(keeper.submitted).warning
 
     def tick(self, keeper: Keeper, now: float) -> Stop | None:
         if self.limit is None:
@@ -227,7 +224,7 @@ class ResumePart(Part):
     """A retry's run gets `GAGE_RESUME_RUN_DIR`: the previous attempt's run dir."""
 
     def env(self, keeper: Keeper, env: dict[str, str]) -> None:
-        previous = (read_submitted(keeper.run) or {}).get("retry_of")
+        previous = keeper.submitted.get("retry_of")
         if not is_run_id(previous):
             return
         with contextlib.suppress(RunLookupError):  # deleted: nothing to resume from
