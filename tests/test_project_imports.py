@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.doc_tests import doc_tmp
+from support.doc_tests import run_doc_test
 from support.imports import format_cycle, import_cycles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,19 +22,7 @@ NO_CELERY = (
 
 
 def test_project_imports_doc(tmp_path):
-    (tmp_path / "pyproject.toml").write_text("[tool.groktest.python]\ninit = []\n")
-    doc = tmp_path / DOC.name
-    doc.write_text(DOC.read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GAGE_", "CELERY_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO)])
-    env["TMPDIR"] = str(doc_tmp(tmp_path))
-    proc = subprocess.run(
-        [sys.executable, "-m", "groktest", str(doc)], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=120,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output
-    assert "tests passed" in output and "failed" not in output, output
+    run_doc_test(tmp_path, DOC.name, DOC.read_text())
 
 
 def test_gage_submit_cli_loads_no_celery_kombu_or_billiard():

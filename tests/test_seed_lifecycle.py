@@ -6,13 +6,10 @@ modes it expects must not depend on the umask (design §2.1).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support.doc_tests import doc_tmp
+from support.doc_tests import run_doc_test
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "tests" / "docs" / "seed-run-lifecycle.md"
@@ -31,33 +28,14 @@ def test_copy_matches_the_shared_spec():
     assert DOC.read_bytes() == SHARED_DOC.read_bytes()
 
 
-def _doc_with_our_imports(tmp_path: Path) -> Path:
+def _doc_with_our_imports() -> str:
     text = DOC.read_text()
     assert GAGE_IMPORTS in text
-    doc = tmp_path / DOC.name
-    doc.write_text(text.replace(GAGE_IMPORTS, OUR_IMPORTS))
-    (tmp_path / "pyproject.toml").write_text(
-        '[tool.groktest.python]\ninit = ["from support.gage_test import *"]\n'
-    )
-    return doc
+    return text.replace(GAGE_IMPORTS, OUR_IMPORTS)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o000, 0o077])
 def test_seed_run_lifecycle(tmp_path, umask):
     """Every expected file, mode and output of the spec holds under this umask."""
-    doc = _doc_with_our_imports(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
-    env["TMPDIR"] = str(doc_tmp(tmp_path))
-    env.pop("GAGE_SHARED_MODE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "groktest", str(doc)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        preexec_fn=lambda: os.umask(umask),
-        timeout=120,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output
-    assert "tests passed" in output and "failed" not in output, output
+    run_doc_test(tmp_path, DOC.name, _doc_with_our_imports(),
+                 init="from support.gage_test import *", umask=umask)
