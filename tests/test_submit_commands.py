@@ -10,11 +10,8 @@ started and lost its lock holder.
 
 from __future__ import annotations
 
-import os
-import pty
 import re
 import socket
-import subprocess
 
 from support.records import submitted
 from support.submit_cli import (
@@ -23,6 +20,7 @@ from support.submit_cli import (
     gage_submit_command,
     run_line_fields,
 )
+from support.terminal import on_terminal, terminal_env
 
 from gage_queue.settings import Settings
 from gage_runs.meta import meta_exit_code
@@ -230,27 +228,9 @@ def test_cancel_a_queued_run_asks_a_worker_to_end_it(runs, gage_submit):
 def test_a_terminal_gets_colour_and_a_pipe_gets_plain_text(runs, project):
     """With a terminal on stdout the table is rich with colour; the words are the same."""
     runs.finished()
-    env = {**os.environ, "GAGE_RUNS": str(runs.runs_dir), "TERM": "xterm-256color",
-           "COLUMNS": "120"}
-    env.pop("NO_COLOR", None)
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [*gage_submit_command(), "list"], cwd=project, env=env, stdout=follower,
-        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-    )
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    assert proc.wait(30) == 0
-    text = out.decode()
+    code, text = on_terminal([*gage_submit_command(), "list"], project,
+                             terminal_env(runs, COLUMNS="120"))
+    assert code == 0
     assert "\x1b[" in text  # colour codes
     assert "completed" in text and "name" in text
     assert "worker" in text and "reason" in text  # 120 columns: every column fits
