@@ -6,7 +6,7 @@ runs dir. Gage's CLI ignores the directory.
 
 | file | content |
 |---|---|
-| `submitted` | JSON: queue, time_limit (s or null), schedule (entry name or null), gpus (null: one where there are GPUs), priority, host, time (epoch µs) |
+| `submitted` | JSON: queue, time_limit (s or null), schedule (entry name or null), host, time (epoch µs); the request (`requests.RunRequest`: gpus, null for one where there are GPUs; priority; after, after_any; retries, retry_on; signal; preemptible); the attempt (attempt, retry_of, retried, preempted: `attempts`) |
 | `enqueued` | epoch µs of the last enqueue |
 | `cancel` | empty: no cancel; JSON (by, time): cancel requested |
 | `lock` | the run lock; its content is the run record (`gage_queue.record`) |

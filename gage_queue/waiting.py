@@ -113,9 +113,9 @@ def set_priority(runs_dir: str, run_id: str, priority: int) -> bool:
 
 def remove_waiting(runs_dir: str, run_id: str) -> None:
     """Drop the run's entry and placement, if any."""
-    for path in (waiting_entry(runs_dir, run_id), placed_entry(runs_dir, run_id)):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(waiting_entry(runs_dir, run_id))
+    remove_placement(runs_dir, run_id)
 
 
 def write_placement(runs_dir: str, placement: Placement) -> None:
