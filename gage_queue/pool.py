@@ -77,6 +77,12 @@ class PoolState:
     nodes: list[NodeState]
     gpus: dict[str, dict[str, Holder | None]]
 
+    def holding(self) -> set[str]:
+        """The runs whose keepers hold a slot or GPU: started, or starting."""
+        held = {h.run_id for n in self.nodes for h in n.slots if h is not None}
+        return held | {h.run_id for gpus in self.gpus.values() for h in gpus.values()
+                       if h is not None}
+
 
 def slot_holders(runs_dir: str, info: NodeInfo) -> list[Holder | None]:
     """The holder of each slot of the node (None: free)."""

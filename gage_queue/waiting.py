@@ -24,9 +24,11 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gage_queue.cancel import requested_ids
 from gage_queue.errors import SettingsError
 from gage_queue.layout import placed_dir, placed_entry, waiting_dir, waiting_entry
 from gage_queue.locks import LockFileMissing, RunLock, try_lock
+from gage_queue.pool import PoolState
 from gage_queue.record import RunRecord
 from gage_queue.requests import (
     RunRequest,
@@ -100,6 +102,13 @@ def read_waiting(runs_dir: str) -> list[Waiting]:
         if entry is not None:
             found.append(entry)
     return found
+
+
+def waiting_to_plan(runs_dir: str, pool: PoolState) -> list[Waiting]:
+    """The entries a plan considers: less the runs asked to cancel (the cancel sweep ends
+    them) and those whose keeper holds a slot or GPU (it drops their entry soon)."""
+    gone = set(requested_ids(runs_dir)) | pool.holding()
+    return [w for w in read_waiting(runs_dir) if w.run_id not in gone]
 
 
 def set_priority(runs_dir: str, run_id: str, priority: int) -> bool:

@@ -17,13 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gage_queue.cancel import requested_ids
 from gage_queue.durations import format_duration
 from gage_queue.placement import Plan, plan
 from gage_queue.pool import Holder, NodeState, PoolState, read_pool
 from gage_queue.states import waiting_words
 from gage_queue.text import shown
-from gage_queue.waiting import Placement, Waiting, read_placements, read_waiting
+from gage_queue.waiting import Placement, Waiting, read_placements, waiting_to_plan
 from gage_runs.meta import make_run_timestamp
 from gage_runs.names import is_run_id, run_name_for_id
 
@@ -70,14 +69,8 @@ class Waits:
 
     def __init__(self, runs_dir: str, now: int | None = None):
         self.now = make_run_timestamp() if now is None else now
-        self.cancelled = set(requested_ids(runs_dir))
         self.pool = read_pool(runs_dir)
-        # a run holding a slot or GPU started: its entry is stale (its keeper drops it)
-        started = {h.run_id for n in self.pool.nodes for h in n.slots if h is not None}
-        started |= {h.run_id for gpus in self.pool.gpus.values() for h in gpus.values()
-                    if h is not None}
-        gone = self.cancelled | started
-        self.waiting = [w for w in read_waiting(runs_dir) if w.run_id not in gone]
+        self.waiting = waiting_to_plan(runs_dir, self.pool)
         live = {n.info.node for n in self.pool.nodes}
         ids = {w.run_id for w in self.waiting}
         # a placement on a node that died is redone by the next pass: not on its way

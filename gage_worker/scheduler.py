@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 from gage_queue.broker.messages import EXEC_TASK
 from gage_queue.broker.send import BrokerSession
-from gage_queue.cancel import requested_ids
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.layout import node_queue, scheduler_lock
 from gage_queue.locks import RunLock, lock_fd, open_lock_file
@@ -53,10 +52,10 @@ from gage_queue.waiting import (
     commit_placement,
     lock_waiting,
     read_placements,
-    read_waiting,
     read_waiting_entry,
     remove_placement,
     remove_waiting,
+    waiting_to_plan,
 )
 from gage_runs.errors import RunLookupError
 from gage_runs.meta import make_run_timestamp, run_meta_path
@@ -114,11 +113,8 @@ def last_pass(runs_dir: str) -> float:
 
 
 def _pass(settings: Settings, runs_dir: str) -> PassResult:
-    cancelled = set(requested_ids(runs_dir))
     pool = read_pool(runs_dir)
-    # A run whose keeper holds its slot has started, or is starting: its entry goes soon.
-    gone = cancelled | {h.run_id for n in pool.nodes for h in n.slots if h is not None}
-    waiting = settle(settings, [w for w in read_waiting(runs_dir) if w.run_id not in gone])
+    waiting = settle(settings, waiting_to_plan(runs_dir, pool))
     placed, dropped = _live_placements(runs_dir, {w.run_id for w in waiting}, pool,
                                        settings.placement_timeout)
     now = make_run_timestamp()

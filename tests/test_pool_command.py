@@ -304,6 +304,7 @@ def test_pool_escapes_text_from_the_runs_dir(runs, gage_submit, pool):
 def test_pool_reads_the_index_once_and_plans_once_at_10000_waiting(runs, pool, monkeypatch):
     """10,000 waiting runs (entries alone, as the scheduler reads them): one read of the
     index, one plan, and the view in well under the time a person waits."""
+    from gage_queue import waiting
     from gage_submit import pool_view
 
     pool.node(GPU_NODE)
@@ -320,7 +321,7 @@ def test_pool_reads_the_index_once_and_plans_once_at_10000_waiting(runs, pool, m
             return real_fn(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(pool_view, "read_waiting", counted("read", pool_view.read_waiting))
+    monkeypatch.setattr(waiting, "read_waiting", counted("read", waiting.read_waiting))
     monkeypatch.setattr(pool_view, "plan", counted("plan", pool_view.plan))
     started = time.monotonic()
     view = pool_view.read_view(str(runs.runs_dir))

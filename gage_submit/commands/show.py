@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,7 @@ def _waiting_reason(run: Run, state: RunState) -> str | None:
     the waiting index now. Where no live node consumes its queue, whether any worker
     does (`gage_queue.consumers`)."""
     from gage_queue.consumers import queue_has_consumer
+    from gage_queue.layout import cancel_marker
     from gage_queue.states import RunState
 
     from ..pool_view import Waits
@@ -82,10 +84,10 @@ def _waiting_reason(run: Run, state: RunState) -> str | None:
 
     if state is not RunState.QUEUED:
         return None
+    if os.path.exists(cancel_marker(run.runs_dir, run.id)):
+        return "cancel requested: a worker ends it before it starts"
     queue = run_queue(run)
     waits = Waits(run.runs_dir)
-    if run.id in waits.cancelled:
-        return "cancel requested: a worker ends it before it starts"
     if waits.serves(queue):
         reason = waits.reason_for(run.id)
         if reason is not None:
