@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support.submit_cli import GageSubmit, assert_one_line_error, run_line_fields, worker_pool
+from support.submit_cli import GageSubmit, assert_one_line_error, submitted_run, worker_pool
 
 from gage_queue.locks import read_record
 from gage_queue.states import EndReason
@@ -26,19 +26,12 @@ def submit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GageSubmi
         yield gage_submit, str(bed.runs_dir)
 
 
-def _submitted(gage_submit: GageSubmit, *args: str) -> tuple[str, str, str]:
-    """(state word, name, id) of a one-run submit."""
-    (line,) = gage_submit(*args, check=True).lines()
-    state, name, run_id, _ = run_line_fields(line)
-    return state, name, run_id
-
-
 def test_a_chain_whose_first_run_fails_ends_the_rest_without_running(submit):
     gage_submit, runs_dir = submit
-    _, a, a_id = _submitted(gage_submit, "slow", "steps=5")
-    _, _, failing = _submitted(gage_submit, "fail")
-    state, b, b_id = _submitted(gage_submit, "train", "--after", a_id, "--after", failing)
-    _, c, c_id = _submitted(gage_submit, "train", "--after", b)
+    _, a, a_id = submitted_run(gage_submit, "slow", "steps=5")
+    _, _, failing = submitted_run(gage_submit, "fail")
+    state, b, b_id = submitted_run(gage_submit, "train", "--after", a_id, "--after", failing)
+    _, c, c_id = submitted_run(gage_submit, "train", "--after", b)
     assert state == "waiting"
 
     done = gage_submit("wait", a, b, c, "--json", timeout=90).json()
@@ -55,9 +48,9 @@ def test_a_chain_whose_first_run_fails_ends_the_rest_without_running(submit):
 
 def test_a_chain_that_completes_runs_in_order(submit):
     gage_submit, runs_dir = submit
-    _, a, a_id = _submitted(gage_submit, "slow", "steps=10")
-    _, b, b_id = _submitted(gage_submit, "train", "--after", a)
-    _, c, c_id = _submitted(gage_submit, "train", "lr=0.2", "--after", b_id)
+    _, a, a_id = submitted_run(gage_submit, "slow", "steps=10")
+    _, b, b_id = submitted_run(gage_submit, "train", "--after", a)
+    _, c, c_id = submitted_run(gage_submit, "train", "lr=0.2", "--after", b_id)
     shown = gage_submit("show", b, "--json", check=True).json()
     assert (shown["status"], shown["reason"]) == ("waiting", f"waits for {a}")
 
@@ -71,7 +64,7 @@ def test_a_chain_that_completes_runs_in_order(submit):
 def test_a_labelled_grid_then_a_run_after_the_whole_grid(submit):
     gage_submit, runs_dir = submit
     grid = gage_submit("slow", "steps=[1,2,3]", "-l", "sweep-7", "--json", check=True).json()
-    _, evaluate, eval_id = _submitted(gage_submit, "train", "--after", "label:sweep-7")
+    _, evaluate, eval_id = submitted_run(gage_submit, "train", "--after", "label:sweep-7")
 
     done = gage_submit("wait", evaluate, "--json", timeout=90).json()
     assert done[0]["status"] == "completed"
@@ -81,10 +74,10 @@ def test_a_labelled_grid_then_a_run_after_the_whole_grid(submit):
 
 def test_after_any_runs_whatever_they_ended_as_and_cancel_ends_the_waiting(submit):
     gage_submit, runs_dir = submit
-    _, _, failing = _submitted(gage_submit, "fail")
-    _, anyway, anyway_id = _submitted(gage_submit, "train", "--after", failing, "--after-any")
-    _, slow, slow_id = _submitted(gage_submit, "slow", "steps=50")
-    _, blocked, blocked_id = _submitted(gage_submit, "train", "--after", slow)
+    _, _, failing = submitted_run(gage_submit, "fail")
+    _, anyway, anyway_id = submitted_run(gage_submit, "train", "--after", failing, "--after-any")
+    _, slow, slow_id = submitted_run(gage_submit, "slow", "steps=50")
+    _, blocked, blocked_id = submitted_run(gage_submit, "train", "--after", slow)
     gage_submit("cancel", slow, check=True)
 
     done = gage_submit("wait", anyway, blocked, "--json", timeout=90).json()

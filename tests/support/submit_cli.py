@@ -148,17 +148,25 @@ def run_line_fields(line: str) -> tuple[str, str, str, str]:
     return status, name, run_id, detail[0] if detail else ""
 
 
+def submitted_run(gage_submit: GageSubmit, *args: str) -> tuple[str, str, str]:
+    """(state word, name, id) of a one-run submit `gage-submit ARGS`, which must succeed."""
+    (line,) = gage_submit(*args, check=True).lines()
+    state, name, run_id, _ = run_line_fields(line)
+    return state, name, run_id
+
+
 @contextlib.contextmanager
-def worker_pool(root: Path) -> Iterator[tuple[Bed, Path, GageSubmit]]:
-    """A private redis-server, one `gage-worker -c 2`, the test project, and
-    `gage-submit` pointed at them; all stopped afterwards."""
+def worker_pool(root: Path, worker_args: tuple[str, ...] = ("-c", "2"),
+                ) -> Iterator[tuple[Bed, Path, GageSubmit]]:
+    """A private redis-server, one `gage-worker -c 2` (or `gage-worker WORKER_ARGS`), the
+    test project, and `gage-submit` pointed at them; all stopped afterwards."""
     if not os.access(REDIS_SERVER, os.X_OK):
         pytest.skip(f"no redis-server at {REDIS_SERVER}")
     redis = RedisServer(root / "redis")
     redis.start()
     bed = Bed(root, broker_url=redis.url, redis=redis)
     try:
-        bed.start_worker("-c", "2")
+        bed.start_worker(*worker_args)
         project = write_project(root / "proj")
         env = {"GAGE_RUNS": str(bed.runs_dir), "GAGE_BROKER_URL": redis.url}
         yield bed, project, GageSubmit(project, env)
