@@ -41,6 +41,7 @@ ENQUEUED = "enqueued"
 CANCEL = "cancel"
 LOCK = "lock"
 RERUN_OF = "rerun-of"
+DEPENDS = "depends.json"  # the submitter's, read-only: not shared-writable as the others
 
 
 def active_dir(runs_dir: str) -> str:

@@ -6,7 +6,7 @@ runs dir. Gage's CLI ignores the directory.
 
 | file | content |
 |---|---|
-| `submitted` | JSON: queue, time_limit (s or null), schedule (entry name or null), host, time (epoch µs); the request (`requests.RunRequest`: gpus, null for one where there are GPUs; priority; after, after_any; retries, retry_on; signal; preemptible); the attempt (attempt, retry_of, retried, preempted: `attempts`) |
+| `submitted` | JSON: queue, time_limit (s or null), schedule (entry name or null), host, time (epoch µs); the request (`requests.RunRequest`: gpus, null for one where there are GPUs; priority; after, after_any, any_end; retries, retry_on; signal; preemptible); the attempt (attempt, retry_of, retried, preempted: `attempts`) |
 | `enqueued` | epoch µs of the last enqueue |
 | `cancel` | empty: no cancel; JSON (by, time): cancel requested |
 | `lock` | the run lock; its content is the run record (`gage_queue.record`) |
@@ -81,6 +81,7 @@ def write_submitted(
         "priority": request.priority,
         "after": list(request.after),
         "after_any": request.after_any,
+        "any_end": list(request.any_end),
         "retries": request.retries,
         "retry_on": request.retry_on,
         "signal": str(request.warning) if request.warning else None,

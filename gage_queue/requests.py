@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gage_queue.durations import DurationError, parse_duration
@@ -39,7 +39,8 @@ MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 @dataclass(frozen=True)
 class RunRequest:
     """A run's GPUs (None: one where there are GPUs), priority, and the runs it waits for
-    (`after`: their ids; `after_any`: whatever they end as, else only if all complete)."""
+    (`after`: their ids; `after_any`: whatever they end as, else only if all complete;
+    `any_end`: those of `after` that may end any way, such as a runs-summary's runs)."""
 
     gpus: int | None = None
     priority: int = 0
@@ -49,6 +50,11 @@ class RunRequest:
     retry_on: RetryOn = RetryOn.LOST
     warning: EarlySignal | None = None  # a signal before the time limit (`--signal`)
     preemptible: bool = False  # may be stopped for a higher-priority run, then run again
+    any_end: tuple[str, ...] = ()
+
+    def without_waits(self) -> RunRequest:
+        """The request once the runs it waited for ended: it waits for nothing."""
+        return replace(self, after=(), after_any=False, any_end=())
 
     def gpus_on(self, node_gpus: int) -> int:
         """The GPUs the run takes on a node with `node_gpus` GPUs."""
@@ -144,9 +150,8 @@ def time_limit_of(data: dict[str, Any]) -> float | None:
 def request_from(data: dict[str, Any] | None) -> RunRequest:
     """The request recorded in `queue/submitted` (or a waiting entry); defaults if absent or bad."""
     data = data or {}
-    after = data.get("after") or ()
-    after = tuple(a for a in after if isinstance(a, str) and is_run_id(a)) \
-        if isinstance(after, list) else ()
+    after = _run_ids(data.get("after"))
+    any_end = tuple(a for a in _run_ids(data.get("any_end")) if a in after)
     retries = data.get("retries")
     retries = retries if isinstance(retries, int) and 0 <= retries <= MAX_RETRIES else 0
     retry_on = RetryOn(data["retry_on"]) if data.get("retry_on") in RETRY_ON else RetryOn.LOST
@@ -157,8 +162,14 @@ def request_from(data: dict[str, Any] | None) -> RunRequest:
     try:
         return RunRequest(check_gpus(data.get("gpus")), check_priority(data.get("priority", 0)),
                           after, data.get("after_any") is True, retries, retry_on, warning,
-                          data.get("preemptible") is True)
+                          data.get("preemptible") is True, any_end)
     except SettingsError:
         return RunRequest(after=after, after_any=data.get("after_any") is True,
                           retries=retries, retry_on=retry_on, warning=warning,
-                          preemptible=data.get("preemptible") is True)
+                          preemptible=data.get("preemptible") is True, any_end=any_end)
+
+
+def _run_ids(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(a for a in value if isinstance(a, str) and is_run_id(a))

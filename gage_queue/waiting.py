@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from gage_queue.cancel import requested_ids
@@ -57,10 +57,16 @@ class Waiting:
     time_limit: float | None = None
     after: tuple[str, ...] = ()  # waiting for these runs (`--after`) until released
     after_any: bool = False
+    any_end: tuple[str, ...] = ()  # those of `after` that may end any way
 
     @property
     def request(self) -> RunRequest:
-        return RunRequest(self.gpus, self.priority, self.after, self.after_any)
+        return RunRequest(self.gpus, self.priority, self.after, self.after_any,
+                          any_end=self.any_end)
+
+    def released(self) -> Waiting:
+        """The entry once the runs it waited for ended: it waits for nothing."""
+        return replace(self, after=(), after_any=False, any_end=())
 
     def order(self) -> tuple[int, int, str]:
         """Higher priority first, then the earlier submit (ids break ties)."""
@@ -81,6 +87,7 @@ class Placement:
 def add_waiting(runs_dir: str, entry: Waiting) -> None:
     data = {k: v for k, v in asdict(entry).items() if k != "run_id"}
     data["after"] = list(entry.after)
+    data["any_end"] = list(entry.any_end)
     write_text(waiting_entry(runs_dir, entry.run_id), json.dumps(data, sort_keys=True),
                readonly=False)
 
@@ -165,6 +172,7 @@ def waiting_from(run_id: str, submitted: dict[str, Any]) -> Waiting:
         time_limit=time_limit_of(submitted),
         after=request.after,
         after_any=request.after_any,
+        any_end=request.any_end,
     )
 
 
@@ -204,6 +212,7 @@ def _ids(folder: str) -> list[str]:
 def _decode_waiting(run_id: str, data: bytes) -> Waiting | None:
     try:
         raw = json.loads(data)
+        request = request_from(raw)
         return Waiting(
             run_id=run_id,
             queue=str(raw["queue"]),
@@ -211,8 +220,9 @@ def _decode_waiting(run_id: str, data: bytes) -> Waiting | None:
             gpus=check_gpus(raw.get("gpus")),
             priority=check_priority(raw.get("priority", 0)),
             time_limit=time_limit_of(raw),
-            after=request_from(raw).after,
-            after_any=raw.get("after_any") is True,
+            after=request.after,
+            after_any=request.after_any,
+            any_end=request.any_end,
         )
     except (ValueError, KeyError, TypeError, AttributeError, SettingsError):
         return None  # unreadable: skipped, never fatal to a pass

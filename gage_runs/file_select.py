@@ -376,11 +376,13 @@ def _last_result(rules: list[_CountedRule], relpath: str, info: _PathInfo) -> bo
 
 
 def select_files(
-    root: str, patterns: Sequence[str], *, exclude_dirs: Iterable[str] = ()
+    root: str, patterns: Sequence[str], *, exclude_dirs: Iterable[str] = (),
+    followlinks: bool = True,
 ) -> list[str]:
     """Select files under `root` with `patterns`, walking as Gage does.
 
-    Returns sorted relative paths with `/` separators. `os.walk` follows links, visiting names in sorted order. Dirs are
+    Returns sorted relative paths with `/` separators. `os.walk` follows links (unless
+    `followlinks` is False), visiting names in sorted order. Dirs are
     tested against `dir` rules only and pruned if excluded; files
     against the other rules. For both, the last rule with a result
     decides. Dirs in `exclude_dirs` (absolute paths, compared by
@@ -392,7 +394,7 @@ def select_files(
     excluded = _dir_ids(exclude_dirs)
     prefix = os.path.join(root, "")
     selected: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=followlinks):
         relroot = "" if dirpath == root else dirpath[len(prefix) :] + "/"
         dirnames[:] = _kept_dirs(selector, dirpath, relroot, dirnames, excluded)
         for name in sorted(filenames):

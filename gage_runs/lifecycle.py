@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from .config import apply_config as patch_config_files
 from .datafile import DataFileError, load_data_file
+from .depends import copy_project_files
 from .errors import GageRunsError
 from .files_log import (
     DEPENDENCY,
@@ -77,7 +78,12 @@ def stage_runtime(run: Run, project_dir: str) -> None:
 
 
 def stage_dependencies(run: Run, project_dir: str) -> None:
-    """Run the stage-dependencies hook (dependencies aren't resolved in 0.1.2)."""
+    """Copy `project-files` dependencies, run the stage-dependencies hook, log the files.
+
+    Gage 0.1.2 resolves no dependency; `run-files` and `runs-summary` wait
+    for other runs, so the queue resolves them when the run starts
+    (`depends`)."""
+    copy_project_files(run, project_dir)
     hook = meta_opdef(run).get_exec().get_stage_dependencies()
     _run_hook(run, hook, "stage-dependencies", "30_dependencies", project_dir)
     apply_to_files_log(run, DEPENDENCY)

@@ -1,8 +1,9 @@
 """A new run staged from an old run's source code: reruns and retries.
 
-The old run's staged source files (the `s` entries of its `log/files`)
-are copied to a scratch dir and staged from there, so the new run runs
-the code the old one ran, whatever its project holds now. The op, the
+The old run's staged source files (the `s` entries of its `log/files`,
+and its `d` ones, for its project-files dependencies) are copied to a
+scratch dir and staged from there, so the new run runs the code the old
+one ran, whatever its project holds now. The op, the
 command and its environment are the old run's; the config is given.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gage_runs.files_log import SOURCE, reduce_files_log
+from gage_runs.files_log import DEPENDENCY, SOURCE, reduce_files_log
 from gage_runs.fsmode import make_dirs, write_text
 from gage_runs.lifecycle import stage_run
 from gage_runs.meta import init_run_meta, make_run, meta_config, meta_opcmd, meta_opdef
@@ -67,10 +68,11 @@ def stage_from_run(
 
 
 def _copy_source_files(run: Run, dest: str) -> None:
-    """The old run's source files, writable (config patching rewrites them)."""
+    """The old run's source files and dependency files, writable (config patching rewrites
+    them): its project-files dependencies are copied from there again."""
     for type, relpath in reduce_files_log(run):
         src = os.path.join(run.run_dir, relpath)
-        if type != SOURCE or not os.path.isfile(src):
+        if type not in (SOURCE, DEPENDENCY) or not os.path.isfile(src):
             continue
         target = os.path.join(dest, relpath)
         os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -73,11 +73,12 @@ def copy_sourcecode(
     patterns = sourcecode_patterns(opdef)
     excluded = [run_dir, *(exclude_dirs or ())]
     paths = select_files(project_dir, patterns, exclude_dirs=excluded)
-    _copy_files(project_dir, run_dir, paths)
+    copy_files(project_dir, run_dir, paths)
     return paths
 
 
-def _copy_files(src_dir: str, dest_dir: str, relpaths: list[str]) -> None:
+def copy_files(src_dir: str, dest_dir: str, relpaths: list[str]) -> None:
+    """Copy each relative path from `src_dir` to `dest_dir` (`_copy_file`), making dirs."""
     made_dirs: set[str] = set()
     for relpath in relpaths:
         dest = os.path.join(dest_dir, relpath)

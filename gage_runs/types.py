@@ -100,7 +100,7 @@ class OpDefConfig(_Section):
 
 
 class OpDefDependency(_Section):
-    """One `depends` entry (not resolved, as in Gage 0.1.2)."""
+    """One `depends` entry (Gage 0.1.2 declares them; the queue resolves them)."""
 
     def get_type(self) -> str:
         if self._data.get("type"):
@@ -110,6 +110,20 @@ class OpDefDependency(_Section):
         if self._data.get("files"):
             return "project-files"
         return ""
+
+    def get_files(self) -> list[str]:
+        """The `files` patterns (a pattern or a list of them)."""
+        files = self._data.get("files") or []
+        return [files] if isinstance(files, str) else list(files)
+
+    def get_run_select(self) -> str | None:
+        return self._data.get("run-select")
+
+    def get_runs_select(self) -> str | None:
+        return self._data.get("runs-select")
+
+    def get_summary_filename(self) -> str | None:
+        return self._data.get("summary-filename")
 
 
 class OpDefSummary(_Section):

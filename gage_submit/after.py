@@ -9,12 +9,11 @@ input; so is a run that is not staged or submitted (nothing would end it).
 
 from __future__ import annotations
 
+from gage_queue.depends import LABEL
 from gage_runs.runs_dir import list_runs, select_runs
 from gage_runs.sidecars import run_label
 
 from .errors import SubmitError
-
-LABEL = "label:"
 
 
 def resolve_after(runs_dir: str, specs: tuple[str, ...]) -> tuple[str, ...]:

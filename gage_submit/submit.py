@@ -19,12 +19,13 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
 from gage_queue import active
 from gage_queue.broker.send import Submitter
+from gage_queue.depends import NO_DEPENDS, Depends, resolve_depends, write_depends
 from gage_queue.durations import parse_duration
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.requests import (
@@ -97,6 +98,7 @@ class Plan:
     configs: list[dict[str, Any]]
     rerun: RunSource | None = None
     request: RunRequest = DEFAULT_REQUEST
+    depends: Depends = NO_DEPENDS  # the op's `depends`, resolved once for all its runs
 
     @property
     def op_name(self) -> str:
@@ -133,6 +135,7 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
     check_flags(grid, project_config, context.opdef.name)
     runs_dir = runs_dir_for_submit(context, options.runs_dir)
     flags = expand_grid(grid)
+    depends = resolve_depends(context.opdef, context.opref, runs_dir, context.project_dir)
     return Plan(
         context=context,
         runs_dir=runs_dir,
@@ -141,11 +144,11 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
         time_limit=options.time_limit,
         flags=flags,
         configs=[{**project_config, **run_flags} for run_flags in flags],
-        request=RunRequest(options.gpus, options.priority or 0,
-                           resolve_after(runs_dir, options.after), options.after_any,
-                           options.retries or 0, RetryOn(options.retry_on or RETRY_ON[0]),
-                           _early_signal(options, options.time_limit),
-                           bool(options.preemptible)),
+        request=_with_depends(RunRequest(
+            options.gpus, options.priority or 0, resolve_after(runs_dir, options.after),
+            options.after_any, options.retries or 0, RetryOn(options.retry_on or RETRY_ON[0]),
+            _early_signal(options, options.time_limit), bool(options.preemptible)), depends),
+        depends=depends,
     )
 
 
@@ -184,6 +187,7 @@ def plan_rerun(source: RunSource, options: SubmitOptions, settings: Settings) ->
         queue = check_queue_name(settings.queue)
     inherited = request_from(submitted)
     runs_dir = os.path.dirname(os.path.abspath(source.run.run_dir))
+    depends = resolve_depends(source.opdef, source.run.opref, runs_dir, None)
     request = RunRequest(
         options.gpus if options.gpus is not None else inherited.gpus,
         options.priority if options.priority is not None else inherited.priority,
@@ -202,8 +206,17 @@ def plan_rerun(source: RunSource, options: SubmitOptions, settings: Settings) ->
         flags=flags,
         configs=[{**source.config, **run_flags} for run_flags in flags],
         rerun=source,
-        request=request,
+        request=_with_depends(request, depends),
+        depends=depends,
     )
+
+
+def _with_depends(request: RunRequest, depends: Depends) -> RunRequest:
+    """The request also waiting for the runs the op's `depends` select (`--after` wins:
+    a run named there must complete even if a runs-summary selects it too)."""
+    after = tuple(dict.fromkeys((*request.after, *depends.after)))
+    any_end = tuple(r for r in depends.any_end if r not in request.after)
+    return replace(request, after=after, any_end=any_end)
 
 
 def _early_signal(options: SubmitOptions, time_limit: float | None) -> EarlySignal | None:
@@ -451,6 +464,7 @@ def _stage_and_queue(
     _in_progress.busy = True
     try:
         run = _stage(plan, run_id, config)
+        write_depends(run, plan.depends.resolved)
         submitter.record(run)
         _in_progress.busy = False
         recorded = True  # from here on the run is queued

@@ -4,7 +4,8 @@ A run submitted with `--after RUN...` is committed `waiting` and its
 waiting entry names the runs it waits for. Each placement pass looks at
 those runs' states (one record read each, cached for the pass):
 
-- all ended completed (or, with `--after-any`, all ended at all): the run
+- all ended completed (or, with `--after-any`, all ended at all; a
+  runs-summary dependency's runs may end any way): the run
   is released, under its lock (event `release`), and is placed like any
   queued run from then on, in its submit order;
 - one ended otherwise (error, terminated, cancelled, finalize-failed, or
@@ -56,14 +57,14 @@ def settle(settings: Settings, entries: list[Waiting]) -> list[Waiting]:
             ready.append(entry)
             continue
         ended = {dep: _state(runs_dir, dep, states) for dep in entry.after}
-        failed = [(dep, s) for dep, s in ended.items()
-                  if s is DELETED or (s in FINISHED and s is not RunState.COMPLETED)]
+        failed = [(dep, s) for dep, s in ended.items() if dep not in entry.any_end
+                  and (s is DELETED or (s in FINISHED and s is not RunState.COMPLETED))]
         if failed and not entry.after_any:
             dep, state = failed[0]
             _end(settings, entry, dep, state)
         elif all(s is DELETED or s in FINISHED for s in ended.values()) \
                 and _release(runs_dir, entry):
-            ready.append(Waiting(**{**entry.__dict__, "after": (), "after_any": False}))
+            ready.append(entry.released())
     return ready
 
 
@@ -86,7 +87,7 @@ def _release(runs_dir: str, entry: Waiting) -> bool:
         if record.state is not RunState.WAITING:
             return record.state is RunState.QUEUED
         lock.advance(record, Event.RELEASE, RunState.QUEUED, detail=None)
-        add_waiting(runs_dir, Waiting(**{**entry.__dict__, "after": (), "after_any": False}))
+        add_waiting(runs_dir, entry.released())
     log.info("run %s: the runs it waited for ended; queued", entry.run_id)
     return True
 

@@ -18,12 +18,13 @@ that crashes and is redone finds the attempt made and makes no second one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from dataclasses import replace
 
 from gage_queue.attempts import attempt_of, preempted, retried, retry_due, retry_id
 from gage_queue.broker.send import record_submission
+from gage_queue.depends import read_depends, write_depends
 from gage_queue.layout import SUBMITTED, queue_file
 from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
@@ -59,12 +60,14 @@ def retry_if_due(run: Run, record: RunRecord) -> Run | None:
     source = RunSource.of(run)
     new = stage_from_run(source, source.config, run.runs_dir, label=run_label(run),
                          run_id=new_id)
+    with contextlib.suppress(ValueError):  # unreadable: the attempt gets no run's files
+        write_depends(new, read_depends(run))
     request = request_from(submitted)
     record_submission(
         new, queue=str(submitted.get("queue") or DEFAULT_QUEUE),
         time_limit=time_limit_of(submitted),
         schedule=submitted.get("schedule") if isinstance(submitted.get("schedule"), str) else None,
-        request=replace(request, after=(), after_any=False),  # those ended: no more waits
+        request=request.without_waits(),  # those ended
         attempt=attempt, retry_of=run.id,
         retried=retried(submitted) + (0 if was_preempted else 1),
         preempted=preempted(submitted) + 1 if was_preempted else 0,

@@ -69,6 +69,9 @@ ELSEWHERE = {
                                      " on a run that waits (the RUN here has ended)",
     r"gage-worker drain": "test_scheduling's drain test runs it (with a node name): here it"
                           " would stop the worker the other lines use",
+    r"cd examples/pipeline|gage-submit prepare|gage-submit train lr=\S+ -l sweep-1"
+    r"|gage-submit evaluate --after label:sweep-1 --wait|gage-submit logs 1":
+        "the pipeline block: test_readme_pipeline_block_runs_as_written runs it as a script",
     r"pip install 'gage-queue\[view\]'":
         "illustrative: installs from a package index; the test extra installs the view extra",
     r"gage-submit view( --\S+)*( \S+)?":
@@ -79,6 +82,8 @@ NOT_BASH = {  # (language, first line) -> how the block is checked
     ("", " laptop                        shared runs dir (NFS, or local)              worker hosts"):
         "illustrative: the architecture diagram",
     ("toml", "[[job]]"): "test_readme_schedule_is_a_schedule loads it as the beat does",
+    ("toml", "[train]"): "test_readme_pipeline_block_runs_as_written: it is in the example's"
+                         " Gage file",
 }
 DAEMONS = re.compile(r"gage-worker (worker|beat)\b")
 SHELL_SYNTAX = re.compile(r"""\$\(|[|;&<>`]|^eval """)
@@ -273,6 +278,27 @@ def test_every_readme_command_runs(embedded):
     assert any(line.startswith("gage-submit queue") for line in commands)
     assert any(line.startswith("eval ") for line in commands)
     assert not staged, f"runs staged by Gage but never queued: {staged}"
+
+
+@pytest.mark.system
+def test_readme_pipeline_block_runs_as_written(embedded):
+    """The `depends` pipeline, as a script from the repo root against a real worker:
+    prepare, a sweep that waits for it and takes its data, and evaluate, after the sweep,
+    reading its summary. The TOML block shown is in the example's Gage file (its ops' settings)."""
+    import tomllib
+
+    toml = next(text for lang, text in readme_blocks() if (lang, text[:7]) == ("toml", "[train]"))
+    example = tomllib.loads((REPO / "examples" / "pipeline" / "gage.toml").read_text())
+    for op, shown in tomllib.loads(toml).items():
+        assert shown.items() <= example[op].items(), op
+    block = the_block("cd examples/pipeline")
+    proc = subprocess.run(["bash", "-e", "-c", block], cwd=REPO, env=embedded,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # waiting for prepare, or queued if it completed before the sweep's submit
+    assert len(re.findall(r"^(waiting|queued) +\S+ +\S+ +lr=", proc.stdout, re.M)) == 3
+    assert re.search(r"^3 of 3 runs completed; best: \S+ lr=0\.2 loss=0\.0", proc.stdout,
+                     re.M), proc.stdout
 
 
 class Daemon:

@@ -35,11 +35,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gage_queue.broker.config import broker_url
 from gage_queue.broker.send import submit_run
+from gage_queue.depends import resolve_depends, write_depends
 from gage_queue.errors import BrokerUnavailable, CommandFailed
 from gage_queue.layout import beat_lock
 from gage_queue.queue_meta import read_submitted
@@ -237,9 +238,11 @@ class Beat:
                 return True, f"skipped: its last run {previous.brief} is {status}"
         try:
             op = load_job_op(job)
+            depends = resolve_depends(op.opdef, op.opref, self.runs_dir, job.project_dir)
             run = stage_op(
                 job.project_dir, op.opdef, op.opref, op.config, self.runs_dir, label=job.label
             )
+            write_depends(run, depends.resolved)
         except (GageRunsError, OSError) as e:
             return False, f"error: no run submitted: {e}"
         state.last_run = run
@@ -247,7 +250,8 @@ class Beat:
         try:
             submit_run(
                 run, queue=queue, time_limit=job.time_limit, schedule=job.name,
-                settings=self.settings, request=job.request,
+                settings=self.settings,
+                request=replace(job.request, after=depends.after, any_end=depends.any_end),
             )
         except BrokerUnavailable as e:
             return False, f"error: run {run.brief} not sent: {e}"

@@ -15,7 +15,9 @@ without running, unless:
 - the submitter (the owner of `<id>.meta`) owns the run dir and
   `<id>.meta/proc`, each not writable by others or sticky;
 - `opdef.json`, `config.json`, `proc/cmd.json` and `proc/env.json` are
-  regular files of the submitter's, not writable by group or others;
+  regular files of the submitter's, not writable by group or others, and
+  so is `queue/depends.json` where there is one (it says which runs'
+  files the keeper copies in);
 - everything in the run dir (walked without following links) is the
   submitter's: regular files not writable by group or others, dirs not
   writable by others or sticky, symlinks, nothing else (no FIFO);
@@ -39,6 +41,7 @@ import os
 import pwd
 import stat
 
+from gage_queue.layout import DEPENDS, queue_file
 from gage_runs.errors import GageRunsError
 from gage_runs.files_log import SOURCE, RunManifest, file_sha256
 from gage_runs.types import Run
@@ -59,6 +62,8 @@ def check_run_files(run: Run, runs_dir: str) -> None:
         _check_dir(path, owner)
     for name in PROTECTED_META:
         _check_file(os.path.join(run.meta_dir, *name.split("/")), owner)
+    if os.path.lexists(depends := queue_file(run, DEPENDS)):
+        _check_file(depends, owner)
     # A run that staged no files may have no run dir yet: exec creates it.
     walked = _walk(run.run_dir, owner) if os.path.lexists(run.run_dir) else {}
     _check_digests(run, walked)

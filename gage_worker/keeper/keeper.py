@@ -55,6 +55,7 @@ from gage_runs.meta import make_run_timestamp, meta_timestamp, run_meta_path, ru
 from gage_runs.runs_dir import resolve_run_id
 from gage_runs.types import Run
 from gage_worker.keeper import procs
+from gage_worker.keeper.depends import DependsPart
 from gage_worker.keeper.job import KeeperJob, Outcome, Verdict
 from gage_worker.keeper.parts import (
     CancelPart,
@@ -112,7 +113,7 @@ class Keeper:
         self.time_limit = TimeLimitPart()
         self.parts: list[Part] = [
             self.shutdown, HostPart(), self.time_limit, self.slot, CancelPart(), RunFilesPart(),
-            ResumePart(), SubmittedFilesPart(),
+            ResumePart(), SubmittedFilesPart(), DependsPart(),
         ]
         self.queued = RunRecord()  # the record it was given to start
         self.submitted: dict[str, Any] = {}  # `queue/submitted`, read once for every part
