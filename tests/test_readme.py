@@ -230,7 +230,7 @@ def test_readme_schedule_is_a_schedule(tmp_path):
     schedule: every job's Gage file, op and flags checked."""
     from gage_worker.beat.schedule import load_schedule
 
-    [text] = [text for lang, text in readme_blocks() if lang == "toml"]
+    [text] = [text for lang, text in readme_blocks() if (lang, text[:7]) == ("toml", "[[job]]")]
     (tmp_path / "hello").symlink_to(HELLO)
     (tmp_path / "schedule.toml").write_text(text)
     schedule = load_schedule(str(tmp_path / "schedule.toml"))
