@@ -26,7 +26,8 @@ Redis and RabbitMQ: the URL is passed to kombu unchanged. Redis URLs
 (`redis://`, `rediss://`, `redis+socket://`) get kombu's Redis transport
 as `redis_transport` guards it: a raw item pushed onto a queue's list that
 is not a kombu message is dropped and logged instead of crashing the
-worker. For Redis the
+worker. A submitter sends to `redis://` and `redis+socket://` without
+kombu (`redis_publish`: the same keys, much less to import). For Redis the
 visibility timeout (how long an unacked message stays invisible before
 Redis redelivers it) is set in the transport options, and the periodic
 restore of unacked messages is made as frequent as the timeout needs. For

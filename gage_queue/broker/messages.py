@@ -13,7 +13,9 @@ real `celery worker` execute one.
 
 To the embedded broker (a folder) a message is written without kombu
 (`put_embedded_task`), as the file kombu's publish through
-`embedded.Transport` writes, so a submitter imports no kombu at all.
+`embedded.Transport` writes, and to Redis it is pushed without kombu
+(`redis_publish`), as kombu's Redis transport pushes it: the same envelope
+(`task_envelope`). A submitter on either imports no kombu at all.
 
 Two values differ, neither read by a worker: `reply_to` is empty (Celery
 puts the sending thread's id there, for result backends; gage-queue stores
@@ -162,6 +164,16 @@ def put_embedded_task(folder: str, name: str, args: Sequence[Any], queue: str,
     is left to the worker's own declare: nothing publishes to a queue's
     exchange, only to the queue. Raises OSError.
     """
+    task_id, data = task_envelope(name, args, queue, display)
+    put_embedded_message(folder, queue, data)
+    return task_id
+
+
+def task_envelope(name: str, args: Sequence[Any], queue: str,
+                  display: TaskDisplay | None = None) -> tuple[str, bytes]:
+    """The task id, and the message as kombu's virtual transports store it for
+    `publish_task` to `queue`: its filesystem transport as a file, its Redis
+    transport as a list item (the same JSON envelope, the body in base64)."""
     task_id = str(uuid.uuid4())
     body, headers, properties = task_message(name, args, task_id, display)
     envelope = {
@@ -178,8 +190,7 @@ def put_embedded_task(folder: str, name: str, args: Sequence[Any], queue: str,
             "delivery_tag": str(uuid.uuid4()),
         },
     }
-    put_embedded_message(folder, queue, json.dumps(envelope).encode())
-    return task_id
+    return task_id, json.dumps(envelope).encode()
 
 
 def put_embedded_message(folder: str, queue: str, data: bytes) -> None:

@@ -10,7 +10,9 @@ stays queued and reconcile sends it later.
 
 Sending imports no Celery: messages are Celery's, published with kombu
 (`messages`), so a submitter starts fast. To the embedded broker (the
-default) a session writes message files itself and imports no kombu.
+default) a session writes message files itself, and to Redis it pushes
+them itself (`redis_publish`): a submitter imports no kombu and no
+redis-py for either, only what its broker needs when it first sends.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from gage_queue import active
-from gage_queue.broker.config import broker_url, is_embedded, prepare_broker, transport_options
+from gage_queue.broker.config import (
+    CONNECT_TIMEOUT,
+    broker_url,
+    is_embedded,
+    prepare_broker,
+    transport_options,
+)
 from gage_queue.broker.messages import (
     DISPLAY_LIMIT,
     EXEC_TASK,
@@ -32,6 +40,7 @@ from gage_queue.broker.messages import (
     broker_connection,
     publish_task,
     put_embedded_task,
+    task_envelope,
 )
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.locks import create_lock_file
@@ -56,12 +65,17 @@ from gage_runs.types import Run
 if TYPE_CHECKING:
     from kombu import Connection
 
+    from gage_queue.broker.redis_publish import RedisConnection, RedisTarget
+
+    Link = Connection | RedisConnection  # kombu's, or ours to Redis
+
 T = TypeVar("T")
+_SEND_ERRORS = (OSError, ConnectionError, TimeoutError)
 
 _local = threading.local()
 
 
-def _connections() -> dict[Settings, Connection]:
+def _connections() -> dict[Settings, Link]:
     """This thread's kept connections (none after a fork: never share a socket)."""
     if getattr(_local, "pid", None) != os.getpid():
         _local.pid = os.getpid()
@@ -74,15 +88,22 @@ class BrokerSession:
 
     The embedded broker needs no connection: its messages folder is
     written and listed directly (`messages.put_embedded_task`), as its
-    kombu transport would.
+    kombu transport would. Redis gets a connection of `redis_publish`
+    (kombu's for a URL that module leaves to kombu, such as `rediss://`);
+    other brokers a kombu connection.
     """
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._conn: Connection | None = None
-        self._folder = (
-            transport_options(settings)["data_folder_out"] if is_embedded(settings) else None
-        )
+        self._conn: Link | None = None
+        self._folder: str | None = None
+        self._redis: RedisTarget | None = None
+        if is_embedded(settings):
+            self._folder = transport_options(settings)["data_folder_out"]
+        elif broker_url(settings).startswith("redis"):
+            from gage_queue.broker import redis_publish
+
+            self._redis = redis_publish.target(broker_url(settings))
 
     def __enter__(self) -> BrokerSession:
         prepare_broker(self.settings)
@@ -105,8 +126,11 @@ class BrokerSession:
         if self._folder is not None:
             self._in_folder(
                 lambda folder: put_embedded_task(folder, task_name, [run_id], queue, display))
-            return
-        self._call(lambda conn: publish_task(conn, task_name, [run_id], queue, display))
+        elif self._redis is not None:
+            _, message = task_envelope(task_name, [run_id], queue, display)
+            self._call(lambda conn: conn.publish(queue, message))
+        else:
+            self._call(lambda conn: publish_task(conn, task_name, [run_id], queue, display))
 
     def queue_size(self, queue: str) -> int:
         """Messages of `queue` the broker holds: waiting, and (embedded) claimed, unacked.
@@ -116,6 +140,8 @@ class BrokerSession:
         """
         if self._folder is not None:
             return self._in_folder(lambda folder: _embedded_count(folder, queue))
+        if self._redis is not None:
+            return self._call(lambda conn: conn.queue_size(queue))
 
         def size(conn: Connection) -> int:
             channel = conn.channel()
@@ -136,39 +162,51 @@ class BrokerSession:
         except OSError as e:
             raise self._unavailable(OSError(e.errno, e.strerror, self._folder)) from None
 
-    def _call(self, fn: Callable[[Connection], T]) -> T:
+    def _call(self, fn: Callable[[Link], T]) -> T:
         """`fn(connection)`; on a connection error, once more on a fresh one."""
-        from kombu.exceptions import OperationalError
-
         assert self._conn is not None, "use BrokerSession as a context manager"
-        send_errors = (OSError, ConnectionError, TimeoutError, OperationalError)
         try:
             return fn(self._conn)
         except Exception as e:
-            if not isinstance(e, (*send_errors, *self._conn.connection_errors)):
+            if not self._is_send_error(e):
                 raise
         self._conn = self._connect(fresh=True)
         try:
             return fn(self._conn)
         except Exception as e:
-            if not isinstance(e, (*send_errors, *self._conn.connection_errors)):
+            if not self._is_send_error(e):
                 raise
             self._drop()
             raise self._unavailable(e) from None
 
-    def _connect(self, *, fresh: bool) -> Connection:
+    def _is_send_error(self, error: Exception) -> bool:
+        """Whether `error` says the broker could not be reached (else it is a bug)."""
+        if self._redis is not None:  # every error of redis_publish is a ConnectionError
+            return isinstance(error, _SEND_ERRORS)
+        from kombu.exceptions import OperationalError
+
+        assert self._conn is not None
+        return isinstance(error, (*_SEND_ERRORS, OperationalError, *self._conn.connection_errors))
+
+    def _connect(self, *, fresh: bool) -> Link:
         if fresh:
             self._drop()
         connections = _connections()
         conn = connections.get(self.settings)
-        if conn is None:
-            conn = broker_connection(self.settings)
+        if conn is None and self._redis is None:
+            conn = broker_connection(self.settings)  # connects when ensured
         try:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
+            if self._redis is None:
+                conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
+            elif conn is None:
+                from gage_queue.broker.redis_publish import RedisConnection
+
+                conn = RedisConnection(self._redis, CONNECT_TIMEOUT)  # connects, or raises
         except Exception as e:
             connections.pop(self.settings, None)
-            with contextlib.suppress(Exception):
-                conn.close()
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
             raise self._unavailable(e) from None
         connections[self.settings] = conn
         return conn
