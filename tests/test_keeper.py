@@ -326,9 +326,14 @@ def test_an_error_before_the_command_starts_leaves_the_run_queued(redis_bed):
 
 @pytest.mark.system
 def test_a_run_started_by_gage_itself_is_left_to_gage(redis_bed, real_gage):
-    """`gage run --start` on a queued run: Gage runs it; no worker runs it, or calls it lost."""
+    """`gage run --start` on a queued run: Gage runs it; no worker runs it, or calls it lost.
+
+    The run goes on until the test opens its gate file (a fixed sleep could end before a
+    worker on a loaded machine got to look at it)."""
     run = redis_bed.submit(redis_bed.stage_script(
-        "import time; print('by gage', flush=True); time.sleep(3)", cmd=["python", "script.py"]))
+        "import os, time; print('by gage', flush=True)\n"
+        "while not os.path.exists(os.path.join(os.environ['COUNT_DIR'], 'go')): time.sleep(0.1)",
+        cmd=["python", "script.py"]))
     gage = subprocess.Popen(
         [str(real_gage.gage), "run", "--start", run.id, "-y", "-q"],
         env=real_gage.env(redis_bed.runs_dir), cwd=redis_bed.root,
@@ -341,6 +346,7 @@ def test_a_run_started_by_gage_itself_is_left_to_gage(redis_bed, real_gage):
         wait_for(lambda: f"run {run.id}: started outside the queue" in worker.log(),
                  20, "the placement pass to leave it alone")
         assert run_state(run) == "running"
+        (redis_bed.counts_dir / "go").touch()
         assert gage.wait(30) == 0
     finally:
         gage.kill()
@@ -511,3 +517,61 @@ def test_an_urgent_run_preempts_two_preemptible_runs_which_resume_as_new_attempt
         assert _output(attempt) == "resumed from step 7\n"
         submitted = read_submitted(attempt)
         assert (submitted["attempt"], submitted["retried"], submitted["preempted"]) == (2, 0, 1)
+
+
+SIGNALS_NOTED = """\
+import os, signal, sys, time
+if os.environ.get("GAGE_RESUME_RUN_DIR"):
+    sys.exit(0)  # the next attempt: nothing left to do
+def note(signum, frame):
+    print(f"{signal.Signals(signum).name} {time.time():.3f}", flush=True)
+    if signum == signal.SIGTERM and not os.environ.get("IGNORE_TERM"):
+        sys.exit(0)
+signal.signal(signal.SIGUSR1, note)
+signal.signal(signal.SIGTERM, note)
+print("running", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.system
+def test_a_preempted_run_with_a_signal_gets_it_first_within_the_grace(redis_bed):
+    """`--signal USR1@3` and a 4 s grace: USR1 at once, SIGTERM min(3, 4/2) = 2 s later,
+    SIGKILL 4 s after USR1 (the warning comes out of the grace, not on top of it); one
+    victim exits on SIGTERM, the other ignores it and is killed; the urgent run starts
+    within the grace and a few seconds."""
+    grace = 4
+    redis_bed.start_worker("--gpus", "0,1,2,3", "--finalize",
+                           env=redis_bed.worker_env(GAGE_CANCEL_GRACE=str(grace)))
+    low = RunRequest(gpus=2, preemptible=True, warning=parse_warning("USR1@3"))
+    exits, ignores = (
+        redis_bed.submit(redis_bed.stage_script(SIGNALS_NOTED, cmd=["python", "script.py"],
+                                                env=env), time_limit=60, request=low)
+        for env in ({}, {"IGNORE_TERM": "1"}))
+    for victim in (exits, ignores):
+        wait_for(lambda victim=victim: "running" in _output(victim), 20, "the handlers")
+    asked = time.time()
+    urgent = redis_bed.submit(redis_bed.stage_script("print('urgent')", cmd=["python", "script.py"]),
+                              request=RunRequest(gpus=4, priority=10))
+
+    assert redis_bed.wait_status([urgent], timeout=30) == {urgent.id: "completed"}
+    assert meta_timestamp(urgent, "started") / 1e6 - asked < grace + 3
+    sent = {}
+    for victim in (exits, ignores):
+        lines = [line.split() for line in _output(victim).splitlines()[1:]]
+        assert [name for name, _ in lines] == ["SIGUSR1", "SIGTERM"], lines
+        sent[victim.id] = {name: float(at) for name, at in lines}
+        assert 1.8 <= sent[victim.id]["SIGTERM"] - sent[victim.id]["SIGUSR1"] <= 3.0, lines
+        assert (read_record(victim).state, read_record(victim).reason) == (
+            RunState.TERMINATED, EndReason.PREEMPTED)
+        assert (f"sending SIGUSR1 to the run's processes, preempted by {urgent.name}:"
+                f" SIGTERM in 2 s") in Path(run_meta_path(victim, "log", "runner")).read_text()
+    assert read_record(exits).detail == f"preempted by {urgent.name} (it exited 0 after SIGTERM)"
+    killed = read_record(ignores)
+    assert killed.exit_code == -9
+    assert grace - 0.5 <= killed.ended / 1e6 - sent[ignores.id]["SIGUSR1"] <= grace + 1.5
+    assert f"still running {grace} s after SIGUSR1: sending SIGKILL" in \
+        Path(run_meta_path(ignores, "log", "runner")).read_text()
+    attempts = [next_attempt(victim) for victim in (exits, ignores)]
+    assert all(attempts)
+    assert set(redis_bed.wait_status(attempts, timeout=30).values()) == {"completed"}

@@ -13,7 +13,8 @@ session and detached from the worker (`__main__`), the keeper:
    (`PR_SET_PDEATHSIG`);
 4. ticks its parts (cancel, time limit, run files, shutdown); a stop sends
    SIGTERM to the group and to every descendant that left it, SIGKILL
-   after the grace period;
+   after the grace period (a preempted run's `--signal` comes first, within
+   the grace: `_begin_stop`);
 5. when the command exits, stops what it left behind (the keeper is a
    subreaper, so nothing escapes), waits for every process to exit,
    commits the exit code and the reason, and only then releases the lock.
@@ -119,7 +120,10 @@ class Keeper:
         self.submitted: dict[str, Any] = {}  # `queue/submitted`, read once for every part
         self.started_at = 0.0
         self.stop: Stop | None = None
-        self._term_at: float | None = None
+        self._stop_at = 0.0  # when the stop began (monotonic): SIGKILL a grace later
+        self._term_at = 0.0  # when its SIGTERM is due (later than _stop_at after a warning)
+        self._stop_signals: list[str] = []  # sent by the stop so far, in order
+        self._exited_after = "SIGTERM"  # the stop's last signal before the command exited
         self._killed = False
         self._proc: subprocess.Popen | None = None
         self._running = RunRecord()
@@ -280,7 +284,7 @@ class Keeper:
         if self.stop is not None and self.stop.reason is not None:
             detail = self.stop.detail
             if exit_code >= 0:
-                detail += f" (it exited {exit_code} after SIGTERM)"
+                detail += f" (it exited {exit_code} after {self._exited_after})"
                 exit_code = STOPPED_EXIT
             return exit_code, self.stop.reason, detail
         reason = EndReason.COMPLETED if exit_code == 0 else EndReason.FAILED
@@ -306,13 +310,21 @@ class Keeper:
                 if stop is not None:
                     self._begin_stop(proc, stop)
                     break
-        elif not self._killed and self._term_at is not None and now - self._term_at >= self.job.grace:
-            self._kill_everything(f"still running {self.job.grace:g} s after SIGTERM")
+        elif not self._killed:
+            if "SIGTERM" not in self._stop_signals and now >= self._term_at:
+                self._terminate(proc)
+            if now - self._stop_at >= self.job.grace:
+                self._kill_everything(
+                    f"still running {self.job.grace:g} s after {self._stop_signals[0]}")
 
     def finished(self, proc: subprocess.Popen, exit_code: int) -> None:
         """The command exited: stop what it left, wait for every process to go."""
         if self.stop is not None and not self._killed:
-            deadline = (self._term_at or time.monotonic()) + self.job.grace
+            self._exited_after = self._stop_signals[-1] if self._stop_signals else "SIGTERM"
+            if "SIGTERM" not in self._stop_signals:  # it exited on the warning
+                self._stop_signals.append("SIGTERM")
+                procs.signal_all(procs.descendants(), signal.SIGTERM)
+            deadline = self._stop_at + self.job.grace
             while procs.alive_descendants(keep=proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
         self._kill_everything()
@@ -322,15 +334,29 @@ class Keeper:
         if self._proc is None:
             return
         self._note(f"sending {signal.Signals(sig).name} to the run's processes, {when}")
-        procs.signal_group(self._proc.pid, sig)
-        procs.signal_all(procs.descendants(), sig)
+        _signal_run(self._proc.pid, sig)
 
     def _begin_stop(self, proc: subprocess.Popen, stop: Stop) -> None:
+        """SIGTERM now and SIGKILL after the grace; a preempted run with `--signal SIG@LEAD`
+        (its warning not sent yet) gets SIG now, SIGTERM min(LEAD, half the grace) later
+        and SIGKILL at the same grace: the warning comes out of the grace, not on top."""
         self.stop = stop
-        self._term_at = time.monotonic()
-        self._note(f"{stop.detail}: sending SIGTERM to the run's processes")
-        procs.signal_group(proc.pid, signal.SIGTERM)
-        procs.signal_all(procs.descendants(), signal.SIGTERM)
+        self._stop_at = self._term_at = time.monotonic()
+        warning = self.time_limit.take_warning() if stop.reason is EndReason.PREEMPTED else None
+        if warning is not None:
+            lead = min(warning.before, self.job.grace / 2)
+            self._stop_signals.append(warning.signal)
+            self.warn(getattr(signal, warning.signal), f"{stop.detail}: SIGTERM in {lead:g} s")
+            self._term_at += lead
+            if lead > 0:
+                return
+        self._terminate(proc)
+
+    def _terminate(self, proc: subprocess.Popen) -> None:
+        assert self.stop is not None
+        self._stop_signals.append("SIGTERM")
+        self._note(f"{self.stop.detail}: sending SIGTERM to the run's processes")
+        _signal_run(proc.pid, signal.SIGTERM)
 
     def _kill_everything(self, why: str | None = None) -> None:
         """SIGKILL every process of the run and wait until they are gone."""
@@ -379,6 +405,21 @@ class Keeper:
         for part in reversed(self.parts):
             with contextlib.suppress(OSError):
                 part.release(self)
+
+
+def _signal_run(pgid: int, sig: int) -> None:
+    """`sig` to the run's process group and to each descendant that left it: once each (a
+    handler run twice for one SIGTERM could save a checkpoint twice, or take it as a
+    second Ctrl-C)."""
+    procs.signal_group(pgid, sig)
+    procs.signal_all([pid for pid in procs.descendants() if _pgid(pid) != pgid], sig)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:  # gone
+        return None
 
 
 class _CannotStartHere(Exception):

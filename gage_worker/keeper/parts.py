@@ -166,7 +166,11 @@ class CancelPart(Part):
 
 
 class TimeLimitPart(Part):
-    """The submitted time limit stops the run; `--signal SIG@SECONDS` warns it first."""
+    """The submitted time limit stops the run; `--signal SIG@SECONDS` warns it first.
+
+    The warning is sent once: before the time limit, or before a preemption's SIGTERM
+    (`take_warning`, by the keeper's stop), whichever comes first.
+    """
 
     def __init__(self) -> None:
         self.limit: float | None = None
@@ -176,6 +180,11 @@ class TimeLimitPart(Part):
         self.limit = time_limit_of(keeper.submitted)
         if self.limit is not None:
             self.warning = request_from(keeper.submitted).warning
+
+    def take_warning(self) -> EarlySignal | None:
+        """The warning not sent yet, if any; it is not sent by this part from then on."""
+        warning, self.warning = self.warning, None
+        return warning
 
     def tick(self, keeper: Keeper, now: float) -> Stop | None:
         if self.limit is None:
