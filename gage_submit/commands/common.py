@@ -53,11 +53,12 @@ def run_options(*, queue_help: str, label_help: str, time_limit_help: str) -> Ca
             click.option("--after-any", is_flag=True,
                          help="With --after: run whatever the runs waited for ended as."),
             click.option("--signal", "early_signal", metavar="SIG@SECONDS",
-                         help="Send SIG to the run that long before its time limit"
-                              " (e.g. USR1@60), so it can save a checkpoint."),
+                         help="Send SIG to the run that long before its time limit, and"
+                              " before a preemption's SIGTERM (e.g. USR1@60), so it can save"
+                              " a checkpoint."),
             click.option("--preemptible", is_flag=True, default=None,
-                         help="A higher-priority run may stop it (SIGTERM, then the grace);"
-                              " it then runs again as a new attempt."),
+                         help="A higher-priority run may stop it (--signal's SIG, SIGTERM,"
+                              " then the grace); it then runs again as a new attempt."),
             click.option("--retries", type=click.IntRange(0, 100), metavar="N",
                          help="Run a lost run again, as a new linked run, up to N times."),
             click.option("--retry-on", type=click.Choice(RETRY_ON),
