@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def test_run_files_of_a_queued_prepare(pipeline, real_gage: RealGage):
     assert state == "waiting"
     shown = gage_submit("show", fit, "--json", check=True).json()
     assert (shown["status"], shown["reason"]) == ("waiting", f"waits for {prepare}")
+    assert re.search(rf"^depends: +run-files prepare: {prepare}$",
+                     gage_submit("show", fit, check=True).out, re.M)
 
     done = gage_submit("wait", fit, "--json", timeout=90).json()
     assert done[0]["status"] == "completed"

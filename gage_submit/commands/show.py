@@ -44,7 +44,7 @@ def command(spec: str, project_dir: str | None, runs_dir: str | None, as_json: b
     if as_json:
         print_json(info.as_json(), sys.stdout)
         return 0
-    print_run_detail(info, sys.stdout, notes=_notes(info))
+    print_run_detail(info, sys.stdout, notes=_notes(info) + _depends_notes(run))
     if info.status in FINISHED:
         tail = output_tail(run, TAIL_LINES)
         if tail:
@@ -69,6 +69,23 @@ def _notes(info: RunInfo) -> list[tuple[str, str]]:
         retries = f" (retries {run_name_for_id(info.retry_of)})" if info.retry_of else ""
         notes.append(("attempt", info.attempt + retries))
     return notes
+
+
+def _depends_notes(run: Run) -> list[tuple[str, str]]:
+    """The runs the op's `depends` selected at submit: "run-files prepare: NAME". Escaped."""
+    from gage_queue.depends import read_depends
+    from gage_queue.text import shown
+    from gage_runs.depends import RUN_FILES
+    from gage_runs.names import run_name_for_id
+
+    try:
+        resolved = read_depends(run)
+    except ValueError as e:
+        return [("depends", shown(str(e)))]
+    return [("depends", shown(
+        f"{dep.type} {dep.select}: "
+        + (run_name_for_id(dep.runs[0]) if dep.type == RUN_FILES else f"{len(dep.runs)} runs")))
+        for dep in resolved]
 
 
 def _waiting_reason(run: Run, state: RunState) -> str | None:
