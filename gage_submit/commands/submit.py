@@ -118,12 +118,12 @@ def submit_plan(plan: Plan, settings: Settings, *, wait: bool, follow: bool,
 def _say_if_too_big(plan: Plan) -> None:
     """One line on stderr if the live workers of the plan's queue have fewer GPUs than
     each run asks for: the runs are queued all the same, for a bigger worker to come."""
-    from gage_queue.pool import live_nodes
-    from gage_queue.requests import gpu_words
-
     wanted = plan.request.gpus
     if not wanted:
         return
+    from gage_queue.pool import live_nodes
+    from gage_queue.requests import gpu_words
+
     serving = [n for n in live_nodes(plan.runs_dir) if plan.queue in n.queues]
     largest = max((len(n.gpus) for n in serving), default=None)
     if largest is not None and largest < wanted:
