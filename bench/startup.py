@@ -9,6 +9,8 @@ and min):
 - submit: `gage-submit say x=I` as a new process, spawn to exit;
 - first line: from just before that spawn to the time the run's program
   (a bare `python -I -S`) prints its first line;
+- on a terminal: the same submit with its output on a terminal (a pty,
+  `TERM=xterm-256color`), where its run line is in colour;
 - for scale: `gage-submit --help` and `python -c pass` of the same venv.
 
 Then `python -X importtime -c 'import gage_submit.cli'` (median of 5 runs
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pty
 import re
 import statistics
 import subprocess
@@ -73,27 +76,29 @@ def broker_figures(env: Env, name: str, broker: str | None, bindir: Path, reps: 
     worker = GageWorker(env, name, root, broker, bindir)
     worker.start()
     submit = worker.command("gage-submit")
-    out: dict[str, list[float]] = {"submit": [], "first line": [], "--help": [], "python": []}
+    out: dict[str, list[float]] = {"submit": [], "first line": [], "on a terminal": [],
+                                   "--help": [], "python": []}
+    terminal = {k: v for k, v in worker.penv.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    terminal.update(TERM="xterm-256color", COLUMNS="150")
     try:
         python = str(bindir / "python")
         for i in range(reps + 1):  # the first one warms the caches and is dropped
             x = first_x + i
             sent = time.time()
             seconds = timed([submit, "say", f"x={x}"], worker.penv, project)
-            deadline = time.monotonic() + 60
-            while not (found := [n for n in os.listdir(markers) if n.startswith(f"{x}.")]):
-                if time.monotonic() > deadline:
-                    raise Skip(f"run x={x} did not start in 60 s")
-                time.sleep(0.002)
-            first = float((markers / found[0]).read_text()) - sent
+            first = float(wait_for_marker(markers, x).read_text()) - sent
+            time.sleep(0.2)  # the run ends and is finalized before the next submit
+            tty_s = timed_on_terminal([submit, "say", f"x={x + 500}"], terminal, project)
+            wait_for_marker(markers, x + 500)
             help_s = timed([submit, "--help"], worker.penv, project)
             pass_s = timed([python, "-c", "pass"], worker.penv, project)
             if i:
                 out["submit"].append(seconds)
                 out["first line"].append(first)
+                out["on a terminal"].append(tty_s)
                 out["--help"].append(help_s)
                 out["python"].append(pass_s)
-            time.sleep(0.2)  # the run ends and is finalized before the next submit
+            time.sleep(0.2)
         profile = subprocess.run([submit, "say", f"x={first_x + reps + 1}"], cwd=project,
                                  env=dict(worker.penv, PYTHONPROFILEIMPORTTIME="1"),
                                  capture_output=True, text=True, timeout=120)
@@ -102,6 +107,45 @@ def broker_figures(env: Env, name: str, broker: str | None, bindir: Path, reps: 
         worker.stop()
         kill_tagged(f"{env.tag}:{name}")
     return out, profile.stderr
+
+
+def timed_on_terminal(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    """`timed`, with stdout and stderr on a terminal (a pty) read to the end."""
+    leader, follower = pty.openpty()
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=follower, stderr=follower)
+        os.close(follower)
+        follower = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        code = proc.wait(120)
+        seconds = time.perf_counter() - started
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    if code != 0:
+        raise Skip(f"{' '.join(cmd[-3:])} on a terminal exited {code}: {out[-300:]!r}")
+    return seconds
+
+
+def wait_for_marker(markers: Path, x: int) -> Path:
+    """The marker file of run x=`x`, once its program wrote it (Skip after 60 s)."""
+    deadline = time.monotonic() + 60
+    while not (found := [n for n in os.listdir(markers) if n.startswith(f"{x}.")]):
+        if time.monotonic() > deadline:
+            raise Skip(f"run x={x} did not start in 60 s")
+        time.sleep(0.002)
+    return markers / found[0]
 
 
 LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
@@ -160,8 +204,8 @@ def main() -> int:
                        "Redis": broker_figures(env, "redis", redis.url(0), install.bindir,
                                                args.reps, 1000)}
             print("\n| broker | gage-submit say x=I: spawn to exit | submit to the run's first line"
-                  " | gage-submit --help | python -c pass |")
-            print("|---|---|---|---|---|")
+                  " | the submit on a terminal | gage-submit --help | python -c pass |")
+            print("|---|---|---|---|---|---|")
             for name, (f, _) in results.items():
                 cells = [f"{ms(statistics.median(v))} ({ms(min(v))})" for v in f.values()]
                 print(f"| {name} | " + " | ".join(cells) + " |")
