@@ -158,10 +158,12 @@ def test_a_password_is_sent_and_a_wrong_one_is_the_broker_unavailable(tmp_path):
 
 
 class StandInRedis:
-    """A RESP2 server in a thread: `+PONG`, `+OK` or `:1` to every command, each recorded."""
+    """A RESP2 server in a thread: `+PONG`, `+OK` or `:1` to every command, each recorded;
+    no reply to the commands named in `silent`."""
 
     def __init__(self) -> None:
         self.commands: list[list[bytes]] = []
+        self.silent: set[bytes] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -188,6 +190,8 @@ class StandInRedis:
                     args.append(requests.read(size + 2)[:-2])
                 self.commands.append(args)
                 name = args[0].upper()
+                if name in self.silent:
+                    continue
                 conn.sendall(b"+PONG\r\n" if name == b"PING" else
                              b"+OK\r\n" if name in (b"AUTH", b"SELECT") else b":1\r\n")
 
@@ -200,6 +204,27 @@ def stand_in_redis() -> Iterator[StandInRedis]:
     server = StandInRedis()
     yield server
     server.close()
+
+
+def test_a_reply_that_does_not_come_is_tried_once_more_then_the_broker_unavailable(
+        stand_in_redis, monkeypatch):
+    from gage_queue.broker import redis_publish
+
+    monkeypatch.setattr(redis_publish, "REPLY_TIMEOUT", 0.2)
+    settings = Settings(broker_url=stand_in_redis.url)
+    stand_in_redis.silent.add(b"LPUSH")
+    with BrokerSession(settings) as session, pytest.raises(BrokerUnavailable) as raised:
+        session.send(EXEC_TASK, RUN_ID, "gage")
+    assert str(raised.value) == f"cannot reach the broker at {stand_in_redis.url}: timed out"
+    names = [c[0] for c in stand_in_redis.commands]
+    assert names == [b"PING", b"SADD", b"SADD", b"LPUSH"] * 2  # the second on a fresh connection
+
+    stand_in_redis.silent.clear()  # the broker answers again: a new session connects anew
+    with BrokerSession(settings) as session:
+        session.send(EXEC_TASK, RUN_ID, "gage")
+        assert session.queue_size("gage") == 4  # 1 for each of the 4 lists of priorities
+    assert [c[0] for c in stand_in_redis.commands[8:]] == [b"PING", b"SADD", b"SADD", b"LPUSH",
+                                                           b"LLEN", b"LLEN", b"LLEN", b"LLEN"]
 
 
 SUBMIT = """\

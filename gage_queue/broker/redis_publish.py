@@ -173,9 +173,17 @@ class RedisConnection:
         return sum(self.run([("LLEN", priority_list(queue, p)) for p in PRIORITY_STEPS]))
 
     def run(self, commands: Sequence[Sequence[str | bytes]]) -> list[Any]:
-        """Send the commands at once and read their replies; RedisError for the first error."""
-        self._sock.sendall(b"".join(command(*args) for args in commands))
-        replies = [self._reply() for _ in commands]  # all of them: the next call starts clean
+        """Send the commands at once and read their replies; RedisError for the first error.
+
+        Anything that stops it part-way (a timeout, Ctrl-C) closes the connection, as
+        redis-py does: a reply left unread would be taken for the next command's.
+        """
+        try:
+            self._sock.sendall(b"".join(command(*args) for args in commands))
+            replies = [self._reply() for _ in commands]  # all of them: the next call starts clean
+        except BaseException:
+            self.close()
+            raise
         for reply in replies:
             if isinstance(reply, RedisError):
                 raise reply
