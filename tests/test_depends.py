@@ -214,3 +214,18 @@ def test_a_dependency_that_selects_nothing_is_one_line_exit_2(pipeline, tmp_path
     assert_one_line_error(empty("stats", "--runs-dir", runs_dir),
                           "operation stats depends on project files ['data/*.csv']: none found")
     assert set(os.listdir(runs_dir)) == before  # nothing staged
+
+
+def test_a_run_staged_by_gage_gets_its_run_files_when_queued(pipeline, real_gage: RealGage):
+    gage_submit, runs_dir = pipeline
+    _, prepare, prepare_id = submitted_run(gage_submit, "prepare", "pause=4")
+    staged = real_gage("run", "fit", "x=2", "--stage", "-y", runs_dir=runs_dir,
+                       project=gage_submit.cwd).stdout
+    name = re.search(r'^Run "(\S+)" is staged', staged, re.M).group(1)
+    state, queued, fit_id = submitted_run(gage_submit, "queue", name)
+    assert (state, queued) == ("waiting", name)  # prepare is still running
+
+    assert gage_submit("wait", name, "--json", timeout=90).json()[0]["status"] == "completed"
+    fit_run = find_run(runs_dir, fit_id)
+    assert Path(fit_run.run_dir, "data", "train.csv").read_text() == f"rows of {prepare_id}\n"
+    assert gage_submit("logs", name, check=True).out.startswith(f"x=2 data=rows of {prepare_id}")

@@ -288,17 +288,18 @@ class Submitter:
     ) -> None:
         self._close()
 
-    def submit(self, run: Run) -> bool:
+    def submit(self, run: Run, request: RunRequest | None = None) -> bool:
         """Queue a staged run; True if its task was sent, False if left for reconcile."""
-        self.record(run)
+        self.record(run, request)
         return self.send(run)
 
-    def record(self, run: Run) -> None:
-        """Record the run's submission: from now on it is queued."""
+    def record(self, run: Run, request: RunRequest | None = None) -> None:
+        """Record the run's submission (with `request`, else the submitter's): from now on
+        it is queued."""
         settings = settings_for_run(self._settings, run)
         record_submission(run, queue=self._queue or settings.queue,
                           time_limit=self._time_limit, schedule=self._schedule,
-                          request=self._request)
+                          request=self._request if request is None else request)
 
     def send(self, run: Run) -> bool:
         """Send a recorded run's exec task; False if the broker is (found) unreachable."""

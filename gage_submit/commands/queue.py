@@ -33,14 +33,20 @@ def command(
     """Queue staged runs for the workers: from now on they are the queue's.
 
     Each RUN must be staged and not yet queued or started (as `gage run
-    --stage` leaves it). All are checked before any is queued.
+    --stage` leaves it). All are checked before any is queued. A run whose
+    op has `run-files` or `runs-summary` dependencies waits for the runs
+    they select now, as one `gage-submit` would.
     """
+    from dataclasses import replace
+
     from gage_queue.broker.send import Submitter
+    from gage_queue.depends import resolve_depends, write_depends
     from gage_queue.durations import parse_duration
     from gage_queue.errors import BrokerUnavailable
     from gage_queue.requests import RunRequest
     from gage_queue.settings import check_queue_name
     from gage_queue.states import RunState
+    from gage_runs.meta import meta_opdef
     from gage_runs.runs_dir import select_runs
 
     from ..progress import run_line
@@ -57,13 +63,19 @@ def command(
         check_queue_name(queue_name)  # `--queue ""` too: an error, not the default
     unsent = 0
     request = RunRequest(gpus, priority or 0)
+    depends = {run.id: resolve_depends(meta_opdef(run), run.opref, resolved, None)
+               for run in runs}
     with Submitter(queue=queue_name, time_limit=limit, settings=settings,
                    request=request) as submitter:
         for run in runs:
-            sent = submitter.submit(run)
+            write_depends(run, depends[run.id].resolved)
+            waits = replace(request, after=depends[run.id].after,
+                            any_end=depends[run.id].any_end)
+            sent = submitter.submit(run, waits)
             unsent += not sent
             if not as_json:
-                print(run_line(RunState.QUEUED, run, "" if sent else "not sent: waits for reconcile"),
+                state = RunState.WAITING if waits.after else RunState.QUEUED
+                print(run_line(state, run, "" if sent else "not sent: waits for reconcile"),
                       flush=True)
     if as_json:
         print_runs_json(runs, current_namespace(project_dir))
