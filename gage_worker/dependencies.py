@@ -15,6 +15,10 @@ those runs' states (one record read each, cached for the pass):
   end at the next pass, transitively; a cancelled run's dependents end so;
 - otherwise it keeps waiting.
 
+A run that ended and was tried again (lost with retries left, or
+preempted) counts as its last attempt, as `gage-submit wait` follows it:
+the runs after it wait for that attempt.
+
 The state lives in the runs dir only, so dependencies hold across hosts
 and survive any worker, host or broker loss: whichever worker makes the
 next pass decides.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 
+from gage_queue.attempts import next_attempt
 from gage_queue.locks import RunLock
 from gage_queue.settings import Settings
 from gage_queue.snapshots import queue_state
@@ -45,6 +50,7 @@ from gage_worker.finalize import finalize_phase
 log = logging.getLogger(__name__)
 
 DELETED = None  # a dependency whose run is gone
+MAX_ATTEMPTS = 1000  # a chain followed no further (retries are at most 100; preemptions)
 
 
 def settle(settings: Settings, entries: list[Waiting]) -> list[Waiting]:
@@ -70,11 +76,26 @@ def settle(settings: Settings, entries: list[Waiting]) -> list[Waiting]:
 
 def _state(runs_dir: str, run_id: str, states: dict[str, RunState | None]) -> RunState | None:
     if run_id not in states:
-        try:
-            states[run_id] = queue_state(resolve_run_id(runs_dir, run_id)).state
-        except RunLookupError:
-            states[run_id] = DELETED
+        states[run_id] = _last_attempt_state(runs_dir, run_id)
     return states[run_id]
+
+
+def _last_attempt_state(runs_dir: str, run_id: str) -> RunState | None:
+    """The state of the run's last attempt: a run that ended and was tried again (lost with
+    retries left, preempted) counts as the attempt that retries it, as `wait` follows it."""
+    try:
+        run = resolve_run_id(runs_dir, run_id)
+    except RunLookupError:
+        return DELETED
+    for _ in range(MAX_ATTEMPTS):
+        state = queue_state(run).state
+        if state not in FINISHED or state is RunState.COMPLETED:
+            return state
+        retry = next_attempt(run)
+        if retry is None:
+            return state
+        run = retry
+    return state
 
 
 def _release(runs_dir: str, entry: Waiting) -> bool:

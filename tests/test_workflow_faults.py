@@ -170,9 +170,12 @@ def test_a_pending_retry_runs_once_after(pool, fault):
     """Attempt 1 (`--retries 1`) is lost (its keeper SIGKILLed, so its command dies with
     it); finalize stages attempt 2, which waits behind a higher-priority run holding the
     only slot. The fault hits then, before attempt 2 starts; then the slot frees (the
-    broker restarted) or a new worker comes (the worker killed)."""
+    broker restarted) or a new worker comes (the worker killed). A run waiting for attempt
+    1 (`--after`) waits for its last attempt and runs once after it."""
     _, first = pool.step("gate=never", "--retries", "1")
     keeper = psutil.Process(_running(first).keeper_pid)
+    state, follower = pool.step("--after", first.id)  # waits for first's last attempt
+    assert state == "waiting"
     _, hog = pool.step("gate=hog", "--priority", "5")
     assert read_record(hog).state is RunState.QUEUED  # the only slot is taken
 
@@ -195,6 +198,9 @@ def test_a_pending_retry_runs_once_after(pool, fault):
     assert [len(pool.starts(run)) for run in (first, second)] == [1, 1]
     assert pool.starts(second)[0]["resume"] == first.run_dir
     assert next_attempt(second) is None
+    pool.wait_completed(follower)  # the attempt completed: the run after it runs, once
+    assert len(pool.starts(follower)) == 1
+    assert meta_timestamp(follower, "started") >= meta_timestamp(second, "stopped")
     pool.open("hog")
     if fault == "broker-restarted":  # (under a dead worker it would wait for reconcile)
         pool.wait_completed(hog)
