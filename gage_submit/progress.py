@@ -29,7 +29,7 @@ from .term import STATUS_STYLES, console, is_terminal, styled_status
 STATUS_WIDTH = 10
 # rich's SGR codes of the styles run lines use (the same in every colour system)
 SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
-       "cyan": "36"}
+       "magenta": "35", "cyan": "36"}
 # Settings that change what rich writes (besides TERM, below)
 RICH_SETTINGS = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE",
                  "JUPYTER_COLUMNS", "JUPYTER_LINES")

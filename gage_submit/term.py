@@ -16,6 +16,7 @@ STATUS_STYLES = {
     RunState.RUNNING: "cyan",
     RunState.FINALIZING: "cyan",
     RunState.QUEUED: "blue",
+    RunState.WAITING: "magenta",
     RunState.STAGED: "blue",
     RunState.PENDING: "dim",
     RunState.UNKNOWN: "dim",
@@ -38,4 +39,5 @@ def console(stream: IO[str] | None = None) -> Any:
 
 def styled_status(status: str) -> str:
     """Rich markup for a status (a RunState, or its name) in its colour."""
-    return f"[{STATUS_STYLES.get(status, '')}]{status}[/]"
+    style = STATUS_STYLES.get(status)
+    return f"[{style}]{status}[/]" if style else str(status)

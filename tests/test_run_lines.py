@@ -58,6 +58,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     (RunState.QUEUED, ""),
     (RunState.LOST, "lr=[0.1] x=\x1b[31mred"),  # escaped as everywhere
     (RunState.RUNNING, "label 'a [b] c'"),
+    *((state, "") for state in RunState),  # every status has its colour, rich or not
 ])
 def test_a_line_is_what_rich_writes(terminal, status, detail):
     text = sgr_line(status, RUN, detail)
@@ -80,9 +81,14 @@ def test_rich_writes_what_it_could_write_otherwise(terminal, monkeypatch, env, d
     assert written(RunState.QUEUED, RUN, detail) == by_rich(RunState.QUEUED, RUN, detail)
 
 
-def test_a_waiting_run_is_shown_without_a_colour(terminal):
-    assert written(RunState.WAITING, RUN, "x=1") == f"waiting    \x1b[1m{RUN.name}\x1b[0m" \
-        f"  \x1b[2m{RUN.id}\x1b[0m  x=1\n"
+def test_a_waiting_run_is_shown_in_its_colour(terminal):
+    assert written(RunState.WAITING, RUN, "x=1") == f"\x1b[35mwaiting\x1b[0m    " \
+        f"\x1b[1m{RUN.name}\x1b[0m  \x1b[2m{RUN.id}\x1b[0m  x=1\n"
+
+
+def test_a_status_without_a_colour_is_plain_markup():
+    assert styled_status("no-such-status") == "no-such-status"  # not `[]...[/]`, which rich
+    assert styled_status(RunState.WAITING) == "[magenta]waiting[/]"  # refuses
 
 
 ONE_LINE = """\
