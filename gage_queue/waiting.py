@@ -22,13 +22,12 @@ import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gage_queue.cancel import requested_ids
 from gage_queue.errors import SettingsError
 from gage_queue.layout import placed_dir, placed_entry, waiting_dir, waiting_entry
 from gage_queue.locks import LockFileMissing, RunLock, try_lock
-from gage_queue.pool import PoolState
 from gage_queue.record import RunRecord
 from gage_queue.requests import (
     RunRequest,
@@ -43,6 +42,9 @@ from gage_runs.fsmode import write_text
 from gage_runs.meta import make_run_timestamp
 from gage_runs.names import is_run_id
 from gage_runs.runs_dir import resolve_run_id
+
+if TYPE_CHECKING:
+    from gage_queue.pool import PoolState
 
 
 @dataclass(frozen=True)

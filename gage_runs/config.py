@@ -22,7 +22,6 @@ exactly.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import re
@@ -274,6 +273,8 @@ def _write_text(filename: str, text: str) -> None:
 
 
 def _diff(path: str, old: str, new: str) -> str:
+    import difflib  # only when a config file changed
+
     lines = difflib.unified_diff(
         old.splitlines(keepends=True), new.splitlines(keepends=True), path, path
     )

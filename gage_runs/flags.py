@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from difflib import get_close_matches
 
 from .errors import ConfigError
 
@@ -184,6 +183,8 @@ def check_flags(
 def _unknown_flag_message(name: str, config: Mapping[str, FlagValue], op_name: str) -> str:
     if not config:
         return f"unknown flag '{name}': operation '{op_name}' has no flags (its config is empty)"
+    from difflib import get_close_matches  # only for a name that is not there
+
     close = get_close_matches(name, list(config), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return (

@@ -12,9 +12,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from difflib import get_close_matches
 from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .datafile import DataFileError, one_line, parse_data
@@ -264,6 +262,8 @@ def _op_list(opdefs: Iterable[str]) -> str:
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    from difflib import get_close_matches  # only for a name that is not there
+
     matches = get_close_matches(name, list(choices), n=1)
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
@@ -328,8 +328,9 @@ def _validate(data: Any, where: str, table: str) -> None:
 
 @cache
 def _schema() -> Data:
-    text = resources.files(__package__).joinpath("gagefile.schema.json").read_text()
-    return json.loads(text)
+    # Beside this module (a plain open: importlib.resources costs a start-up ~10 ms).
+    with open(os.path.join(os.path.dirname(__file__), "gagefile.schema.json"), "rb") as f:
+        return json.loads(f.read())
 
 
 @cache

@@ -9,7 +9,6 @@ input; so is a run that is not staged or submitted (nothing would end it).
 
 from __future__ import annotations
 
-from gage_queue.depends import LABEL
 from gage_runs.runs_dir import list_runs, select_runs
 from gage_runs.sidecars import run_label
 
@@ -18,6 +17,10 @@ from .errors import SubmitError
 
 def resolve_after(runs_dir: str, specs: tuple[str, ...]) -> tuple[str, ...]:
     """The ids the specs select, in the order named, each once."""
+    if not specs:
+        return ()
+    from gage_queue.depends import LABEL
+
     ids: dict[str, None] = {}
     labelled = None
     for spec in specs:

@@ -21,11 +21,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gage_queue import active
 from gage_queue.broker.send import Submitter
-from gage_queue.depends import NO_DEPENDS, Depends, resolve_depends, write_depends
 from gage_queue.durations import parse_duration
 from gage_queue.errors import BrokerUnavailable
 from gage_queue.requests import (
@@ -45,7 +44,7 @@ from gage_runs.flags import FlagValue, check_flags
 from gage_runs.names import make_run_id, run_name_for_id
 from gage_runs.restage import RunSource
 from gage_runs.staging import discard_run, op_cmd, stage_op
-from gage_runs.types import OpRef, Run
+from gage_runs.types import OpDef, OpRef, Run
 
 from . import PROG
 from .after import resolve_after
@@ -53,6 +52,9 @@ from .errors import StagingFailed, SubmitError
 from .flags import Grid, expand_grid, grid_size, parse_flags, repeated_flags
 from .project import OpContext, load_op, runs_dir_for_submit
 from .rerun import stage_rerun
+
+if TYPE_CHECKING:
+    from gage_queue.depends import Depends
 
 # A grid of at least this many runs per CPU is staged by a pool of processes.
 PARALLEL_MIN_RUNS = 20
@@ -98,7 +100,7 @@ class Plan:
     configs: list[dict[str, Any]]
     rerun: RunSource | None = None
     request: RunRequest = DEFAULT_REQUEST
-    depends: Depends = NO_DEPENDS  # the op's `depends`, resolved once for all its runs
+    depends: Depends | None = None  # the op's `depends`, resolved once for all its runs
 
     @property
     def op_name(self) -> str:
@@ -135,7 +137,7 @@ def plan_submit(options: SubmitOptions, settings: Settings) -> Plan:
     check_flags(grid, project_config, context.opdef.name)
     runs_dir = runs_dir_for_submit(context, options.runs_dir)
     flags = expand_grid(grid)
-    depends = resolve_depends(context.opdef, context.opref, runs_dir, context.project_dir)
+    depends = _resolve_depends(context.opdef, context.opref, runs_dir, context.project_dir)
     return Plan(
         context=context,
         runs_dir=runs_dir,
@@ -187,7 +189,7 @@ def plan_rerun(source: RunSource, options: SubmitOptions, settings: Settings) ->
         queue = check_queue_name(settings.queue)
     inherited = request_from(submitted)
     runs_dir = os.path.dirname(os.path.abspath(source.run.run_dir))
-    depends = resolve_depends(source.opdef, source.run.opref, runs_dir, None)
+    depends = _resolve_depends(source.opdef, source.run.opref, runs_dir, None)
     request = RunRequest(
         options.gpus if options.gpus is not None else inherited.gpus,
         options.priority if options.priority is not None else inherited.priority,
@@ -211,9 +213,22 @@ def plan_rerun(source: RunSource, options: SubmitOptions, settings: Settings) ->
     )
 
 
-def _with_depends(request: RunRequest, depends: Depends) -> RunRequest:
+def _resolve_depends(opdef: OpDef, opref: OpRef, runs_dir: str,
+                     project_dir: str | None) -> Depends | None:
+    """The op's `depends` resolved (`gage_queue.depends`, imported only for an op that has
+    them); None for one that has none."""
+    if not opdef.get_dependencies():
+        return None
+    from gage_queue.depends import resolve_depends
+
+    return resolve_depends(opdef, opref, runs_dir, project_dir)
+
+
+def _with_depends(request: RunRequest, depends: Depends | None) -> RunRequest:
     """The request also waiting for the runs the op's `depends` select (`--after` wins:
     a run named there must complete even if a runs-summary selects it too)."""
+    if depends is None:
+        return request
     after = tuple(dict.fromkeys((*request.after, *depends.after)))
     any_end = tuple(r for r in depends.any_end if r not in request.after)
     return replace(request, after=after, any_end=any_end)
@@ -464,7 +479,10 @@ def _stage_and_queue(
     _in_progress.busy = True
     try:
         run = _stage(plan, run_id, config)
-        write_depends(run, plan.depends.resolved)
+        if plan.depends is not None:
+            from gage_queue.depends import write_depends
+
+            write_depends(run, plan.depends.resolved)
         submitter.record(run)
         _in_progress.busy = False
         recorded = True  # from here on the run is queued
