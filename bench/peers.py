@@ -1342,10 +1342,19 @@ def report(results: Results, rows: list[tuple[str, str]], args: argparse.Namespa
             print(f"skipped {key}: {reason}")
 
 
+def at_least_one(text: str) -> int:
+    """A run count: both workloads are measured, so each needs one run or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1 (both workloads run)")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50, help="trivial runs per batch")
-    parser.add_argument("--sleep-runs", type=int, default=20, help="1 s runs per batch")
+    parser.add_argument("--runs", type=at_least_one, default=50, help="trivial runs per batch")
+    parser.add_argument("--sleep-runs", type=at_least_one, default=20,
+                        help="1 s runs per batch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-reps", type=int, default=1, help="single runs per round")
     parser.add_argument("--peers", default=",".join(PEERS),
