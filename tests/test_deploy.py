@@ -26,6 +26,8 @@ import click
 import pytest
 import redis
 import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from support.redis_server import REDIS_SERVER, free_port
 from support.submit_cli import GageSubmit
 from support.workers import Bed, wait_for
@@ -103,11 +105,15 @@ def deploy_redis(tmp_path):
 @pytest.mark.system
 def test_redis_conf_keeps_messages_never_evicts_and_requires_its_password(deploy_redis):
     port, password, workdir = deploy_redis
-    anonymous = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    # No retries: redis-py retries a refused AUTH with backoff, seconds of waiting for the
+    # same answer.
+    once = Retry(NoBackoff(), 0)
+    anonymous = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, retry=once)
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host="127.0.0.1", port=port, password="wrong", socket_timeout=5).ping()
+        redis.Redis(host="127.0.0.1", port=port, password="wrong", socket_timeout=5,
+                    retry=once).ping()
     client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=5)
     config = client.config_get("*")
     assert config["appendonly"] == "yes"
