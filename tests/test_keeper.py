@@ -258,7 +258,9 @@ def test_finalize_killed_half_way_is_completed_by_the_next_delivery(redis_bed):
 
 @pytest.mark.system
 def test_finalize_that_keeps_failing_gives_up(redis_bed):
-    worker = redis_bed.start_worker("-c", "1")
+    # Retries after the threshold, then twice that: 0.5 s and 1 s here, not 2 s and 4 s.
+    worker = redis_bed.start_worker("-c", "1",
+                                    env=redis_bed.worker_env(GAGE_RECONCILE_THRESHOLD="0.5"))
     run = redis_bed.submit(redis_bed.stage_script("print('hi')", finalize="exit 3"))
     wait_for(lambda: run_state(run) == "finalize-failed", 40, "finalize to give up")
 

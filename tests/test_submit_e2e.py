@@ -190,7 +190,7 @@ def test_broker_down_at_submit_then_reconcile_sends_the_run(pool):
 def test_follow_says_when_no_worker_consumes_the_queue_and_how_the_run_ended(pool):
     """A run on a queue nobody consumes: one notice on stderr, then the end line once a
     worker comes; `logs -f`, `--follow` and `wait` exit alike for the same outcome."""
-    env = {**os.environ, **pool.gage_submit.env, "GAGE_NO_WORKER_NOTICE": "1"}
+    env = {**os.environ, **pool.gage_submit.env, "GAGE_NO_WORKER_NOTICE": "0.3"}
     proc = subprocess.Popen(
         [*gage_submit_command(), "train", "--queue", "nobody", "--follow"],
         cwd=pool.project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
