@@ -114,7 +114,7 @@ def test_a_four_gpu_run_behind_a_stream_of_one_gpu_runs_starts_when_its_host_is_
     before, after, stop = [], [], threading.Event()
     big: list = []
 
-    def stream():  # keeps about four 1-GPU runs waiting, for 15 s
+    def stream():  # keeps about four 1-GPU runs waiting, until the big run starts (15 s at most)
         started = time.monotonic()
         while not stop.is_set() and time.monotonic() - started < 15:
             (after if big else before).append(bed.submit(bed.stage(sleep=1.5),
@@ -125,9 +125,15 @@ def test_a_four_gpu_run_behind_a_stream_of_one_gpu_runs_starts_when_its_host_is_
     submitter.start()
     time.sleep(4)
     big.append(bed.submit(bed.stage(sleep=0.5), request=RunRequest(gpus=4)))
+    # The stream goes on while the big run waits (a starved one would wait past its 15 s);
+    # a run submitted once the big run has started cannot jump ahead of it.
+    wait_for(lambda: bed.executions(big[0]) or not submitter.is_alive(), 30,
+             "the big run to start, or the stream to end")
+    stop.set()
     submitter.join()
 
     runs = [*before, big[0], *after]
+    assert after, "no run was submitted while the big run waited"
     assert set(bed.wait_status(runs, timeout=180).values()) == {"completed"}
     big_start = bed.executions(big[0])[0]["time"]
     ahead_end = max(bed.ended(run) for run in before)
