@@ -22,9 +22,10 @@ def test_a_run_whose_worker_died_is_finalized_soon_after_it_ends(redis_bed):
     worker_bed = redis_bed
     env = worker_bed.worker_env(GAGE_RECONCILE_THRESHOLD="300", GAGE_VISIBILITY_TIMEOUT="86400")
     first = worker_bed.start_worker("-c", "1", env=env)
-    run = worker_bed.submit(worker_bed.stage(sleep=3))
+    run = worker_bed.submit(worker_bed.stage(sleep=1.5))  # the kill comes at once
     wait_for(lambda: worker_bed.executions(run), 20, "the run to start")
     first.kill()  # the worker and its pool: the keeper goes on with the run
+    assert run_state(run) is RunState.RUNNING
 
     wait_for(lambda: run_state(run) is RunState.FINALIZING, 30, "the run to end under its keeper")
     ended = read_record(run).ended / 1e6

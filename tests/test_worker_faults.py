@@ -35,7 +35,7 @@ def _running(run) -> tuple[psutil.Process, psutil.Process]:
 def test_sigkill_worker_mid_run(redis_bed):
     """The run finishes with its real exit code; another worker finalizes it."""
     a = redis_bed.start_worker("-c", "1")
-    run = redis_bed.submit(redis_bed.stage(sleep=3))
+    run = redis_bed.submit(redis_bed.stage(sleep=1.5))  # the kill comes at once
     keeper, command = _running(run)
     assert command.parent().pid == keeper.pid
     assert keeper.pid not in [p.pid for p in a.pool()]  # no worker process is its parent
