@@ -61,8 +61,9 @@ def test_the_laptop_sees_a_run_on_host_b_running_on_b(multihost_bed):
 def test_host_b_dies_mid_run(multihost_bed):
     """Its run ends terminated, host lost, finalized by host A, never re-run."""
     bed = multihost_bed
-    bed.start_worker("host-a", "-c", "1", "-Q", "elsewhere")  # takes finalize only
+    bed.start_worker("host-a", "-c", "1", "-Q", "elsewhere", wait=False)  # takes finalize only
     bed.start_worker("host-b", "-c", "1")
+    bed.workers[0].wait_ready()
     run = bed.submit(bed.stage(sleep=60))
     _running_on(run)
     wait_for(lambda: bed.executions(run), 10, "the command to start")
@@ -80,8 +81,9 @@ def test_host_b_dies_mid_run(multihost_bed):
 def test_only_host_b_worker_dies_while_its_run_lives(multihost_bed):
     """The run finishes on B with its real exit code; a worker finalizes it; it ran once."""
     bed = multihost_bed
-    bed.start_worker("host-a", "-c", "1", "-Q", "elsewhere")
+    bed.start_worker("host-a", "-c", "1", "-Q", "elsewhere", wait=False)
     b = bed.start_worker("host-b", "-c", "1")
+    bed.workers[0].wait_ready()
     run = bed.submit(bed.stage(sleep=3))
     _running_on(run)
 
