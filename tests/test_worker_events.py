@@ -58,8 +58,10 @@ def _ended(workers, count: int) -> None:
 @pytest.mark.system
 def test_events_show_failed_runs_as_failures(redis_bed):
     """An executor that sends finalize to a finalize worker: both tasks show, exec fails."""
-    executor = redis_bed.start_worker("--events", "--no-finalize")  # gage-worker's own options
+    executor = redis_bed.start_worker("--events", "--no-finalize",  # gage-worker's own options
+                                      wait=False)
     finalizer = redis_bed.start_worker("--events", "-Q", "gage-finalize")
+    executor.wait_ready()
     runs = []
     events = _dump_events(redis_bed, lambda: (runs.extend(_failing_and_ok(redis_bed)),
                                               _ended([executor, finalizer], 4)), tasks=4)
