@@ -97,6 +97,15 @@ def write_submitted(
     return data
 
 
+def set_submitted_priority(run: Run, priority: int) -> None:
+    """Record a changed priority in `queue/submitted` too: what reconcile re-indexes a
+    waiting run from (a priority only in the waiting index would be lost with it)."""
+    data = read_submitted(run)
+    if data is not None:
+        data["priority"] = priority
+        _write(run, SUBMITTED, json.dumps(data, indent=2, sort_keys=True))
+
+
 def read_submitted(run: Run) -> dict[str, Any] | None:
     """The submission record, or None for a run not submitted to a queue."""
     return _read_json(run, SUBMITTED)

@@ -28,6 +28,7 @@ from gage_queue.cancel import requested_ids
 from gage_queue.errors import SettingsError
 from gage_queue.layout import placed_dir, placed_entry, waiting_dir, waiting_entry
 from gage_queue.locks import LockFileMissing, RunLock, try_lock
+from gage_queue.queue_meta import set_submitted_priority
 from gage_queue.record import RunRecord
 from gage_queue.requests import (
     RunRequest,
@@ -45,7 +46,6 @@ from gage_runs.runs_dir import resolve_run_id
 
 if TYPE_CHECKING:
     from gage_queue.pool import PoolState
-
 
 @dataclass(frozen=True)
 class Waiting:
@@ -121,11 +121,17 @@ def waiting_to_plan(runs_dir: str, pool: PoolState) -> list[Waiting]:
 
 
 def set_priority(runs_dir: str, run_id: str, priority: int) -> bool:
-    """Change a waiting run's priority; False if it is not waiting."""
+    """Change a waiting run's priority (in `queue/submitted` first, which reconcile
+    re-indexes a run from, then in its entry); False if it is not waiting."""
     entry = read_waiting_entry(runs_dir, run_id)
     if entry is None:
         return False
-    add_waiting(runs_dir, Waiting(**{**asdict(entry), "priority": check_priority(priority)}))
+    priority = check_priority(priority)
+    try:
+        set_submitted_priority(resolve_run_id(runs_dir, run_id), priority)
+    except RunLookupError:
+        return False
+    add_waiting(runs_dir, Waiting(**{**asdict(entry), "priority": priority}))
     return True
 
 

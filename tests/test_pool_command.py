@@ -27,12 +27,14 @@ from gage_queue.pool import (
     write_holder,
     write_node_info,
 )
+from gage_queue.queue_meta import read_submitted
 from gage_queue.requests import RunRequest
 from gage_queue.waiting import (
     Waiting,
     add_waiting,
     commit_placement,
     read_waiting_entry,
+    waiting_from,
 )
 from gage_runs.meta import make_run_timestamp
 from gage_runs.names import run_name_for_id
@@ -200,6 +202,8 @@ def test_priority_reorders_the_waiting_list(scene, gage_submit, runs):
     result = gage_submit("priority", one.name, "10", check=True)
     assert result.out == f"priority 10 {one.name}  {one.id}  (was 0)\n"
     assert read_waiting_entry(str(runs.runs_dir), one.id).priority == 10
+    # also where reconcile re-indexes it from, should its entry be missed (a shared mount)
+    assert waiting_from(one.id, read_submitted(one)).priority == 10
     negative = gage_submit("priority", default.name, "-5", check=True)
     assert negative.out.startswith(f"priority -5 {default.name}  ")
 
