@@ -41,14 +41,22 @@ once the runs ended (`gage_worker.keeper.depends`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import NoReturn
 
 from gage_queue.errors import QueueError
 from gage_queue.layout import DEPENDS, queue_file
+from gage_queue.requests import RunRequest
 from gage_queue.snapshots import run_state
 from gage_queue.states import FINISHED, RunState
-from gage_runs.depends import DEFAULT_SUMMARY_FILENAME, PROJECT_FILES, RUN_FILES, RUNS_SUMMARY
+from gage_runs.depends import (
+    DEFAULT_SUMMARY_FILENAME,
+    PROJECT_FILES,
+    RUN_FILES,
+    RUNS_SUMMARY,
+    is_relative_inside,
+)
 from gage_runs.errors import RunLookupError
 from gage_runs.file_select import select_files
 from gage_runs.fsmode import write_text
@@ -87,8 +95,12 @@ class Depends:
     after: tuple[str, ...] = ()  # the selected runs that have not ended as they must yet
     any_end: tuple[str, ...] = ()  # those of `after` that may end any way (runs-summary)
 
-
-NO_DEPENDS = Depends()
+    def applied_to(self, request: RunRequest) -> RunRequest:
+        """`request` also waiting for these runs (its own `after` wins: a run named there
+        must complete even if a runs-summary selects it too)."""
+        after = tuple(dict.fromkeys((*request.after, *self.after)))
+        any_end = tuple(r for r in self.any_end if r not in request.after)
+        return replace(request, after=after, any_end=any_end)
 
 
 def resolve_depends(opdef: OpDef, opref: OpRef, runs_dir: str,
@@ -96,21 +108,17 @@ def resolve_depends(opdef: OpDef, opref: OpRef, runs_dir: str,
     """Resolve the op's `depends` against the runs dir; DependsError if one selects
     nothing. An op name selects runs of the same project (`opref`'s namespace).
     `project_dir` None (a rerun, a retry): project files come from the old run."""
-    resolved: list[ResolvedDependency] = []
-    listing: list[Run] | None = None
+    resolver = _Resolver(opdef, opref, runs_dir)
     for dep in opdef.get_dependencies():
         kind = dep.get_type()
         if kind == PROJECT_FILES:
             if project_dir is not None:
                 _check_project_files(opdef, dep, project_dir, runs_dir)
-            continue
-        if kind not in (RUN_FILES, RUNS_SUMMARY):
+        elif kind in (RUN_FILES, RUNS_SUMMARY):
+            resolver.resolve(dep, kind)
+        else:
             raise DependsError(f"operation {opdef.name}: unknown dependency type {kind!r}")
-        if listing is None:
-            listing = list_runs(runs_dir)
-        project_runs = [run for run in listing if run.opref.op_ns == opref.op_ns]
-        resolved.append(_resolve(opdef, dep, kind, runs_dir, listing, project_runs))
-    return _waits(tuple(resolved), runs_dir)
+    return resolver.depends()
 
 
 def write_depends(run: Run, resolved: tuple[ResolvedDependency, ...]) -> None:
@@ -134,76 +142,86 @@ def read_depends(run: Run) -> tuple[ResolvedDependency, ...]:
     return tuple(_decode(item) for item in data)
 
 
-def _resolve(opdef: OpDef, dep: OpDefDependency, kind: str, runs_dir: str,
-             listing: list[Run], project_runs: list[Run]) -> ResolvedDependency:
-    spec = (dep.get_run_select() if kind == RUN_FILES else dep.get_runs_select()) or ""
-    what = f"operation {opdef.name} depends on {kind} {spec!r}"
-    if kind == RUN_FILES:
-        run = _select_one(spec, runs_dir, listing, project_runs, what)
-        return ResolvedDependency(kind, spec, (run.id,), tuple(dep.get_files()))
-    runs = _select(spec, runs_dir, listing, project_runs, what)
-    return ResolvedDependency(kind, spec, tuple(run.id for run in reversed(runs)),
-                              summary_filename=_summary_filename(dep, what))
+class _Resolver:
+    """One op's selections against one listing of the runs dir; each run's state read once."""
 
+    def __init__(self, opdef: OpDef, opref: OpRef, runs_dir: str):
+        self.opdef = opdef
+        self.opref = opref
+        self.runs_dir = runs_dir
+        self.resolved: list[ResolvedDependency] = []
+        self.selected: dict[str, Run] = {}
+        self._states: dict[str, RunState] = {}
 
-def _select(spec: str, runs_dir: str, listing: list[Run], project_runs: list[Run],
-            what: str) -> list[Run]:
-    """The runs `spec` selects, newest first."""
-    if not spec:
-        raise DependsError(f"{what}: the selection is empty")
-    if spec.startswith(LABEL):
-        runs = [run for run in listing if run_label(run) == spec[len(LABEL):]]
-    elif _names_op(spec, project_runs):
-        runs = [run for run in project_runs if run.opref.op_name == spec]
-    else:
-        try:
-            runs = select_runs(runs_dir, [spec])
-        except RunLookupError as e:
-            raise DependsError(f"{what}: {e}") from None
-    if not runs:
-        raise DependsError(f"{what}: it selects no run; submit that run first")
-    return runs
+    @cached_property
+    def listing(self) -> list[Run]:
+        return list_runs(self.runs_dir)
 
+    @cached_property
+    def project_runs(self) -> list[Run]:
+        return [run for run in self.listing if run.opref.op_ns == self.opref.op_ns]
 
-def _select_one(spec: str, runs_dir: str, listing: list[Run], project_runs: list[Run],
-                what: str) -> Run:
-    runs = _select(spec, runs_dir, listing, project_runs, what)
-    if _names_op(spec, project_runs):  # the newest that may complete
-        run = next((run for run in runs if _may_complete(run_state(run))), None)
-        if run is None:
-            raise DependsError(
-                f"{what}: no run of {spec} completed or is still to run; submit one first")
-        return run
-    return runs[0]
+    def resolve(self, dep: OpDefDependency, kind: str) -> None:
+        spec = (dep.get_run_select() if kind == RUN_FILES else dep.get_runs_select()) or ""
+        what = f"operation {self.opdef.name} depends on {kind} {spec!r}"
+        runs = self._select(spec, what, one=kind == RUN_FILES)
+        self.selected.update((run.id, run) for run in runs)
+        if kind == RUN_FILES:
+            self.resolved.append(ResolvedDependency(kind, spec, (runs[0].id,),
+                                                    tuple(dep.get_files())))
+        else:
+            self.resolved.append(ResolvedDependency(
+                kind, spec, tuple(run.id for run in reversed(runs)),
+                summary_filename=_summary_filename(dep, what)))
 
+    def depends(self) -> Depends:
+        """The selections, and the selected runs still to wait for: run-files' until
+        completed, the others' until ended (a run-files run that ended otherwise is waited
+        for too: the wait ends the run)."""
+        strict = {r for dep in self.resolved if dep.type == RUN_FILES for r in dep.runs}
+        after = tuple(
+            run_id for run_id in dict.fromkeys(r for dep in self.resolved for r in dep.runs)
+            if (state := self._state(self.selected[run_id])) is not RunState.COMPLETED
+            and (run_id in strict or state not in FINISHED))
+        return Depends(tuple(self.resolved), after, tuple(r for r in after if r not in strict))
 
-def _waits(resolved: tuple[ResolvedDependency, ...], runs_dir: str) -> Depends:
-    """The selected runs still to wait for: run-files' until completed, the others' until
-    ended (a run-files run that ended otherwise is waited for too: the wait ends the run)."""
-    strict = {r for dep in resolved if dep.type == RUN_FILES for r in dep.runs}
-    after: list[str] = []
-    for run_id in dict.fromkeys(r for dep in resolved for r in dep.runs):
-        try:
-            state = run_state(select_runs(runs_dir, [run_id])[0])
-        except RunLookupError:
-            continue
-        if state is not RunState.COMPLETED and (run_id in strict or state not in FINISHED):
-            after.append(run_id)
-    return Depends(resolved, tuple(after), tuple(r for r in after if r not in strict))
+    def _select(self, spec: str, what: str, *, one: bool) -> list[Run]:
+        """The runs `spec` selects, newest first; `one`: just the one a run-select means
+        (of an op's runs, the newest that may complete)."""
+        if not spec:
+            raise DependsError(f"{what}: the selection is empty")
+        if spec.startswith(LABEL):
+            runs = [run for run in self.listing if run_label(run) == spec[len(LABEL):]]
+        elif of_op := [run for run in self.project_runs if run.opref.op_name == spec]:
+            if not one:
+                return of_op
+            may_complete = [run for run in of_op if self._may_complete(run)][:1]
+            if not may_complete:
+                raise DependsError(
+                    f"{what}: no run of {spec} completed or is still to run; submit one first")
+            return may_complete
+        else:
+            try:
+                runs = select_runs(self.runs_dir, [spec])
+            except RunLookupError as e:
+                raise DependsError(f"{what}: {e}") from None
+        if not runs:
+            raise DependsError(f"{what}: it selects no run; submit that run first")
+        return runs[:1] if one else runs
 
+    def _may_complete(self, run: Run) -> bool:
+        state = self._state(run)
+        return state is RunState.COMPLETED or state not in FINISHED
 
-def _names_op(spec: str, project_runs: list[Run]) -> bool:
-    return any(run.opref.op_name == spec for run in project_runs)
-
-
-def _may_complete(state: RunState) -> bool:
-    return state is RunState.COMPLETED or state not in FINISHED
+    def _state(self, run: Run) -> RunState:
+        if run.id not in self._states:
+            self._states[run.id] = run_state(run)
+        return self._states[run.id]
 
 
 def _summary_filename(dep: OpDefDependency, what: str) -> str:
     name = dep.get_summary_filename() or DEFAULT_SUMMARY_FILENAME
-    parts = name.split("/")
-    if name.startswith("/") or ".." in parts or not all(parts):
+    if not is_relative_inside(name):
         raise DependsError(f"{what}: summary-filename {name!r} must be a relative path")
     return name
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from gage_queue.durations import DurationError, parse_duration
 from gage_queue.errors import SettingsError
+from gage_queue.states import RunState
 from gage_runs.names import is_run_id
 
 MAX_GPUS = 64
@@ -51,6 +52,11 @@ class RunRequest:
     warning: EarlySignal | None = None  # a signal before the time limit (`--signal`)
     preemptible: bool = False  # may be stopped for a higher-priority run, then run again
     any_end: tuple[str, ...] = ()
+
+    @property
+    def first_state(self) -> RunState:
+        """What a submit commits: waiting for the runs in `after`, else queued."""
+        return RunState.WAITING if self.after else RunState.QUEUED
 
     def without_waits(self) -> RunRequest:
         """The request once the runs it waited for ended: it waits for nothing."""

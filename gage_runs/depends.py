@@ -64,7 +64,7 @@ def copy_run_files(run: Run, source: Run, patterns: list[str]) -> list[str]:
 
 def write_runs_summary(run: Run, filename: str, rows: list[dict[str, Any]]) -> None:
     """Write the runs summary file (`{"runs": rows}`) into the run dir."""
-    if not _is_relative_inside(filename):
+    if not is_relative_inside(filename):
         raise ValueError(f"summary-filename {filename!r} is not a relative path in the run dir")
     runner_log(run, f"Writing runs summary {filename}: {len(rows)} runs")
     write_text(os.path.join(run.run_dir, filename), json.dumps({"runs": rows}, indent=2, sort_keys=True) + "\n",
@@ -102,7 +102,8 @@ def _regular_inside(root: str, relpath: str) -> bool:
     return stat.S_ISREG(mode)
 
 
-def _is_relative_inside(filename: str) -> bool:
+def is_relative_inside(filename: str) -> bool:
+    """A relative path that stays inside the dir it is taken from (no `..`, no empty part)."""
     parts = filename.replace(os.sep, "/").split("/")
     return bool(filename) and not os.path.isabs(filename) and ".." not in parts \
         and all(parts)

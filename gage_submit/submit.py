@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -225,13 +225,8 @@ def _resolve_depends(opdef: OpDef, opref: OpRef, runs_dir: str,
 
 
 def _with_depends(request: RunRequest, depends: Depends | None) -> RunRequest:
-    """The request also waiting for the runs the op's `depends` select (`--after` wins:
-    a run named there must complete even if a runs-summary selects it too)."""
-    if depends is None:
-        return request
-    after = tuple(dict.fromkeys((*request.after, *depends.after)))
-    any_end = tuple(r for r in depends.any_end if r not in request.after)
-    return replace(request, after=after, any_end=any_end)
+    """The request also waiting for the runs the op's `depends` select."""
+    return request if depends is None else depends.applied_to(request)
 
 
 def _early_signal(options: SubmitOptions, time_limit: float | None) -> EarlySignal | None:

@@ -350,7 +350,7 @@ def record_submission(
 
 def _first_record(request: RunRequest) -> RunRecord:
     """Queued, or waiting for the runs it depends on (`--after`)."""
-    if not request.after:
+    if request.first_state is RunState.QUEUED:
         return RunRecord()
     return RunRecord(state=RunState.WAITING,
                      detail=waiting_words([run_name_for_id(a) for a in request.after]))

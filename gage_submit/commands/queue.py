@@ -37,15 +37,12 @@ def command(
     op has `run-files` or `runs-summary` dependencies waits for the runs
     they select now, as one `gage-submit` would.
     """
-    from dataclasses import replace
-
     from gage_queue.broker.send import Submitter
     from gage_queue.depends import resolve_depends, write_depends
     from gage_queue.durations import parse_duration
     from gage_queue.errors import BrokerUnavailable
     from gage_queue.requests import RunRequest
     from gage_queue.settings import check_queue_name
-    from gage_queue.states import RunState
     from gage_runs.meta import meta_opdef
     from gage_runs.runs_dir import select_runs
 
@@ -69,13 +66,11 @@ def command(
                    request=request) as submitter:
         for run in runs:
             write_depends(run, depends[run.id].resolved)
-            waits = replace(request, after=depends[run.id].after,
-                            any_end=depends[run.id].any_end)
+            waits = depends[run.id].applied_to(request)
             sent = submitter.submit(run, waits)
             unsent += not sent
             if not as_json:
-                state = RunState.WAITING if waits.after else RunState.QUEUED
-                print(run_line(state, run, "" if sent else "not sent: waits for reconcile"),
+                print(run_line(waits.first_state, run, "" if sent else "not sent: waits for reconcile"),
                       flush=True)
     if as_json:
         print_runs_json(runs, current_namespace(project_dir))

@@ -141,7 +141,6 @@ def _submit_all(
     the broker being unreachable (then the runs stay queued for reconcile).
     """
     from gage_queue.errors import BrokerUnavailable, Interrupted
-    from gage_queue.states import RunState
 
     from ..errors import StagingFailed
     from ..flags import format_flags
@@ -156,8 +155,7 @@ def _submit_all(
         try:
             for item in submission:
                 submitted.append(item)
-                lines.line(RunState.WAITING if plan.request.after else RunState.QUEUED,
-                           item.run, format_flags(item.flags))
+                lines.line(plan.request.first_state, item.run, format_flags(item.flags))
                 lines.update(len(submitted))
         except StagingFailed as e:
             return submitted, e

@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from gage_queue.broker.config import broker_url
@@ -251,7 +251,7 @@ class Beat:
             submit_run(
                 run, queue=queue, time_limit=job.time_limit, schedule=job.name,
                 settings=self.settings,
-                request=replace(job.request, after=depends.after, any_end=depends.any_end),
+                request=depends.applied_to(job.request),
             )
         except BrokerUnavailable as e:
             return False, f"error: run {run.brief} not sent: {e}"
