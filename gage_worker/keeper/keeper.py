@@ -39,6 +39,7 @@ from typing import Any
 from gage_queue.locks import LockFileMissing, RunLock, try_lock
 from gage_queue.queue_meta import read_submitted
 from gage_queue.record import RunRecord
+from gage_queue.requests import DEFAULT_REQUEST, request_from
 from gage_queue.states import (
     KILLED_EXIT,
     STOPPED_EXIT,
@@ -118,6 +119,7 @@ class Keeper:
         ]
         self.queued = RunRecord()  # the record it was given to start
         self.submitted: dict[str, Any] = {}  # `queue/submitted`, read once for every part
+        self.request = DEFAULT_REQUEST  # the request recorded there, read once too
         self.started_at = 0.0
         self.stop: Stop | None = None
         self._stop_at = 0.0  # when the stop began (monotonic): SIGKILL a grace later
@@ -169,6 +171,7 @@ class Keeper:
             return Outcome(Verdict.NOTHING, "not staged; not running it")
         self.queued = record
         self.submitted = read_submitted(self.run) or {}
+        self.request = request_from(self.submitted)
         try:
             stop = cancel_stop(self)
             if stop is None:

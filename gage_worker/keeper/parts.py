@@ -24,7 +24,7 @@ from gage_queue.layout import gpu_lock, slot_lock
 from gage_queue.locks import hold_host_alive, lock_fd, open_lock_file
 from gage_queue.pool import Holder, write_holder
 from gage_queue.queue_meta import read_cancel
-from gage_queue.requests import EarlySignal, request_from, time_limit_of
+from gage_queue.requests import EarlySignal, time_limit_of
 from gage_queue.states import EndReason, cancelled_words
 from gage_runs.errors import RunLookupError
 from gage_runs.meta import make_run_timestamp
@@ -103,9 +103,9 @@ class SlotPart(Part):
         if unknown:
             raise NotPlacedHere(f"placed on GPUs {','.join(unknown)} this worker does not have")
         runs_dir, host = job.runs_dir, keeper.me.hostname
-        request = request_from(keeper.submitted)
-        holder = Holder(keeper.run.id, make_run_timestamp(), keeper.ends_by(), request.priority,
-                        request.preemptible, preempted(keeper.submitted))
+        holder = Holder(keeper.run.id, make_run_timestamp(), keeper.ends_by(),
+                        keeper.request.priority, keeper.request.preemptible,
+                        preempted(keeper.submitted))
         slot = self._take_slot(keeper, holder)
         if slot is None:
             raise NotPlacedHere(f"every slot of {job.node} is taken")
@@ -179,7 +179,7 @@ class TimeLimitPart(Part):
     def acquire(self, keeper: Keeper) -> None:
         self.limit = time_limit_of(keeper.submitted)
         if self.limit is not None:
-            self.warning = request_from(keeper.submitted).warning
+            self.warning = keeper.request.warning
 
     def take_warning(self) -> EarlySignal | None:
         """The warning not sent yet, if any; it is not sent by this part from then on."""
