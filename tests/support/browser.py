@@ -270,9 +270,16 @@ def console_lines(driver) -> list[str]:
 
 
 def wait_until(driver, predicate, timeout: float = 5.0, what: str = "the page") -> Any:
+    """`predicate(driver)` once it is true; an element the page replaced while the predicate
+    read it (a live page re-renders its nodes) counts as not yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate(driver)
+        try:
+            value = predicate(driver)
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
