@@ -143,3 +143,13 @@ def test_runs_dir_inside_the_project_is_not_copied(project):
     assert sorted(os.listdir(second.run_dir)) == sorted(os.listdir(first.run_dir))
     assert "runs" not in os.listdir(second.run_dir)
     assert read(second.run_dir + ".project") == "file:.."
+
+
+def test_platform_attribute_is_pythons_platform_string(project):
+    """`sys/platform.json` holds what `platform.platform()` returns, as Gage writes it,
+    though staging builds it without the `uname -p` that call runs."""
+    import platform
+
+    run = stage(project, {})
+    with open(f"{run.meta_dir}/sys/platform.json") as f:
+        assert json.load(f) == platform.platform()
