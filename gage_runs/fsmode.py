@@ -32,7 +32,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import threading
 from collections.abc import Iterator
@@ -192,7 +191,7 @@ def write_text(path: str, text: str, *, readonly: bool = True) -> None:
     """
     parts = _split(path)
     name = parts[-1]
-    tmp = f"{name}.{secrets.token_hex(6)}.tmp"
+    tmp = f"{name}.{os.urandom(6).hex()}.tmp"  # not `secrets`: it loads OpenSSL
     with _dir(parts, len(parts) - 1, create=True) as dir_fd:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=dir_fd)
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import secrets
 import threading
 import time
 import uuid
@@ -43,7 +42,8 @@ def _now_ms() -> int:
 
 def _log_entry_id() -> str:
     """A time-ordered id: a ULID (48-bit ms + 80 random bits) as a UUID4."""
-    value = (_now_ms() << 80) | secrets.randbits(80)
+    random_bits = int.from_bytes(os.urandom(10), "big")  # not `secrets`: it loads OpenSSL
+    value = (_now_ms() << 80) | random_bits
     value = (value & ~(0xF << 76)) | (4 << 76)  # version 4
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     return str(uuid.UUID(int=value))
