@@ -21,7 +21,7 @@ import click
 from gage_queue.states import CANCELLABLE, RunState
 
 from ..completion import complete_ops, complete_runs
-from .common import json_option, project_options
+from .options import json_option, project_options
 
 if TYPE_CHECKING:
     from gage_queue.snapshots import QueueState

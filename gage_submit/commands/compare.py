@@ -7,7 +7,8 @@ import sys
 import click
 
 from ..completion import complete_ops, complete_runs
-from .common import STATUSES, json_option, project_options
+from .common import STATUSES
+from .options import json_option, project_options
 
 
 @click.command("compare", short_help="Compare runs' flags and metrics side by side.")

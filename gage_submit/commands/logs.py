@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ..completion import complete_runs
-from .common import no_worker_notice, project_options, select_run, state_exit_code, write_stdout
+from .common import no_worker_notice, select_run, state_exit_code, write_stdout
+from .options import project_options
 
 if TYPE_CHECKING:
     from gage_queue.states import RunState

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import json_option, project_options
+from .options import json_option, project_options
 
 
 @click.command("pool", short_help="Show the workers, their runs and GPUs, and who waits.")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..completion import complete_runs
-from .common import json_option, project_options
+from .options import json_option, project_options
 
 if TYPE_CHECKING:
     from gage_runs.types import Run

@@ -5,14 +5,8 @@ from __future__ import annotations
 import click
 
 from ..completion import complete_runs
-from .common import (
-    broker_option,
-    gpus_option,
-    json_option,
-    priority_option,
-    project_options,
-    settings_for,
-)
+from .common import settings_for
+from .options import broker_option, gpus_option, json_option, priority_option, project_options
 
 
 @click.command("queue", short_help="Queue runs staged by `gage run --stage`.")

@@ -5,14 +5,8 @@ from __future__ import annotations
 import click
 
 from ..completion import complete_runs
-from .common import (
-    broker_option,
-    json_option,
-    project_options,
-    run_options,
-    select_run,
-    settings_for,
-)
+from .common import select_run, settings_for
+from .options import broker_option, json_option, project_options, run_options
 
 
 @click.command("rerun", short_help="Run a run again from its staged source code, flags changed.")
@@ -45,7 +39,7 @@ def command(
     from ..project import current_namespace
     from ..rerun import rerun_source
     from ..submit import SubmitOptions, plan_rerun
-    from .submit import submit_plan
+    from ..submit_command import submit_plan
 
     if follow and as_json:
         raise click.UsageError("--follow streams output; it cannot be used with --json")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ..completion import complete_runs
-from .common import json_option, project_options, select_run
+from .common import select_run
+from .options import json_option, project_options
 
 if TYPE_CHECKING:
     from gage_queue.states import RunState

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from .common import project_options
+from .options import project_options
 
 DEFAULT_PORT = 8040
 EXTRA_MODULES = ("starlette", "uvicorn", "jinja2")

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ..completion import complete_runs
-from .common import json_option, no_worker_notice, project_options, state_exit_code
+from .common import no_worker_notice, state_exit_code
+from .options import json_option, project_options
 
 if TYPE_CHECKING:
     from gage_queue.states import RunState
