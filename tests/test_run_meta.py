@@ -38,6 +38,21 @@ def test_run_names_are_proquints_of_the_first_8_hex_digits():
     assert run_name_for_id("60a82") == "babak-bopaf"
     with pytest.raises(ValueError):
         run_name_for_id("gggggggg")
+    with pytest.raises(ValueError):
+        run_name_for_id("-1234567")
+
+
+def test_run_names_are_the_proquint_packages():
+    """The names are what the `proquint` package Gage uses makes of the same digits."""
+    import random
+
+    import proquint
+
+    values = [0, 1, 0xFFFF, 0x10000, 0x7F000001, 0xFFFFFFFF]
+    rng = random.Random(7)
+    values += [rng.getrandbits(32) for _ in range(2000)]
+    for value in values:
+        assert run_name_for_id(f"{value:08x}-rest") == proquint.uint2quint(value)
 
 
 def test_opref_round_trips_and_rejects_spaces():
