@@ -22,7 +22,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import socket
 from typing import Any
 
 from gage_queue.layout import CANCEL, ENQUEUED, SUBMITTED, queue_file
@@ -90,7 +89,7 @@ def write_submitted(
         "preempted": preempted,
         "attempt": attempt,
         "retry_of": retry_of,
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,  # socket.gethostname(), without importing socket
         "time": make_run_timestamp(),
     }
     _write(run, SUBMITTED, json.dumps(data, indent=2, sort_keys=True))
@@ -170,4 +169,4 @@ def requester() -> str:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    return f"{user}@{os.uname().nodename}"

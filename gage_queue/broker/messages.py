@@ -33,7 +33,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -129,7 +128,7 @@ def task_message(
 
 def origin() -> str:
     """The `origin` header: the sending process, as Celery names it."""
-    return f"gen{os.getpid()}@{socket.gethostname()}"
+    return f"gen{os.getpid()}@{os.uname().nodename}"  # the host, as socket.gethostname()
 
 
 def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: str,
