@@ -31,7 +31,6 @@ from .meta import (
     write_meta,
     write_timestamp,
 )
-from .phase import run_phase_exec
 from .sourcecode import copy_sourcecode, sourcecode_patterns
 from .types import OpDef, Run, RunSummary
 
@@ -153,6 +152,8 @@ def _run_hook(
 ) -> None:
     if not exec_cmd:
         return
+    from .phase import run_phase_exec  # and subprocess: only an op with a hook pays for it
+
     env = {
         **(os.environ if base_env is None else base_env),
         "run_id": run.id,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +50,8 @@ def stage_from_run(
     id if the caller chose it; `before_staging(run)` writes what the caller
     records about the new run (which run it reruns or retries).
     """
+    import tempfile  # a rerun's or a retry's alone, not every submit's
+
     with tempfile.TemporaryDirectory(prefix="gage-restage-") as scratch:
         _copy_source_files(source.run, scratch)
         run = make_run(source.run.opref, runs_dir, run_id)
