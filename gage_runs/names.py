@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 _RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 def make_run_id() -> str:
     """A new random run id: a lowercase UUID4 string."""
-    return str(uuid.uuid4())
+    return random_uuid4()
+
+
+def random_uuid4() -> str:
+    """A random UUID4 string, as `str(uuid.uuid4())`."""
+    return uuid4_string(int.from_bytes(os.urandom(16), "big"))
+
+
+def uuid4_string(bits: int) -> str:
+    """The 128 `bits` as a UUID4 string, its version and variant bits set, as
+    `str(uuid.UUID(int=bits, version=4))` prints it (a test holds the two equal).
+
+    Written out: importing `uuid` loads `platform`, a twentieth of a submit's imports.
+    """
+    bits = (bits & ~(0xF << 76)) | (4 << 76)  # version 4
+    bits = (bits & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    digits = f"{bits:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def is_run_id(value: object) -> bool:

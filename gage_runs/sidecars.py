@@ -7,11 +7,11 @@ import json
 import os
 import threading
 import time
-import uuid
 from typing import Any
 
 from .fsmode import make_dirs, write_text
 from .meta import run_summary
+from .names import uuid4_string
 from .types import Run, RunSummary
 
 _ms_lock = threading.Lock()
@@ -43,10 +43,7 @@ def _now_ms() -> int:
 def _log_entry_id() -> str:
     """A time-ordered id: a ULID (48-bit ms + 80 random bits) as a UUID4."""
     random_bits = int.from_bytes(os.urandom(10), "big")  # not `secrets`: it loads OpenSSL
-    value = (_now_ms() << 80) | random_bits
-    value = (value & ~(0xF << 76)) | (4 << 76)  # version 4
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+    return uuid4_string((_now_ms() << 80) | random_bits)
 
 
 def _author() -> str:

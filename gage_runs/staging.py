@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import shutil
 import sys
 from typing import Any
@@ -45,7 +44,8 @@ def system_attrs() -> dict[str, Any]:
 
 
 def platform_name() -> str:
-    """`platform.platform()`, as Gage records it, without its `uname -p` subprocess on Linux.
+    """`platform.platform()`, as Gage records it, without its `uname -p` subprocess (and
+    without importing `platform`) on Linux with glibc.
 
     `platform.platform()` runs `uname -p` for the processor (about 10 ms of a
     submit's time on a 2-core VM); GNU uname on Linux prints `unknown` or the
@@ -53,11 +53,14 @@ def platform_name() -> str:
     string from `os.uname()` (a patched uname that prints a CPU model, as
     Gentoo's, would have added it).
     """
-    if sys.platform != "linux":
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if sys.platform == "linux" else None
+    libc_parts = (libc or "").split(maxsplit=1)  # as platform.libc_ver() reads it first
+    if len(libc_parts) != 2:
+        import platform
+
         return platform.platform()
     uname = os.uname()
-    libc, version = platform.libc_ver()
-    parts = (uname.sysname, uname.release, uname.machine, "with", libc + version)
+    parts = (uname.sysname, uname.release, uname.machine, "with", "".join(libc_parts))
     name = "-".join(part.strip() for part in parts if part)
     for char in ' /\\:;"()':
         name = name.replace(char, "_" if char == " " else "-")

@@ -42,6 +42,19 @@ def test_run_names_are_proquints_of_the_first_8_hex_digits():
         run_name_for_id("-1234567")
 
 
+def test_ids_are_uuid4_strings_as_the_uuid_module_makes_them():
+    import random
+    import uuid
+
+    from gage_runs.names import random_uuid4, uuid4_string
+
+    rng = random.Random(3)
+    for bits in [0, (1 << 128) - 1, *(rng.getrandbits(128) for _ in range(2000))]:
+        assert uuid4_string(bits) == str(uuid.UUID(int=bits, version=4))
+    assert uuid.UUID(random_uuid4()).version == 4
+    assert len({random_uuid4() for _ in range(1000)}) == 1000
+
+
 def test_run_names_are_the_proquint_packages():
     """The names are what the `proquint` package Gage uses makes of the same digits."""
     import random

@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,6 +45,7 @@ from gage_queue.broker.config import (
     transport_options,
 )
 from gage_queue.settings import Settings
+from gage_runs.names import random_uuid4
 
 if TYPE_CHECKING:
     from kombu import Connection, Queue
@@ -136,7 +136,7 @@ def publish_task(connection: Connection, name: str, args: Sequence[Any], queue: 
     """Send task `name` with `args` to `queue` once, no retry; the task id."""
     from kombu import Producer
 
-    task_id = str(uuid.uuid4())
+    task_id = random_uuid4()
     body, headers, properties = task_message(name, args, task_id, display)
     Producer(connection, auto_declare=False).publish(
         body,
@@ -173,7 +173,7 @@ def task_envelope(name: str, args: Sequence[Any], queue: str,
     """The task id, and the message as kombu's virtual transports store it for
     `publish_task` to `queue`: its filesystem transport as a file, its Redis
     transport as a list item (the same JSON envelope, the body in base64)."""
-    task_id = str(uuid.uuid4())
+    task_id = random_uuid4()
     body, headers, properties = task_message(name, args, task_id, display)
     envelope = {
         "body": base64.b64encode(json.dumps(body).encode(CONTENT_ENCODING)).decode(),
@@ -186,7 +186,7 @@ def task_envelope(name: str, args: Sequence[Any], queue: str,
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": random_uuid4(),
         },
     }
     return task_id, json.dumps(envelope).encode()
@@ -194,7 +194,7 @@ def task_envelope(name: str, args: Sequence[Any], queue: str,
 
 def put_embedded_message(folder: str, queue: str, data: bytes) -> None:
     """Add a message file to `folder` atomically, named as `embedded.Channel` names it."""
-    name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
+    name = f"{time.time_ns():020d}_{random_uuid4().replace('-', '')}.{queue}.msg"
     hidden = os.path.join(folder, f".{name}.tmp")
     try:
         with open(hidden, "wb") as f:
