@@ -31,6 +31,7 @@ the question).
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -40,9 +41,12 @@ from .commands import COMMANDS
 
 __all__ = ["COMMANDS", "main", "run"]
 
+
 def main(argv: list[str] | None = None) -> None:
     """The `gage-submit` console script."""
-    sys.exit(run(argv))
+    code = run(argv)
+    gc.freeze()  # the interpreter's last collection, at exit, skips all there is by now
+    sys.exit(code)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -61,13 +65,20 @@ def _invoke(argv: list[str] | None) -> Any:
         from .group import invoke
 
         return invoke(argv)
-    from gage_runs.fsmode import check_shared_mode
+    pause_gc = not (params["wait"] or params["follow"]) and gc.isenabled()
+    if pause_gc:  # it ends once its runs are queued: what it makes lives until then
+        gc.disable()
+    try:
+        from gage_runs.fsmode import check_shared_mode
 
-    from .submit_command import submit_command
+        from .submit_command import submit_command
 
-    check_shared_mode()
-    params.pop("yes")
-    return submit_command(params.pop("args"), **params)
+        check_shared_mode()
+        params.pop("yes")
+        return submit_command(params.pop("args"), **params)
+    finally:
+        if pause_gc:
+            gc.enable()
 
 
 def __getattr__(name: str) -> Any:
