@@ -22,6 +22,7 @@ launcher exits when the socket closes.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -56,6 +57,7 @@ def serve(sock: socket.socket) -> int:
     """
     from gage_worker.keeper import keeper  # noqa: F401  (loaded once here, not in every keeper)
 
+    gc.freeze()  # a keeper's collections skip what is loaded: its pages stay shared, not copied
     if os.fork():
         return 0
     os.setsid()
