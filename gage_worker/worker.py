@@ -88,6 +88,10 @@ def worker_argv(settings: Settings, options: WorkerOptions) -> list[str]:
         f"--concurrency={concurrency}",
         f"--loglevel={options.loglevel}",
         f"--hostname={options.hostname or DEFAULT_NODE_NAME}",
+        # Both sync what this queue never uses (revoked task ids, other workers' events):
+        # mingle made every start wait a second for replies from the other workers.
+        "--without-mingle",
+        "--without-gossip",
         *(["--task-events"] if options.events else []),
     ]
 

@@ -23,7 +23,7 @@ def _dump_events(redis_bed, run_them, tasks: int) -> str:
     """What `celery events --dump` saw while `run_them()` ran, once it saw `tasks` tasks end."""
     celery = [sys.executable, "-m", "celery", "-A", "gage_worker"]
     client = redis_bed.redis.client()
-    bindings = client.smembers("_kombu.binding.celeryev")  # the workers' gossip queues
+    bindings = client.smembers("_kombu.binding.celeryev")  # any bound before the dumper
     out = redis_bed.root / "events.txt"
     with open(out, "w") as f:
         dump = subprocess.Popen([*celery, "events", "--dump"], stdout=f, stderr=subprocess.STDOUT,
