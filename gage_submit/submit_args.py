@@ -39,10 +39,6 @@ INT_RANGES: dict[str, tuple[int, int | None]] = {
 }
 """The integer parameters and their bounds, as their click types have them."""
 
-CHOICES: dict[str, tuple[str, ...]] = {"retry_on": ("lost", "error")}
-"""`gage_queue.requests.RETRY_ON`, not imported: `--help` and the other commands pass here
-first and must not pay for it."""
-
 NOT_EMPTY = frozenset(("project_dir", "runs_dir", "broker"))
 """Parameters refused when given empty (click's `not_empty` callback)."""
 
@@ -104,12 +100,23 @@ def parse(argv: list[str]) -> dict[str, Any] | None:
     return params
 
 
+def choices(param: str) -> tuple[str, ...] | None:
+    """The values a choice parameter takes, None for any other parameter (imported here, when
+    one is given: `--help` and the other commands pass through this module first)."""
+    if param == "retry_on":
+        from gage_queue.requests import RETRY_ON
+
+        return RETRY_ON
+    return None
+
+
 def _converted(param: str, value: str) -> Any:
     """`value` as click makes it for `param`, or None where click would refuse it."""
     if param in NOT_EMPTY and not value.strip():
         return None
-    if param in CHOICES:
-        return value if value in CHOICES[param] else None
+    allowed = choices(param)
+    if allowed is not None:
+        return value if value in allowed else None
     if param in INT_RANGES:
         low, high = INT_RANGES[param]
         try:

@@ -58,7 +58,7 @@ def test_the_table_is_the_click_declaration():
                           ("value", submit_args.VALUE_OPTIONS)):
         for opt, name in options.items():
             ours[opt] = (name, kind, submit_args.INT_RANGES.get(name),
-                         submit_args.CHOICES.get(name), name in submit_args.NOT_EMPTY)
+                         submit_args.choices(name), name in submit_args.NOT_EMPTY)
     assert ours == table
     assert {**click_params(["train"]), "args": ()} == submit_args.DEFAULTS
 
