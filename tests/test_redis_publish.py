@@ -263,14 +263,16 @@ WORKER_STACK = ("celery", "kombu", "billiard", "redis", "amqp", "vine", "asyncio
 
 
 def test_a_submit_loads_only_what_its_broker_needs(tmp_path, stand_in_redis):
-    """Embedded: no kombu, redis-py, Celery or asyncio; Redis: the same modules and its
-    publisher (with urllib.parse, for the URL)."""
+    """Embedded: no kombu, redis-py, Celery or asyncio, and no socket; Redis: the same modules
+    and its publisher (with socket, and urllib.parse for the URL)."""
     embedded = _submit_loading(tmp_path, None)
     assert not sorted(m for m in embedded if m.split(".")[0] in WORKER_STACK)
     assert "gage_queue.broker.redis_publish" not in embedded
 
     on_redis = _submit_loading(tmp_path, stand_in_redis.url)
-    assert on_redis - embedded == {  # the publisher, and the URL parser it reads its URL with
-        "gage_queue.broker.redis_publish", "urllib", "urllib.parse", "ipaddress"}
+    assert "socket" not in embedded
+    assert on_redis - embedded == {  # the publisher, its sockets, and the URL parser
+        "gage_queue.broker.redis_publish", "socket", "_socket", "selectors", "select", "array",
+        "urllib", "urllib.parse", "ipaddress"}
     assert [c[0] for c in stand_in_redis.commands] == [b"PING", b"SADD", b"SADD", b"LPUSH"]
     assert stand_in_redis.commands[-1][1] == b"gage"
