@@ -191,15 +191,25 @@ def read_holder(path: str) -> Holder | None:
 
 
 def read_pool(runs_dir: str) -> PoolState:
-    """The live nodes, their slots' holders, and each host's GPUs' holders."""
+    """The live nodes, their slots' holders, and each host's GPUs' holders.
+
+    A node counts as live only if its lock is still held after its holders
+    were read: a host that dies while they are read shows its slots and
+    GPUs free, and the pass must not then see a live node with free GPUs
+    (it would place runs on a dead host, and others around them).
+    """
     nodes = []
     gpus: dict[str, dict[str, Holder | None]] = {}
     for info in live_nodes(runs_dir):
-        nodes.append(NodeState(info, is_draining(runs_dir, info), slot_holders(runs_dir, info)))
-        host_gpus = gpus.setdefault(info.host, {})
+        slots = slot_holders(runs_dir, info)
+        host_gpus = gpus.get(info.host, {})
         for gpu in info.gpus:
             if gpu not in host_gpus:
                 host_gpus[gpu] = read_holder(gpu_lock(runs_dir, info.host, gpu))
+        if not probe_path(node_lock(runs_dir, info.host, info.node)):
+            continue  # it died while its holders were read
+        gpus[info.host] = host_gpus
+        nodes.append(NodeState(info, is_draining(runs_dir, info), slots))
     return PoolState(nodes, gpus)
 
 
