@@ -8,7 +8,7 @@ Click-free, so a plain submit read by `gage_submit.submit_args` loads no click;
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .commands.common import print_runs_json, settings_for, state_exit_code
 
@@ -17,40 +17,44 @@ if TYPE_CHECKING:  # imported where used: a submit must not pay for what list ne
     from gage_queue.settings import Settings
 
     from .errors import StagingFailed
-    from .submit import Plan, Submitted
+    from .submit import Plan, SubmitOptions, Submitted
 
 
-def submit_command(
-    args: tuple[str, ...] | list[str], *, project_dir: str | None, runs_dir: str | None,
-    queue: str | None, label: str | None, time_limit: str | None, gpus: int | None,
-    priority: int | None, after: tuple[str, ...], after_any: bool, early_signal: str | None,
-    preemptible: bool | None, retries: int | None, retry_on: str | None, max_runs: int,
-    wait: bool, follow: bool, as_json: bool, broker: str | None,
-) -> int:
-    """`gage-submit [submit] OP [NAME=VALUE]...` with its options; the exit code."""
+def submit_command(args: tuple[str, ...] | list[str], *, project_dir: str | None,
+                   wait: bool, follow: bool, as_json: bool, broker: str | None,
+                   **run_options: Any) -> int:
+    """`gage-submit [submit] OP [NAME=VALUE]...` with its options; the exit code.
+    `run_options`: the options of a command that queues runs (`submit_options`)."""
+    from .project import current_namespace
+    from .submit import plan_submit
+
+    check_output_options(follow=follow, as_json=as_json)
+    op_name, flag_args = split_op(list(args))
+    settings = settings_for(None, broker)
+    options = submit_options(op_name, flag_args, project_dir=project_dir, **run_options)
+    return submit_plan(plan_submit(options, settings), settings, wait=wait, follow=follow,
+                       as_json=as_json, namespace=current_namespace(project_dir))
+
+
+def submit_options(op_name: str | None, flag_args: list[str], *, time_limit: str | None,
+                   **options: Any) -> SubmitOptions:
+    """`SubmitOptions` from the options of a command that queues runs (`submit`, `rerun`:
+    `commands.options.run_options`), its `--time-limit` parsed."""
     from gage_queue.durations import parse_duration
 
+    from .submit import SubmitOptions
+
+    return SubmitOptions(
+        op_name, flag_args, **options,
+        time_limit=parse_duration(time_limit) if time_limit is not None else None)
+
+
+def check_output_options(*, follow: bool, as_json: bool) -> None:
+    """--follow streams a run's output, which --json would mix with its document."""
     from .errors import SubmitError
-    from .project import current_namespace
-    from .submit import SubmitOptions, plan_submit
 
     if follow and as_json:
         raise SubmitError("--follow streams output; it cannot be used with --json")
-    op_name, flag_args = split_op(list(args))
-    settings = settings_for(None, broker)
-    plan = plan_submit(
-        SubmitOptions(
-            op_name=op_name, flag_args=flag_args, project_dir=project_dir, runs_dir=runs_dir,
-            queue=queue, label=label, max_runs=max_runs,
-            time_limit=parse_duration(time_limit) if time_limit is not None else None,
-            gpus=gpus, priority=priority, after=after, after_any=after_any,
-            retries=retries, retry_on=retry_on, early_signal=early_signal,
-            preemptible=preemptible,
-        ),
-        settings,
-    )
-    return submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json,
-                       namespace=current_namespace(project_dir))
 
 
 def split_op(args: list[str]) -> tuple[str | None, list[str]]:

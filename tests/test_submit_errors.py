@@ -166,6 +166,8 @@ def test_run_lookup_errors(project, tmp_path):
     assert_one_line_error(gage_submit("wait"), "Missing argument 'RUN...'")
     assert_one_line_error(gage_submit("list", "--status", "done"), "'done' is not one of")
     assert_one_line_error(gage_submit("wait", "1", "--timeout", "x"), "invalid duration 'x'")
+    assert_one_line_error(gage_submit("rerun", "1", "--follow", "--json"),
+                          "--follow streams output; it cannot be used with --json")
 
 
 def test_a_failing_stage_hook_leaves_the_run_pending_and_unqueued(gage_submit, project):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..completion import complete_runs
@@ -22,11 +24,7 @@ from .options import broker_option, json_option, project_options, run_options
 @broker_option
 def command(
     spec: str, flag_args: tuple[str, ...], project_dir: str | None, runs_dir: str | None,
-    queue: str | None, label: str | None, time_limit: str | None, gpus: int | None,
-    priority: int | None, after: tuple[str, ...], after_any: bool, early_signal: str | None,
-    preemptible: bool | None, retries: int | None,
-    retry_on: str | None, max_runs: int, wait: bool,
-    follow: bool, as_json: bool, broker: str | None,
+    wait: bool, follow: bool, as_json: bool, broker: str | None, **run_options: Any,
 ) -> int:
     """Queue new runs of RUN's op from RUN's source code, with its config overlaid by flags.
 
@@ -34,27 +32,14 @@ def command(
     value, lr=[0.1,0.01], makes one run per combination. Each new run
     records RUN as the run it reruns (`show` prints it).
     """
-    from gage_queue.durations import parse_duration
-
     from ..project import current_namespace
     from ..rerun import rerun_source
-    from ..submit import SubmitOptions, plan_rerun
-    from ..submit_command import submit_plan
+    from ..submit import plan_rerun
+    from ..submit_command import check_output_options, submit_options, submit_plan
 
-    if follow and as_json:
-        raise click.UsageError("--follow streams output; it cannot be used with --json")
+    check_output_options(follow=follow, as_json=as_json)
     source = rerun_source(select_run(spec, project_dir, runs_dir))
     settings = settings_for(None, broker)
-    plan = plan_rerun(
-        source,
-        SubmitOptions(
-            op_name=None, flag_args=list(flag_args), queue=queue, label=label, max_runs=max_runs,
-            time_limit=parse_duration(time_limit) if time_limit is not None else None,
-            gpus=gpus, priority=priority, after=after, after_any=after_any,
-            retries=retries, retry_on=retry_on, early_signal=early_signal,
-            preemptible=preemptible,
-        ),
-        settings,
-    )
+    plan = plan_rerun(source, submit_options(None, list(flag_args), **run_options), settings)
     return submit_plan(plan, settings, wait=wait, follow=follow, as_json=as_json,
                        namespace=current_namespace(project_dir))

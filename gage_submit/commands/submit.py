@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..completion import complete_submit_args
@@ -21,23 +23,11 @@ from .options import broker_option, json_option, project_options, run_options
 @json_option
 @broker_option
 @click.option("-y", "--yes", is_flag=True, hidden=True)  # `gage run -y` habit; never prompts
-def command(
-    args: tuple[str, ...], project_dir: str | None, runs_dir: str | None, queue: str | None,
-    label: str | None, time_limit: str | None, gpus: int | None, priority: int | None,
-    after: tuple[str, ...], after_any: bool, early_signal: str | None,
-    preemptible: bool | None, retries: int | None,
-    retry_on: str | None, max_runs: int, wait: bool, follow: bool,
-    as_json: bool, broker: str | None, yes: bool,
-) -> int:
+def command(args: tuple[str, ...], yes: bool, **options: Any) -> int:
     """Stage runs of OP with flags NAME=VALUE and queue them for the workers.
 
     OP defaults to the project's default op. A list value, lr=[0.1,0.01],
     submits one run per combination of all list values. Prints one line
     per run: `queued NAME ID FLAGS`.
     """
-    return submit_command(
-        args, project_dir=project_dir, runs_dir=runs_dir, queue=queue, label=label,
-        time_limit=time_limit, gpus=gpus, priority=priority, after=after, after_any=after_any,
-        early_signal=early_signal, preemptible=preemptible, retries=retries, retry_on=retry_on,
-        max_runs=max_runs, wait=wait, follow=follow, as_json=as_json, broker=broker,
-    )
+    return submit_command(args, **options)
