@@ -47,6 +47,7 @@ from gage_runs.runs_dir import resolve_run_id
 if TYPE_CHECKING:
     from gage_queue.pool import PoolState
 
+
 @dataclass(frozen=True)
 class Waiting:
     """A waiting run as the scheduler sees it."""

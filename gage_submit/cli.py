@@ -20,9 +20,10 @@ dir, and cancel and priority write there for the workers to act on.
 
 Each command is a module of `gage_submit.commands`, loaded only when it
 runs; a plain submit (`gage-submit OP [NAME=VALUE]... [options]`) is read
-without click (`submit_args`), anything else by the click group (`group`). Exit codes are `gage_queue.exits`': 0 success; 1 a run did not
-complete (error, terminated, lost), could not be staged, or something
-unexpected failed; 2 bad input; 3 the broker is unreachable (the runs stay
+without click (`submit_args`), anything else by the click group (`group`).
+Exit codes are `gage_queue.exits`': 0 success; 1 a run did not complete
+(error, terminated, lost), could not be staged, or something unexpected
+failed; 2 bad input; 3 the broker is unreachable (the runs stay
 queued and reconcile sends them); 4 `wait --timeout` expired; 130
 interrupted. Errors are one line on stderr, `gage-submit: error: ...`.
 Only `cancel` with a filter asks, and only on a terminal (`--yes` skips
