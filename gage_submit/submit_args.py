@@ -34,11 +34,6 @@ FLAGS: dict[str, str] = {
 
 REPEATABLE = {"--after": "after"}
 
-INT_RANGES: dict[str, tuple[int, int | None]] = {
-    "gpus": (0, 64), "priority": (-1000, 1000), "retries": (0, 100), "max_runs": (1, None),
-}
-"""The integer parameters and their bounds, as their click types have them."""
-
 NOT_EMPTY = frozenset(("project_dir", "runs_dir", "broker"))
 """Parameters refused when given empty (click's `not_empty` callback)."""
 
@@ -110,6 +105,19 @@ def choices(param: str) -> tuple[str, ...] | None:
     return None
 
 
+def int_range(param: str) -> tuple[int, int | None] | None:
+    """The bounds of an integer parameter, as its click type has them (`gage_queue.requests`'
+    limits, imported as `choices` imports its values); None for any other parameter."""
+    if param == "max_runs":
+        return 1, None
+    if param not in ("gpus", "priority", "retries"):
+        return None
+    from gage_queue.requests import MAX_GPUS, MAX_PRIORITY, MAX_RETRIES, MIN_PRIORITY
+
+    return {"gpus": (0, MAX_GPUS), "priority": (MIN_PRIORITY, MAX_PRIORITY),
+            "retries": (0, MAX_RETRIES)}[param]
+
+
 def _converted(param: str, value: str) -> Any:
     """`value` as click makes it for `param`, or None where click would refuse it."""
     if param in NOT_EMPTY and not value.strip():
@@ -117,8 +125,9 @@ def _converted(param: str, value: str) -> Any:
     allowed = choices(param)
     if allowed is not None:
         return value if value in allowed else None
-    if param in INT_RANGES:
-        low, high = INT_RANGES[param]
+    bounds = int_range(param)
+    if bounds is not None:
+        low, high = bounds
         try:
             number = int(value)
         except ValueError:

@@ -57,7 +57,7 @@ def test_the_table_is_the_click_declaration():
     for kind, options in (("flag", submit_args.FLAGS), ("repeatable", submit_args.REPEATABLE),
                           ("value", submit_args.VALUE_OPTIONS)):
         for opt, name in options.items():
-            ours[opt] = (name, kind, submit_args.INT_RANGES.get(name),
+            ours[opt] = (name, kind, submit_args.int_range(name),
                          submit_args.choices(name), name in submit_args.NOT_EMPTY)
     assert ours == table
     assert {**click_params(["train"]), "args": ()} == submit_args.DEFAULTS

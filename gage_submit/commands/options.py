@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import click
 
-from gage_queue.requests import RETRY_ON
+from gage_queue.requests import MAX_GPUS, MAX_PRIORITY, MAX_RETRIES, MIN_PRIORITY, RETRY_ON
 
 from ..submit_args import DEFAULT_MAX_RUNS
 
@@ -52,7 +52,7 @@ def run_options(*, queue_help: str, label_help: str, time_limit_help: str) -> Ca
             click.option("--preemptible", is_flag=True, default=None,
                          help="A higher-priority run may stop it (--signal's SIG, SIGTERM,"
                               " then the grace); it then runs again as a new attempt."),
-            click.option("--retries", type=click.IntRange(0, 100), metavar="N",
+            click.option("--retries", type=click.IntRange(0, MAX_RETRIES), metavar="N",
                          help="Run a lost run again, as a new linked run, up to N times."),
             click.option("--retry-on", type=click.Choice(RETRY_ON),
                          help="lost (default): its worker or host died; error: also a"
@@ -81,10 +81,10 @@ def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 gpus_option = click.option(
-    "--gpus", metavar="N", type=click.IntRange(0, 64),
+    "--gpus", metavar="N", type=click.IntRange(0, MAX_GPUS),
     help="GPUs each run takes, all of one host (default: one on a GPU worker).")
 priority_option = click.option(
-    "--priority", metavar="P", type=click.IntRange(-1000, 1000),
+    "--priority", metavar="P", type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY),
     help="Higher starts first (default 0); `gage-submit priority` changes it later.")
 broker_option = click.option("--broker", metavar="URL", callback=not_empty,
                              help="Broker URL (else GAGE_BROKER_URL).")
